@@ -1,0 +1,155 @@
+"""Config (a frozen dataclass) and Config.from_env(): the only code that reads the environment.
+
+Settings come from ``EVENTGATE_*`` variables; ``var/eventgate.env`` (written by ``eventgate init``
+on the first run) fills in what the environment does not set. No secret has a default in code:
+a missing secret is a ConfigError, and ``write_dev_env`` generates fresh ones per install.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.errors import ConfigError
+
+ENV_FILE_NAME = "eventgate.env"
+MIN_SECRET_CHARS = 32
+
+
+def _split_keys(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a ``KEY=value`` file (blank lines and ``#`` comments allowed); missing file → {}."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def write_dev_env(var_dir: Path) -> Path:
+    """Create ``var/eventgate.env`` with freshly generated dev secrets unless it exists.
+
+    Secrets are random per install, never fixed in code, so a copied dev setup cannot forge tokens
+    for another one. An existing file is left untouched: rotating is a deliberate act.
+    """
+    var_dir.mkdir(parents=True, exist_ok=True)
+    path = var_dir / ENV_FILE_NAME
+    if not path.exists():
+        body = (
+            "# Written by `eventgate init`: development secrets for this checkout only.\n"
+            f"EVENTGATE_SECRET_KEY={secrets.token_urlsafe(32)}\n"
+            f"EVENTGATE_PUBLISH_KEY={secrets.token_urlsafe(32)}\n"
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(body)
+    return path
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of both apps and the CLI. Build it with ``from_env`` or directly in tests."""
+
+    secret_keys: tuple[str, ...]
+    publish_keys: tuple[str, ...]
+    redis_url: str = "redis://127.0.0.1:6399/0"
+    port: int = 8080
+    web_port: int = 8000
+    stream_port: int = 8001
+    redis_port: int = 6399
+    var_dir: Path = field(default_factory=lambda: Path("var"))
+    environment: str = "development"
+    heartbeat_seconds: float = 15.0
+    retry_ms: int = 3000
+    token_ttl_seconds: int = 600
+    token_max_ttl_seconds: int = 86400
+    max_token_bytes: int = 4096
+    max_channels_per_stream: int = 32
+    retention_count: int = 10000
+    retention_seconds: int = 86400
+    max_queue_bytes: int = 1 << 20
+    max_queue_frames: int = 10000
+    max_event_bytes: int = 64 * 1024
+    max_batch_events: int = 1000
+    redis_timeout_seconds: float = 0.5
+    redis_connect_timeout_seconds: float = 0.5
+    redis_pool_size: int = 16
+
+    def __post_init__(self) -> None:
+        if not self.secret_keys:
+            raise ConfigError(
+                "EVENTGATE_SECRET_KEY is not set: run `eventgate init` (or `make run`) to write "
+                "development secrets to var/eventgate.env, or set the variable."
+            )
+        if not self.publish_keys:
+            raise ConfigError(
+                "EVENTGATE_PUBLISH_KEY is not set: run `eventgate init` or set the variable."
+            )
+        if self.environment == "production":
+            weak = [k for k in self.secret_keys + self.publish_keys if len(k) < MIN_SECRET_CHARS]
+            if weak:
+                raise ConfigError(
+                    f"refusing to start in production with a secret shorter than "
+                    f"{MIN_SECRET_CHARS} characters."
+                )
+        if self.heartbeat_seconds <= 0:
+            raise ConfigError("EVENTGATE_HEARTBEAT must be a positive number of seconds.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Read ``EVENTGATE_*`` from ``environ`` (default: the process environment), falling back
+        to ``<var_dir>/eventgate.env`` for anything the environment leaves unset."""
+        env = dict(os.environ if environ is None else environ)
+        var_dir = Path(env.get("EVENTGATE_VAR_DIR", "var"))
+        merged = {**read_env_file(var_dir / ENV_FILE_NAME), **env}
+
+        def get(name: str, default: str) -> str:
+            return merged.get(f"EVENTGATE_{name}", default)
+
+        def number(name: str, default: float, kind: type = int):  # type: ignore[no-untyped-def]
+            raw = get(name, str(default))
+            try:
+                return kind(raw)
+            except ValueError:
+                raise ConfigError(f"EVENTGATE_{name} must be a number, not {raw!r}.") from None
+
+        redis_port = number("REDIS_PORT", 6399)
+        return cls(
+            secret_keys=_split_keys(get("SECRET_KEY", "")),
+            publish_keys=_split_keys(get("PUBLISH_KEY", "")),
+            redis_url=get("REDIS_URL", f"redis://127.0.0.1:{redis_port}/0"),
+            port=number("PORT", 8080),
+            web_port=number("WEB_PORT", 8000),
+            stream_port=number("STREAM_PORT", 8001),
+            redis_port=redis_port,
+            var_dir=var_dir,
+            environment=get("ENV", "development"),
+            heartbeat_seconds=number("HEARTBEAT", 15.0, float),
+            retry_ms=number("RETRY_MS", 3000),
+            token_ttl_seconds=number("TOKEN_TTL", 600),
+            token_max_ttl_seconds=number("TOKEN_MAX_TTL", 86400),
+            max_token_bytes=number("MAX_TOKEN_BYTES", 4096),
+            max_channels_per_stream=number("MAX_CHANNELS", 32),
+            retention_count=number("RETENTION_COUNT", 10000),
+            retention_seconds=number("RETENTION_SECONDS", 86400),
+            max_queue_bytes=number("MAX_QUEUE_BYTES", 1 << 20),
+            max_queue_frames=number("MAX_QUEUE_FRAMES", 10000),
+            max_event_bytes=number("MAX_EVENT_BYTES", 64 * 1024),
+            max_batch_events=number("MAX_BATCH_EVENTS", 1000),
+            redis_timeout_seconds=number("REDIS_TIMEOUT", 0.5, float),
+            redis_connect_timeout_seconds=number("REDIS_CONNECT_TIMEOUT", 0.5, float),
+            redis_pool_size=number("REDIS_POOL_SIZE", 16),
+        )

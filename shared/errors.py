@@ -1,0 +1,67 @@
+"""One root error for eventgate; subclasses carry the data a caller needs to answer well."""
+
+from __future__ import annotations
+
+
+class EventgateError(Exception):
+    """Root of every error eventgate raises on purpose.
+
+    ``code`` is the machine-readable name used in JSON error bodies; ``str(error)`` is a human
+    sentence that never contains a secret.
+    """
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(EventgateError):
+    code = "config_error"
+
+
+class InvalidName(EventgateError, ValueError):
+    """A channel name or event type outside the contract's alphabet or length."""
+
+    code = "invalid_name"
+
+    def __init__(self, message: str, value: str) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+class InvalidEvent(EventgateError, ValueError):
+    code = "invalid_event"
+
+
+class TokenError(EventgateError):
+    """The token is missing, malformed, tampered with, or signed by an unknown key."""
+
+    code = "invalid_token"
+
+
+class TokenExpired(TokenError):
+    code = "token_expired"
+
+    def __init__(self, message: str, expired_at: float | None) -> None:
+        super().__init__(message)
+        self.expired_at = expired_at
+
+
+class ChannelNotGranted(EventgateError):
+    code = "channel_forbidden"
+
+    def __init__(self, message: str, channel: str) -> None:
+        super().__init__(message)
+        self.channel = channel
+
+
+class InvalidCursor(EventgateError, ValueError):
+    code = "invalid_cursor"
+
+
+class PublishError(EventgateError):
+    """Redis did not confirm that the event was stored: it was not published."""
+
+    code = "publish_failed"

@@ -1,0 +1,75 @@
+"""Event and its two Redis forms (pub/sub payload, Stream entry): the format both sides agree on.
+
+Every stored event records ``prev``, the id of the event before it on its channel (``0-0`` for the
+first one). A reader that holds position P and next sees an event whose ``prev`` is not P knows,
+without trusting anything else, that events between were lost (trimmed, or a Redis restart without
+persistence) — or that its live feed skipped some that it must read back from the log.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from shared.errors import InvalidEvent
+
+START = "0-0"
+
+
+def encode_data(data: object, max_bytes: int) -> str:
+    """Serialize ``data`` as compact one-line JSON, refusing what JSON cannot carry (NaN,
+    non-string keys, sets…) and anything over ``max_bytes``. JSON escapes every control character,
+    so the result never contains CR, LF or NUL and is safe on one ``data:`` line."""
+    try:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidEvent(f"data is not JSON: {error}.") from None
+    if len(text.encode("utf-8")) > max_bytes:
+        raise InvalidEvent(f"the event's data is larger than {max_bytes} bytes.")
+    return text
+
+
+def id_key(event_id: str) -> tuple[int, int]:
+    """Order key of a Redis Stream id (``ms-seq``); raises ValueError when malformed."""
+    ms, _, seq = event_id.partition("-")
+    if not (ms.isdigit() and seq.isdigit()) or len(ms) > 20 or len(seq) > 20:
+        raise ValueError(f"not a stream id: {event_id[:40]!r}")
+    return int(ms), int(seq)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One stored event. ``data`` is the JSON text exactly as it goes on the wire."""
+
+    channel: str
+    id: str
+    prev: str
+    type: str
+    data: str
+
+    def to_payload(self) -> bytes:
+        """The pub/sub payload (built by the publish script in Redis; here for tests and tools)."""
+        return "\n".join((self.id, self.prev, self.type, self.data)).encode("utf-8")
+
+    @classmethod
+    def from_payload(cls, channel: str, payload: bytes) -> Event:
+        event_id, prev, event_type, data = payload.decode("utf-8").split("\n", 3)
+        return cls(channel, event_id, prev, event_type, data)
+
+    @classmethod
+    def from_entry(cls, channel: str, entry_id: bytes | str, fields: dict) -> Event:
+        """From an ``XRANGE`` entry (bytes or str, as the client returns them)."""
+
+        def text(value: bytes | str) -> str:
+            return value.decode("utf-8") if isinstance(value, bytes) else value
+
+        values = {text(k): text(v) for k, v in fields.items()}
+        return cls(channel, text(entry_id), values["prev"], values["type"], values["data"])
+
+    def to_json(self) -> dict:
+        return {
+            "channel": self.channel,
+            "id": self.id,
+            "type": self.type,
+            "data": json.loads(self.data),
+        }

@@ -1,0 +1,25 @@
+"""Every Redis key and pub/sub channel name eventgate uses; nobody else builds key strings.
+
+A channel's log (a Redis Stream) and its live pub/sub channel share the hash tag ``{channel}`` so
+that both land on one shard under Redis Cluster with sharded pub/sub.
+"""
+
+from __future__ import annotations
+
+PREFIX = "eventgate:"
+_LIVE_SUFFIX = ":live"
+
+
+def log_key(channel: str) -> str:
+    """The Redis Stream holding ``channel``'s retained events: the source of truth."""
+    return f"{PREFIX}{{{channel}}}:log"
+
+
+def live_channel(channel: str) -> str:
+    """The pub/sub channel carrying ``channel``'s events as they are published: the fast path."""
+    return f"{PREFIX}{{{channel}}}{_LIVE_SUFFIX}"
+
+
+def channel_of_live(name: str) -> str:
+    """Inverse of ``live_channel``."""
+    return name[len(PREFIX) + 1 : -len(_LIVE_SUFFIX) - 1]

@@ -1,0 +1,68 @@
+"""Channel-name and event-type validation: the contract's alphabet, enforced at every entry.
+
+Threat: every name reaches the SSE wire (``event:`` lines) or a Redis key. A CR, LF or NUL — even a
+bare CR — would let a publisher inject ``id:``/``event:`` fields into every subscriber's stream, and
+glob characters would widen a pattern subscription. So names are whitelisted, never escaped.
+"""
+
+from __future__ import annotations
+
+import re
+
+from shared.errors import InvalidName
+
+_CHANNEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_EVENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+_GRANT_SUFFIX = ".*"
+
+#: Event types under this prefix are eventgate's own control events (loss notices, shutdown);
+#: publishers may not use it, so a browser can trust them.
+CONTROL_PREFIX = "eventgate."
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def validate_channel(name: object) -> str:
+    """Return ``name`` if it is a valid channel name, else raise InvalidName (a 400)."""
+    if not isinstance(name, str) or not _CHANNEL.fullmatch(name):
+        raise InvalidName(
+            f"channel name {_shown(name)} is invalid: use 1 to 128 characters of A-Z a-z 0-9 . _ : -,"
+            " starting with a letter or digit.",
+            str(name),
+        )
+    return name
+
+
+def validate_event_type(name: object) -> str:
+    """Return ``name`` if it is a valid publishable event type, else raise InvalidName."""
+    if not isinstance(name, str) or not _EVENT_TYPE.fullmatch(name):
+        raise InvalidName(
+            f"event type {_shown(name)} is invalid: use 1 to 64 characters of A-Z a-z 0-9 . _ : -,"
+            " starting with a letter or digit.",
+            str(name),
+        )
+    if name.startswith(CONTROL_PREFIX):
+        raise InvalidName(
+            f"event type {_shown(name)} is reserved: types starting with "
+            f"{CONTROL_PREFIX!r} are eventgate's own control events.",
+            name,
+        )
+    return name
+
+
+def validate_grant(grant: object) -> str:
+    """A grant is an exact channel name or ``prefix.*`` (every channel under ``prefix.``)."""
+    if isinstance(grant, str) and grant.endswith(_GRANT_SUFFIX):
+        validate_channel(grant[: -len(_GRANT_SUFFIX)])
+        return grant
+    return validate_channel(grant)
+
+
+def grant_covers(grant: str, channel: str) -> bool:
+    """True when ``grant`` (exact or ``prefix.*``) covers ``channel``."""
+    if grant.endswith(_GRANT_SUFFIX):
+        return channel.startswith(grant[:-1])
+    return grant == channel

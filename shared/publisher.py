@@ -1,0 +1,109 @@
+"""Publisher: store each event in its channel's log and publish it live, in one atomic round trip.
+
+The Lua script appends to the channel's Redis Stream (trimmed by count and age), records the id
+of the previous event (``prev``, so readers can prove continuity), then PUBLISHes the payload with
+the new id. Either Redis confirms and returns ids, or ``publish`` raises PublishError: nothing
+ever reports success for an event that was not stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import redis
+
+from shared import keys
+from shared.config import Config
+from shared.errors import InvalidEvent, PublishError
+from shared.events import encode_data
+from shared.names import validate_channel, validate_event_type
+
+# KEYS: log1, live1, log2, live2, …   ARGV: maxlen, max_age_ms, type1, data1, type2, data2, …
+_SCRIPT = """
+local maxlen, max_age_ms = ARGV[1], tonumber(ARGV[2])
+local minid = nil
+if max_age_ms > 0 then
+  local t = redis.call('TIME')
+  minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - max_age_ms
+end
+local ids = {}
+for i = 1, #KEYS, 2 do
+  local log, live = KEYS[i], KEYS[i + 1]
+  local etype, data = ARGV[i + 2], ARGV[i + 3]
+  local prev = '0-0'
+  local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+  if #last > 0 then
+    prev = last[1][1]
+  elseif redis.call('EXISTS', log) == 1 then
+    local info = redis.call('XINFO', 'STREAM', log)
+    for j = 1, #info, 2 do
+      if info[j] == 'last-generated-id' then prev = info[j + 1] end
+    end
+  end
+  local id = redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*',
+                        'type', etype, 'data', data, 'prev', prev)
+  if minid then redis.call('XTRIM', log, 'MINID', '~', minid) end
+  redis.call('PUBLISH', live, id .. '\\n' .. prev .. '\\n' .. etype .. '\\n' .. data)
+  ids[#ids + 1] = id
+end
+return ids
+"""
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An event about to be published: validated channel and type, data already JSON text."""
+
+    channel: str
+    type: str
+    data: str
+
+
+class Publisher:
+    """Publishes events; safe to share within a process (it holds a pooled client)."""
+
+    def __init__(self, client: redis.Redis, config: Config) -> None:
+        self._client = client
+        self._config = config
+        self._script = client.register_script(_SCRIPT)
+
+    def draft(self, channel: object, data: object = None, event_type: object = "message") -> Draft:
+        """Validate one event; raises InvalidName or InvalidEvent (both ValueError → 400)."""
+        return Draft(
+            channel=validate_channel(channel),
+            type=validate_event_type(event_type),
+            data=encode_data(data, self._config.max_event_bytes),
+        )
+
+    def publish(self, channel: str, data: object = None, event_type: str = "message") -> str:
+        """Store and publish one event; returns its id. Raises PublishError if Redis did not
+        confirm, InvalidName/InvalidEvent for bad input."""
+        return self.publish_many([self.draft(channel, data, event_type)])[0]
+
+    def publish_many(self, drafts: Sequence[Draft] | Iterable[Draft]) -> list[str]:
+        """Store and publish a batch atomically and in order (one script run); returns the ids."""
+        drafts = list(drafts)
+        if not drafts:
+            return []
+        if len(drafts) > self._config.max_batch_events:
+            raise InvalidEvent(
+                f"a batch holds at most {self._config.max_batch_events} events."
+            )
+        script_keys: list[str] = []
+        args: list[str | int] = [
+            self._config.retention_count,
+            self._config.retention_seconds * 1000,
+        ]
+        for draft in drafts:
+            script_keys += [keys.log_key(draft.channel), keys.live_channel(draft.channel)]
+            args += [draft.type, draft.data]
+        try:
+            ids = self._script(keys=script_keys, args=args)
+        except redis.RedisError as error:
+            raise PublishError(
+                f"Redis did not store the event ({type(error).__name__}); nothing was published."
+            ) from error
+        if not isinstance(ids, list) or len(ids) != len(drafts):
+            raise PublishError("Redis answered the publish script with something unexpected.")
+        return [i.decode("ascii") if isinstance(i, bytes) else str(i) for i in ids]

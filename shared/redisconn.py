@@ -1,0 +1,50 @@
+"""connect(config): Redis clients whose timeouts, retries, pool size and health checks we chose.
+
+redis-py 8 defaults (pool of 100, 5 s socket timeout, 10 retries with backoff) would let a Redis
+outage stall a blocking web worker into gunicorn's timeout, and would hide pub/sub reconnects.
+Every such knob is set here explicitly so that an upgrade cannot change our behaviour silently.
+"""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from shared.config import Config
+
+#: Seconds a caller waits for a free pooled connection before giving up.
+POOL_WAIT_SECONDS = 2.0
+
+
+def connect(config: Config) -> redis.Redis:
+    """A client for commands (publish, replay, health). Fails fast: one retry (to replace a
+    connection that Redis closed), ``redis_timeout_seconds`` per attempt, no backoff."""
+    pool = redis.BlockingConnectionPool.from_url(
+        config.redis_url,
+        max_connections=config.redis_pool_size,
+        timeout=POOL_WAIT_SECONDS,
+        socket_timeout=config.redis_timeout_seconds,
+        socket_connect_timeout=config.redis_connect_timeout_seconds,
+        socket_keepalive=True,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_timeout=False,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+def connect_pubsub(config: Config) -> redis.Redis:
+    """A client for the one pub/sub connection of a stream worker. No retries at all: redis-py
+    would otherwise reconnect and resubscribe silently, losing what was published meanwhile; the
+    broker must see every drop so that it can backfill from the log."""
+    return redis.Redis.from_url(
+        config.redis_url,
+        socket_timeout=max(config.heartbeat_seconds, 1.0) * 2,
+        socket_connect_timeout=config.redis_connect_timeout_seconds,
+        socket_keepalive=True,
+        health_check_interval=max(config.heartbeat_seconds, 1.0),
+        retry=Retry(NoBackoff(), 0),
+        single_connection_client=False,
+        max_connections=4,
+    )

@@ -1,0 +1,136 @@
+"""ChannelTokens: issue(channels, subject, ttl) / verify(token) -> Grant, signed with itsdangerous.
+
+Threat model: a stream token is a bearer credential that travels in a URL (EventSource cannot send
+headers), so it is short-lived by default, bounded in length (checked before any HMAC work), signed
+with a salt of its own (a token for anything else signed with the same key never verifies here),
+and carries only grants — exact channels or ``prefix.*``. The payload is signed, not encrypted:
+never put secrets in it. Keys rotate: the first configured key signs, every key verifies.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from shared.errors import ChannelNotGranted, TokenError, TokenExpired
+from shared.names import grant_covers, validate_channel, validate_grant
+
+SALT = "eventgate.stream-token.v1"
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a verified token allows: ``grants`` (exact channels and ``prefix.*``), the optional
+    ``subject`` it was issued to, and when it stops being valid (epoch seconds)."""
+
+    grants: tuple[str, ...]
+    subject: str | None
+    expires_at: float
+
+    def covers(self, channel: str) -> bool:
+        return any(grant_covers(grant, channel) for grant in self.grants)
+
+    def resolve(self, requested: Sequence[str]) -> list[str]:
+        """The channels a stream should carry: ``requested`` (each must be granted), or, when none
+        is requested, every exact channel the token grants. Order is kept, duplicates dropped.
+
+        Raises InvalidName for a malformed requested name and ChannelNotGranted for one outside
+        the grants; a ``prefix.*`` grant is a permission, not a subscription, so it must be
+        narrowed with explicit channel names.
+        """
+        if requested:
+            channels = list(dict.fromkeys(validate_channel(name) for name in requested))
+            for channel in channels:
+                if not self.covers(channel):
+                    raise ChannelNotGranted(
+                        f"the token does not grant channel {channel!r}.", channel
+                    )
+            return channels
+        exact = [grant for grant in self.grants if not grant.endswith(".*")]
+        if not exact:
+            raise ChannelNotGranted(
+                "the token grants only channel prefixes: name the channels with &channel=NAME.",
+                "",
+            )
+        return exact
+
+
+class ChannelTokens:
+    """Issues and verifies stream tokens. ``secret_keys``: the first signs, all verify."""
+
+    def __init__(
+        self,
+        secret_keys: Sequence[str],
+        *,
+        default_ttl_seconds: int = 600,
+        max_ttl_seconds: int = 86400,
+        max_token_bytes: int = 4096,
+    ) -> None:
+        if not secret_keys:
+            raise ValueError("at least one secret key is required")
+        # itsdangerous signs with the *last* key of the list and tries all of them to verify.
+        self._serializer = URLSafeTimedSerializer(list(reversed(secret_keys)), salt=SALT)
+        self.default_ttl_seconds = default_ttl_seconds
+        self.max_ttl_seconds = max_ttl_seconds
+        self.max_token_bytes = max_token_bytes
+
+    def issue(
+        self,
+        channels: Iterable[str],
+        subject: str | None = None,
+        ttl: int | None = None,
+    ) -> tuple[str, float]:
+        """Return ``(token, expires_at)``. Raises InvalidName for a bad grant and ValueError for a
+        ttl outside 1..max_ttl_seconds or an empty grant list."""
+        grants = list(dict.fromkeys(validate_grant(channel) for channel in channels))
+        if not grants:
+            raise ValueError("a token must grant at least one channel")
+        ttl = self.default_ttl_seconds if ttl is None else ttl
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= self.max_ttl_seconds:
+            raise ValueError(f"ttl must be a whole number of seconds from 1 to {self.max_ttl_seconds}")
+        if subject is not None and (not isinstance(subject, str) or not 0 < len(subject) <= 128):
+            raise ValueError("subject must be a string of 1 to 128 characters")
+        expires_at = int(time.time()) + ttl
+        payload = {"v": _VERSION, "ch": grants, "exp": expires_at}
+        if subject is not None:
+            payload["sub"] = subject
+        return self._serializer.dumps(payload), float(expires_at)
+
+    def verify(self, token: object) -> Grant:
+        """Return the Grant of a valid token. Raises TokenExpired (with ``expired_at``) or
+        TokenError; messages never echo the token."""
+        if not isinstance(token, str) or not token:
+            raise TokenError("a stream token is required.")
+        if len(token) > self.max_token_bytes:
+            raise TokenError(f"the token is longer than {self.max_token_bytes} bytes.")
+        try:
+            payload = self._serializer.loads(token, max_age=self.max_ttl_seconds)
+        except SignatureExpired as error:
+            expired_at = error.date_signed.timestamp() if error.date_signed else None
+            raise TokenExpired("the token has expired.", expired_at) from None
+        except (BadSignature, UnicodeError, ValueError):
+            raise TokenError("the token is malformed or its signature is invalid.") from None
+        grant = self._grant_from(payload)
+        if grant.expires_at <= time.time():
+            raise TokenExpired("the token has expired.", grant.expires_at)
+        return grant
+
+    @staticmethod
+    def _grant_from(payload: object) -> Grant:
+        invalid = TokenError("the token's payload is not a stream grant.")
+        if not isinstance(payload, dict) or payload.get("v") != _VERSION:
+            raise invalid
+        raw_grants, subject, expires_at = payload.get("ch"), payload.get("sub"), payload.get("exp")
+        if not isinstance(raw_grants, list) or not isinstance(expires_at, (int, float)):
+            raise invalid
+        if subject is not None and not isinstance(subject, str):
+            raise invalid
+        try:
+            grants = tuple(validate_grant(g) for g in raw_grants)
+        except ValueError:
+            raise invalid from None
+        return Grant(grants=grants, subject=subject, expires_at=float(expires_at))
