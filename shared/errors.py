@@ -11,6 +11,8 @@ class EventgateError(Exception):
     """
 
     code = "error"
+    #: The HTTP status an API answers with when this error refuses a request.
+    status = 500
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -19,12 +21,14 @@ class EventgateError(Exception):
 
 class ConfigError(EventgateError):
     code = "config_error"
+    status = 500
 
 
 class InvalidName(EventgateError, ValueError):
     """A channel name or event type outside the contract's alphabet or length."""
 
     code = "invalid_name"
+    status = 400
 
     def __init__(self, message: str, value: str) -> None:
         super().__init__(message)
@@ -33,12 +37,14 @@ class InvalidName(EventgateError, ValueError):
 
 class InvalidEvent(EventgateError, ValueError):
     code = "invalid_event"
+    status = 400
 
 
 class TokenError(EventgateError):
     """The token is missing, malformed, tampered with, or signed by an unknown key."""
 
     code = "invalid_token"
+    status = 401
 
 
 class TokenExpired(TokenError):
@@ -51,6 +57,7 @@ class TokenExpired(TokenError):
 
 class ChannelNotGranted(EventgateError):
     code = "channel_forbidden"
+    status = 403
 
     def __init__(self, message: str, channel: str) -> None:
         super().__init__(message)
@@ -59,9 +66,11 @@ class ChannelNotGranted(EventgateError):
 
 class InvalidCursor(EventgateError, ValueError):
     code = "invalid_cursor"
+    status = 400
 
 
 class PublishError(EventgateError):
     """Redis did not confirm that the event was stored: it was not published."""
 
     code = "publish_failed"
+    status = 503
