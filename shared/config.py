@@ -59,6 +59,13 @@ def write_dev_env(var_dir: Path) -> Path:
     return path
 
 
+def var_dir_from_env(environ: Mapping[str, str] | None = None) -> Path:
+    """Where runtime files live (``EVENTGATE_VAR_DIR``, default ``var``). Needs no secret, so
+    ``eventgate init`` can find the directory before any secret exists."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("EVENTGATE_VAR_DIR", "var"))
+
+
 @dataclass(frozen=True)
 class Config:
     """Every setting of both apps and the CLI. Build it with ``from_env`` or directly in tests."""
@@ -113,7 +120,7 @@ class Config:
         """Read ``EVENTGATE_*`` from ``environ`` (default: the process environment), falling back
         to ``<var_dir>/eventgate.env`` for anything the environment leaves unset."""
         env = dict(os.environ if environ is None else environ)
-        var_dir = Path(env.get("EVENTGATE_VAR_DIR", "var"))
+        var_dir = var_dir_from_env(env)
         merged = {**read_env_file(var_dir / ENV_FILE_NAME), **env}
 
         def get(name: str, default: str) -> str:
