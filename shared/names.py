@@ -29,8 +29,8 @@ def validate_channel(name: object) -> str:
     """Return ``name`` if it is a valid channel name, else raise InvalidName (a 400)."""
     if not isinstance(name, str) or not _CHANNEL.fullmatch(name):
         raise InvalidName(
-            f"channel name {_shown(name)} is invalid: use 1 to 128 characters of A-Z a-z 0-9 . _ : -,"
-            " starting with a letter or digit.",
+            f"channel name {_shown(name)} is invalid: use 1 to 128 characters of"
+            " A-Z a-z 0-9 . _ : -, starting with a letter or digit.",
             str(name),
         )
     return name

@@ -43,7 +43,9 @@ def connect_pubsub(config: Config) -> redis.Redis:
         socket_timeout=max(config.heartbeat_seconds, 1.0) * 2,
         socket_connect_timeout=config.redis_connect_timeout_seconds,
         socket_keepalive=True,
-        health_check_interval=max(config.heartbeat_seconds, 1.0),
+        # The broker PINGs on its own, under its write lock: redis-py's health check would write
+        # from the reading greenlet concurrently with subscribe calls from others.
+        health_check_interval=0,
         retry=Retry(NoBackoff(), 0),
         single_connection_client=False,
         max_connections=4,

@@ -44,4 +44,4 @@ def retry(milliseconds: int) -> bytes:
 
 def comment(text: str = "") -> bytes:
     """A comment frame (heartbeats): ignored by parsers, keeps proxies from timing out."""
-    return f": {_field(text, 'comment')}\n\n".encode("utf-8")
+    return f": {_field(text, 'comment')}\n\n".encode()

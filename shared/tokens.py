@@ -90,8 +90,9 @@ class ChannelTokens:
         if not grants:
             raise ValueError("a token must grant at least one channel")
         ttl = self.default_ttl_seconds if ttl is None else ttl
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= self.max_ttl_seconds:
-            raise ValueError(f"ttl must be a whole number of seconds from 1 to {self.max_ttl_seconds}")
+        limit = self.max_ttl_seconds
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= limit:
+            raise ValueError(f"ttl must be a whole number of seconds from 1 to {limit}")
         if subject is not None and (not isinstance(subject, str) or not 0 < len(subject) <= 128):
             raise ValueError("subject must be a string of 1 to 128 characters")
         expires_at = int(time.time()) + ttl

@@ -1,0 +1,51 @@
+"""The SSE broker: create_app(config) builds the stream app of one gevent worker process.
+
+Run only under ``gunicorn -k gevent`` (see stream/gunicorn_conf.py and deploy/): the factory
+starts the worker's hub greenlets, so it must run in the worker, after the fork — never with
+``--preload``.
+"""
+
+from __future__ import annotations
+
+import gevent
+from flask import Flask
+
+from shared.config import Config
+from shared.redisconn import connect, connect_pubsub
+from shared.tokens import ChannelTokens
+from stream import errors, heartbeat, views
+from stream.broker import Broker
+from stream.handover import Handover
+from stream.hub import Hub
+from stream.state import StreamState
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the stream app and start its broker and heartbeat greenlets."""
+    config = config or Config.from_env()
+    app = Flask(__name__)
+    client = connect(config)
+    broker_ref: list[Broker] = []
+    hub = Hub(on_last=lambda name: broker_ref[0].release(name))
+    broker = Broker(config, hub, client, connect_pubsub(config))
+    broker_ref.append(broker)
+    state = StreamState(
+        config=config,
+        tokens=ChannelTokens(
+            config.secret_keys,
+            default_ttl_seconds=config.token_ttl_seconds,
+            max_ttl_seconds=config.token_max_ttl_seconds,
+            max_token_bytes=config.max_token_bytes,
+        ),
+        hub=hub,
+        broker=broker,
+        redis=client,
+        loop=gevent.get_hub().loop,
+    )
+    app.extensions["eventgate.stream"] = state
+    app.register_blueprint(views.bp)
+    errors.register(app)
+    app.wsgi_app = Handover(app.wsgi_app)
+    broker.start()
+    state.greenlets = [gevent.spawn(heartbeat.run, hub, config.heartbeat_seconds)]
+    return app

@@ -1,0 +1,262 @@
+"""Broker: the one Redis pub/sub connection of a stream worker, read by one greenlet.
+
+Channels are subscribed when their first local client arrives and unsubscribed after the last
+leaves. redis-py is given no retries on this connection, so every drop (Redis restart, CLIENT KILL,
+output-buffer limit) surfaces here; the broker reconnects with backoff and jitter, resubscribes,
+and backfills from each channel's log what was published while it was away. A gap in the live
+feed that slips past all that (an event whose ``prev`` is not the last one delivered) triggers
+the same backfill. Only this module touches Redis pub/sub; a PubSub is not greenlet-safe, so one
+greenlet reads and every write goes through one lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+
+import gevent
+import gevent.event
+import gevent.lock
+import redis
+
+from shared import keys, sse
+from shared.config import Config
+from shared.events import Event, id_key
+from stream.hub import Channel, Hub
+
+log = logging.getLogger("eventgate.stream.broker")
+
+#: Entries read per XRANGE while backfilling or replaying.
+READ_BATCH = 500
+_ERRORS = (redis.RedisError, OSError)
+
+
+def body_of(event_type: str | bytes, data: str | bytes) -> bytes:
+    """SSE body of an event from Redis (validated again: the log is not ours alone)."""
+    if isinstance(event_type, bytes):
+        event_type = event_type.decode("utf-8", "replace")
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", "replace")
+    return sse.event_body(event_type, data)
+
+
+class Broker:
+    """Owns the pub/sub connection and feeds the hub. ``start()`` once per worker, after fork."""
+
+    def __init__(self, config: Config, hub: Hub, client: redis.Redis, pubsub_client: redis.Redis):
+        self.config = config
+        self.hub = hub
+        self.redis = client
+        self._pubsub_client = pubsub_client
+        self._pubsub: redis.client.PubSub | None = None
+        self._active: dict[str, gevent.event.Event] = {}
+        self._release: set[str] = set()
+        self._wake = gevent.event.Event()
+        self._lock = gevent.lock.Semaphore()
+        self._greenlets: list[gevent.Greenlet] = []
+        self._last_pong = 0.0
+        self.connected = False
+        self.reconnects = 0
+        self.backfills = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._greenlets = [gevent.spawn(self._run), gevent.spawn(self._janitor)]
+
+    def stop(self) -> None:
+        gevent.killall(self._greenlets, block=False)
+        self._disconnect()
+
+    # -- subscriptions ------------------------------------------------------------------------
+
+    def subscribe(self, channels: list[str], timeout: float) -> bool:
+        """Make sure every channel in ``channels`` is subscribed on Redis; block the calling
+        greenlet until Redis confirmed them all (True) or ``timeout`` passed (False)."""
+        new = [name for name in channels if name not in self._active]
+        for name in channels:
+            self._release.discard(name)
+        for name in new:
+            self._active[name] = gevent.event.Event()
+        if new and self.connected:
+            # On failure the reader sees the drop too; it resubscribes every active channel.
+            with contextlib.suppress(*_ERRORS):
+                self._write("subscribe", *[keys.live_channel(name) for name in new])
+        deadline = time.monotonic() + timeout
+        for name in channels:
+            confirmed = self._active.get(name)
+            if confirmed is None or not confirmed.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
+
+    def release(self, name: str) -> None:
+        """The hub's last local subscriber of ``name`` left; unsubscribe soon. Never blocks."""
+        self._release.add(name)
+        self._wake.set()
+
+    def _janitor(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            gone = [n for n in self._release if n not in self.hub.channels and n in self._active]
+            self._release.clear()
+            for name in gone:
+                del self._active[name]
+            if gone and self.connected:
+                # On failure, a reconnect subscribes only what is still active anyway.
+                with contextlib.suppress(*_ERRORS):
+                    self._write("unsubscribe", *[keys.live_channel(name) for name in gone])
+
+    def _write(self, command: str, *names: str) -> None:
+        with self._lock:
+            if self._pubsub is None:
+                raise redis.ConnectionError("not connected")
+            getattr(self._pubsub, command)(*names)
+
+    # -- the reader ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = 0.1
+        first = True
+        while True:
+            try:
+                self._connect()
+                backoff = 0.1
+                if not first:
+                    self.reconnects += 1
+                    log.warning("pub/sub reconnected; backfilling %d channels", len(self._active))
+                first = False
+                self.backfill_all()
+                self._read()
+            except _ERRORS as error:
+                if self.connected:
+                    log.warning("pub/sub connection lost: %s", type(error).__name__)
+            self._disconnect()
+            gevent.sleep(backoff * random.uniform(0.5, 1.5))
+            backoff = min(backoff * 2, 5.0)
+
+    def _connect(self) -> None:
+        pubsub = self._pubsub_client.pubsub(ignore_subscribe_messages=False)
+        with self._lock:
+            self._pubsub = pubsub
+            # One control channel keeps the connection in subscribed mode even with no clients.
+            names = [keys.live_channel(name) for name in self._active]
+            pubsub.subscribe(f"{keys.PREFIX}worker", *names)
+        self._last_pong = time.monotonic()
+        self.connected = True
+
+    def _disconnect(self) -> None:
+        self.connected = False
+        for confirmed in self._active.values():
+            confirmed.clear()
+        with self._lock:
+            pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(_ERRORS):
+                pubsub.close()
+
+    def _read(self) -> None:
+        ping_every = max(self.config.heartbeat_seconds, 1.0)
+        pubsub = self._pubsub
+        assert pubsub is not None
+        last_ping = time.monotonic()
+        while True:
+            message = pubsub.get_message(timeout=min(1.0, ping_every))
+            now = time.monotonic()
+            if message is not None:
+                self._dispatch(message)
+            if now - last_ping >= ping_every:
+                if now - self._last_pong > 3 * ping_every:
+                    raise redis.ConnectionError("Redis stopped answering PING on pub/sub")
+                self._write("ping")
+                last_ping = now
+
+    def _dispatch(self, message: dict) -> None:
+        kind = message["type"]
+        if kind == "message":
+            name = keys.channel_of_live(message["channel"].decode("utf-8"))
+            self.on_message(name, message["data"])
+        elif kind == "subscribe":
+            raw = message["channel"].decode("utf-8")
+            if raw.endswith("}:live"):
+                confirmed = self._active.get(keys.channel_of_live(raw))
+                if confirmed is not None:
+                    confirmed.set()
+        elif kind == "pong":
+            self._last_pong = time.monotonic()
+
+    # -- live events and backfill -------------------------------------------------------------
+
+    def on_message(self, name: str, payload: bytes) -> None:
+        """One live event from pub/sub; in order per channel. Never blocks."""
+        channel = self.hub.channels.get(name)
+        if channel is None:
+            return
+        try:
+            event_id, prev, event_type, data = payload.split(b"\n", 3)
+        except ValueError:
+            log.error("dropped a malformed pub/sub payload on %s", name)
+            return
+        item = (event_id.decode("ascii"), prev.decode("ascii"), body_of(event_type, data))
+        if channel.backfilling:
+            channel.held.append(item)
+        elif channel.last is not None and item[1] != channel.last:
+            channel.held.append(item)
+            self._start_backfill(channel)
+        else:
+            self.hub.broadcast(name, *item)
+
+    def backfill_all(self) -> None:
+        """After a reconnect: every channel that already delivered something reads back from its
+        log what was published while the connection was down."""
+        for channel in list(self.hub.channels.values()):
+            if channel.last is not None:
+                self._start_backfill(channel)
+
+    def _start_backfill(self, channel: Channel) -> None:
+        if not channel.backfilling:
+            channel.backfilling = True
+            gevent.spawn(self._backfill, channel)
+
+    def _backfill(self, channel: Channel) -> None:
+        self.backfills += 1
+        backoff = 0.05
+        try:
+            while self.hub.channels.get(channel.name) is channel:
+                try:
+                    self._catch_up(channel)
+                except _ERRORS:
+                    gevent.sleep(backoff * random.uniform(0.5, 1.5))
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                # No greenlet switch from here to the end of the loop body: nothing can slip in.
+                held, channel.held = channel.held, []
+                for index, (event_id, prev, body) in enumerate(held):
+                    if id_key(event_id) <= id_key(channel.last):
+                        continue
+                    if prev != channel.last:
+                        channel.held = held[index:]
+                        break
+                    self.hub.broadcast(channel.name, event_id, prev, body)
+                if not channel.held:
+                    return
+        finally:
+            channel.backfilling = False
+
+    def _catch_up(self, channel: Channel) -> None:
+        name = channel.name
+        while True:
+            entries = self.redis.xrange(
+                keys.log_key(name), min=f"({channel.last}", count=READ_BATCH
+            )
+            for entry_id, fields in entries:
+                event = Event.from_entry(name, entry_id, fields)
+                if event.prev != channel.last:
+                    log.warning("channel %s: events after %s are no longer in the log", name,
+                                channel.last)
+                    self.hub.broadcast_loss(name, channel.last, event.prev)
+                self.hub.broadcast(name, event.id, event.prev, body_of(event.type, event.data))
+            if len(entries) < READ_BATCH:
+                return

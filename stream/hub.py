@@ -1,0 +1,120 @@
+"""Hub: which local subscribers listen to which channel, and fan-out of each event to them.
+
+Each event is turned into bytes once per process: the shared ``event:``/``data:`` body and, for
+one-channel connections, the whole frame with its ``id:``. Per channel the hub also remembers the
+id of the last event it delivered, so that an event whose ``prev`` is not that id reveals a gap in
+the live feed (pub/sub dropped something): the broker then backfills from the log. No Redis I/O
+here — that is the broker's; socket writes are the subscribers'.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+
+from shared import sse
+from stream.subscriber import Subscriber
+
+LOST_EVENT = "eventgate.lost"
+
+
+class Channel:
+    """Local state of one subscribed channel."""
+
+    __slots__ = ("name", "subscribers", "last", "held", "backfilling")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.subscribers: set[Subscriber] = set()
+        self.last: str | None = None
+        self.held: list[tuple[str, str, bytes]] = []
+        self.backfilling = False
+
+
+def lost_body(channel: str, last_seen: str, resumes_after: str) -> bytes:
+    """The documented control event sent when history was lost: events on ``channel`` after
+    ``last_seen`` up to and including ``resumes_after`` are gone; delivery continues after it."""
+    data = json.dumps(
+        {"channel": channel, "last_seen": last_seen, "resumes_after": resumes_after},
+        separators=(",", ":"),
+    )
+    return sse.event_body(LOST_EVENT, data)
+
+
+class Hub:
+    """Channel → subscribers. ``on_last(name)`` tells the broker a channel lost its last local
+    subscriber (it may be called from a libev callback: it must not block)."""
+
+    def __init__(self, on_last: Callable[[str], None]) -> None:
+        self.channels: dict[str, Channel] = {}
+        self.subscribers: set[Subscriber] = set()
+        self._on_last = on_last
+        self.delivered = 0
+
+    def add(self, subscriber: Subscriber) -> list[str]:
+        """Register a connection on all its channels; returns the channels that are new to
+        this process (the broker must subscribe them before the connection replays)."""
+        self.subscribers.add(subscriber)
+        new = []
+        for name in subscriber.channels:
+            channel = self.channels.get(name)
+            if channel is None:
+                channel = self.channels[name] = Channel(name)
+                new.append(name)
+            channel.subscribers.add(subscriber)
+        return new
+
+    def remove(self, subscriber: Subscriber) -> None:
+        """Forget a connection; a channel whose last local subscriber left is dropped."""
+        self.subscribers.discard(subscriber)
+        for name in subscriber.channels:
+            channel = self.channels.get(name)
+            if channel is None:
+                continue
+            channel.subscribers.discard(subscriber)
+            if not channel.subscribers:
+                del self.channels[name]
+                self._on_last(name)
+
+    def broadcast(self, name: str, event_id: str, prev: str, body: bytes) -> None:
+        """Deliver one event, already in order, to every local subscriber of ``name``."""
+        channel = self.channels.get(name)
+        if channel is None:
+            return
+        channel.last = event_id
+        frame = sse.id_line(event_id) + body
+        for subscriber in tuple(channel.subscribers):
+            subscriber.deliver(name, event_id, prev, body, frame)
+        self.delivered += len(channel.subscribers)
+
+    def broadcast_loss(self, name: str, last_seen: str, resumes_after: str) -> None:
+        """Tell every live subscriber of ``name`` that events after ``last_seen`` are lost."""
+        channel = self.channels.get(name)
+        if channel is None:
+            return
+        channel.last = resumes_after
+        body = lost_body(name, last_seen, resumes_after)
+        for subscriber in tuple(channel.subscribers):
+            if subscriber.live:
+                subscriber.emit(name, resumes_after, body)
+            else:
+                subscriber.pending.append((name, resumes_after, last_seen, body))
+
+    def beat(self, comment: bytes) -> None:
+        """Called every half heartbeat period: send ``comment`` to every live connection that
+        was sent nothing for two calls, so none stays silent longer than one full period."""
+        for subscriber in tuple(self.subscribers):
+            subscriber.quiet += 1
+            if subscriber.quiet >= 2 and subscriber.live:
+                subscriber.send(comment)
+
+    def expire(self, now: float, last_words: Callable[[Subscriber], bytes]) -> None:
+        """End every stream whose token expired, with a control event saying so."""
+        for subscriber in tuple(self.subscribers):
+            if subscriber.expires_at <= now:
+                subscriber.finish(last_words(subscriber))
+
+    def finish_all(self, last_words: Callable[[], bytes], subscribers: Iterable | None = None):
+        """End every stream on purpose (graceful stop); ``last_words`` per connection."""
+        for subscriber in tuple(self.subscribers if subscribers is None else subscribers):
+            subscriber.finish(last_words())

@@ -1,0 +1,142 @@
+"""Resume: bring a new connection from its cursor to live with no gap and no duplicate.
+
+Order matters: the connection is registered with the hub and its channels are subscribed first
+(live events from then on wait in its ``pending`` list), then the log is replayed after the cursor,
+then ``pending`` is released, skipping what the replay already sent. A replayed event whose
+``prev`` is not the connection's position means history was lost: a documented ``eventgate.lost``
+control event is sent first — never silent loss. Channels without a cursor start at the log's
+current end, so the first cursor the client sees already pins every channel.
+"""
+
+from __future__ import annotations
+
+import gevent
+import redis
+
+from shared import keys
+from shared.events import START, Event, id_key
+from stream.broker import READ_BATCH, Broker, body_of
+from stream.hub import Hub, lost_body
+from stream.subscriber import Subscriber
+
+#: A replay pauses while this much is still queued for a slow socket (bytes).
+_REPLAY_PAUSE_BYTES = 256 * 1024
+_POLL_SECONDS = 0.005
+
+
+class Unavailable(Exception):
+    """Redis could not be reached or did not confirm in time; the client should retry."""
+
+
+def open_stream(
+    subscriber: Subscriber,
+    requested: dict[str, str],
+    *,
+    hub: Hub,
+    broker: Broker,
+    client: redis.Redis,
+    timeout: float,
+) -> None:
+    """Register ``subscriber``, replay what it missed after ``requested`` positions and hand it
+    over to live delivery. Raises Unavailable when Redis fails; the caller ends the stream."""
+    hub.add(subscriber)
+    try:
+        if not broker.subscribe(list(subscriber.channels), timeout):
+            raise Unavailable("Redis did not confirm the subscription in time")
+        fresh = [name for name in subscriber.channels if name not in requested]
+        heads = read_heads(client, fresh)
+        for name in subscriber.channels:
+            subscriber.positions[name] = requested.get(name) or heads[name]
+        for name in requested:
+            replay(subscriber, name, client)
+        hand_off(subscriber, hub, client, timeout)
+    except (redis.RedisError, OSError) as error:
+        raise Unavailable(str(error)) from None
+
+
+def read_heads(client: redis.Redis, channels: list[str]) -> dict[str, str]:
+    """The id of the newest event of each channel (its log's last generated id), ``0-0`` for a
+    channel that never had one. One round trip, plus one more only for emptied logs."""
+    if not channels:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for name in channels:
+        pipe.xrevrange(keys.log_key(name), count=1)
+    heads: dict[str, str] = {}
+    emptied = []
+    for name, newest in zip(channels, pipe.execute(), strict=True):
+        if newest:
+            heads[name] = _text(newest[0][0])
+        else:
+            heads[name] = START
+            emptied.append(name)
+    if emptied:
+        pipe = client.pipeline(transaction=False)
+        for name in emptied:
+            pipe.xinfo_stream(keys.log_key(name))
+        for name, info in zip(emptied, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(info, dict) and info.get("last-generated-id"):
+                heads[name] = _text(info["last-generated-id"])
+    return heads
+
+
+def replay(subscriber: Subscriber, name: str, client: redis.Redis) -> None:
+    """Send every event of ``name`` after the subscriber's position, in log order."""
+    while not subscriber.closed:
+        position = subscriber.positions[name]
+        entries = client.xrange(keys.log_key(name), min=f"({position}", count=READ_BATCH)
+        for entry_id, fields in entries:
+            event = Event.from_entry(name, entry_id, fields)
+            if event.prev != subscriber.positions[name]:
+                subscriber.emit(name, event.prev, lost_body(name, position, event.prev))
+            subscriber.emit(name, event.id, body_of(event.type, event.data))
+        if len(entries) < READ_BATCH:
+            return
+        while subscriber.backlog_bytes > _REPLAY_PAUSE_BYTES and not subscriber.closed:
+            gevent.sleep(_POLL_SECONDS)
+
+
+def hand_off(subscriber: Subscriber, hub: Hub, client: redis.Redis, timeout: float) -> None:
+    """Release the live events that arrived during replay, then switch the subscriber to live.
+
+    The switch happens only once the subscriber stands exactly where the hub does on every
+    channel; if the hub is behind (its live feed lags the log the replay read), wait for it, so
+    that nothing the hub broadcasts later is a duplicate for this connection.
+    """
+    deadline = gevent.get_hub().loop.now() + timeout
+    while not subscriber.closed:
+        pending, subscriber.pending = subscriber.pending, []
+        gap = None
+        for index, (name, event_id, prev, body) in enumerate(pending):
+            position = subscriber.positions[name]
+            if id_key(event_id) <= id_key(position):
+                continue
+            if prev != position:
+                gap = name
+                subscriber.pending = pending[index:] + subscriber.pending
+                break
+            subscriber.emit(name, event_id, body)
+        if gap is not None:
+            replay(subscriber, gap, client)
+            continue
+        if subscriber.pending:
+            continue
+        behind = False
+        for name in subscriber.channels:
+            channel = hub.channels.get(name)
+            if channel is not None and channel.last is not None:
+                behind = behind or channel.last != subscriber.positions[name]
+        if not behind:
+            for name in subscriber.channels:
+                channel = hub.channels.get(name)
+                if channel is not None and channel.last is None:
+                    channel.last = subscriber.positions[name]
+            subscriber.live = True
+            return
+        if gevent.get_hub().loop.now() > deadline:
+            raise Unavailable("the live feed did not catch up with the log in time")
+        gevent.sleep(_POLL_SECONDS)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("ascii") if isinstance(value, bytes) else value

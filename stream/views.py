@@ -1,0 +1,133 @@
+"""GET /streams: verify, take over the socket, resume, and leave the connection to the hub.
+
+Everything that can refuse a request (token, channels, cursor, limits) is checked before the
+first byte, so refusals are real HTTP statuses with JSON bodies. Then the view writes the response
+head itself on a duplicate of gunicorn's socket, hands the connection to the hub and returns at
+once: no greenlet stays behind per connection (see design.md, "Write").
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+
+from flask import Blueprint, current_app, jsonify, request
+
+from shared import cursor, sse
+from shared.errors import EventgateError
+from stream.resume import Unavailable, open_stream
+from stream.state import StreamState
+from stream.subscriber import Subscriber
+
+bp = Blueprint("stream", __name__)
+
+#: Set in the WSGI environ when the view took the socket over (see stream.handover).
+HANDLED = "eventgate.handled"
+
+_HEAD = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: text/event-stream; charset=utf-8\r\n"
+    b"Cache-Control: no-cache\r\n"
+    b"X-Accel-Buffering: no\r\n"
+    b"Connection: close\r\n"
+)
+
+
+def _state() -> StreamState:
+    return current_app.extensions["eventgate.stream"]
+
+
+class StreamLimit(EventgateError):
+    code = "too_many_channels"
+    status = 400
+
+
+@bp.get("/streams")
+def streams():
+    state = _state()
+    config = state.config
+    token = request.args.get("token") or request.cookies.get("eventgate_token")
+    grant = state.tokens.verify(token)
+    channels = grant.resolve(request.args.getlist("channel"))
+    if len(channels) > config.max_channels_per_stream:
+        raise StreamLimit(
+            f"a stream carries at most {config.max_channels_per_stream} channels."
+        )
+    requested = cursor.parse(
+        request.headers.get("Last-Event-ID") or request.args.get("lastEventId"), channels
+    )
+    gunicorn_socket = request.environ.get("gunicorn.socket")
+    if gunicorn_socket is None:
+        return jsonify(
+            error="unsupported_server",
+            message="streams are served only under gunicorn -k gevent.",
+        ), 500
+    # Our own descriptor for the connection: gunicorn closes its socket when the view returns.
+    raw = socket.socket(fileno=os.dup(gunicorn_socket.fileno()))
+    raw.setblocking(False)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    subscriber = Subscriber(
+        raw,
+        channels,
+        loop=state.loop,
+        on_close=state.hub.remove,
+        max_queue_bytes=config.max_queue_bytes,
+        max_queue_frames=config.max_queue_frames,
+        subject=grant.subject,
+        expires_at=grant.expires_at,
+    )
+    subscriber.send(_HEAD + _cors_header(state) + b"\r\n" + sse.retry(jittered(config.retry_ms)))
+    try:
+        open_stream(
+            subscriber,
+            requested,
+            hub=state.hub,
+            broker=state.broker,
+            client=state.redis,
+            timeout=max(2.0, config.heartbeat_seconds),
+        )
+    except Unavailable:
+        subscriber.finish(sse.comment("redis unavailable, retry"))
+    request.environ[HANDLED] = True
+    return ""
+
+
+def jittered(retry_ms: int) -> int:
+    """A reconnection delay spread over [retry_ms/2, retry_ms*3/2] so that clients cut at the
+    same moment (a worker restart) do not all come back in the same instant."""
+    return int(retry_ms * random.uniform(0.5, 1.5))
+
+
+def _cors_header(state: StreamState) -> bytes:
+    origin = request.headers.get("Origin")
+    if origin and origin in state.cors_origins:
+        return (
+            f"Access-Control-Allow-Origin: {origin}\r\n"
+            "Access-Control-Allow-Credentials: true\r\nVary: Origin\r\n"
+        ).encode("latin-1")
+    return b""
+
+
+@bp.get("/streams/healthz")
+def healthz():
+    state = _state()
+    return jsonify(
+        status="ok",
+        pid=os.getpid(),
+        streams=len(state.hub.subscribers),
+        channels=len(state.hub.channels),
+        redis_connected=state.broker.connected,
+    )
+
+
+@bp.get("/streams/readyz")
+def readyz():
+    state = _state()
+    try:
+        ok = state.broker.connected and state.redis.ping()
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        ok = False
+    if not ok:
+        return jsonify(error="not_ready", message="Redis is not reachable from this worker."), 503
+    return jsonify(status="ready")
