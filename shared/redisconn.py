@@ -7,6 +7,8 @@ Every such knob is set here explicitly so that an upgrade cannot change our beha
 
 from __future__ import annotations
 
+import os
+
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -40,6 +42,8 @@ def connect_pubsub(config: Config) -> redis.Redis:
     broker must see every drop so that it can backfill from the log."""
     return redis.Redis.from_url(
         config.redis_url,
+        # Named so that `CLIENT LIST` shows which worker holds which pub/sub connection.
+        client_name=f"eventgate-stream-{os.getpid()}",
         socket_timeout=max(config.heartbeat_seconds, 1.0) * 2,
         socket_connect_timeout=config.redis_connect_timeout_seconds,
         socket_keepalive=True,

@@ -28,26 +28,37 @@ class Unavailable(Exception):
     """Redis could not be reached or did not confirm in time; the client should retry."""
 
 
+def start_positions(
+    client: redis.Redis, channels: list[str], requested: dict[str, str]
+) -> dict[str, str]:
+    """Where the connection starts on each channel: the client's cursor, or for channels it
+    names no position for, the log's current end. Call it before the response head goes out, so
+    that every event published after the client saw its 200 is delivered."""
+    try:
+        heads = read_heads(client, [name for name in channels if name not in requested])
+    except (redis.RedisError, OSError) as error:
+        raise Unavailable(str(error)) from None
+    return {name: requested.get(name) or heads[name] for name in channels}
+
+
 def open_stream(
     subscriber: Subscriber,
-    requested: dict[str, str],
+    positions: dict[str, str],
     *,
     hub: Hub,
     broker: Broker,
     client: redis.Redis,
     timeout: float,
 ) -> None:
-    """Register ``subscriber``, replay what it missed after ``requested`` positions and hand it
-    over to live delivery. Raises Unavailable when Redis fails; the caller ends the stream."""
+    """Register ``subscriber``, subscribe its channels, replay the log after ``positions`` and
+    hand it over to live delivery. Raises Unavailable when Redis fails; the caller ends the
+    stream (the client reconnects and resumes)."""
     hub.add(subscriber)
+    subscriber.positions.update(positions)
     try:
         if not broker.subscribe(list(subscriber.channels), timeout):
             raise Unavailable("Redis did not confirm the subscription in time")
-        fresh = [name for name in subscriber.channels if name not in requested]
-        heads = read_heads(client, fresh)
         for name in subscriber.channels:
-            subscriber.positions[name] = requested.get(name) or heads[name]
-        for name in requested:
             replay(subscriber, name, client)
         hand_off(subscriber, hub, client, timeout)
     except (redis.RedisError, OSError) as error:

@@ -16,7 +16,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from shared import cursor, sse
 from shared.errors import EventgateError
-from stream.resume import Unavailable, open_stream
+from stream.resume import Unavailable, open_stream, start_positions
 from stream.state import StreamState
 from stream.subscriber import Subscriber
 
@@ -77,11 +77,17 @@ def streams():
         subject=grant.subject,
         expires_at=grant.expires_at,
     )
+    try:
+        positions = start_positions(state.redis, channels, requested)
+    except Unavailable:
+        positions = None
     subscriber.send(_HEAD + _cors_header(state) + b"\r\n" + sse.retry(jittered(config.retry_ms)))
     try:
+        if positions is None:
+            raise Unavailable("Redis is unreachable")
         open_stream(
             subscriber,
-            requested,
+            positions,
             hub=state.hub,
             broker=state.broker,
             client=state.redis,
