@@ -115,12 +115,14 @@ class StreamClient:
     def close(self, reset: bool = False) -> None:
         if self.sock is None:
             return
-        if reset:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            if reset:
+                linger = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # on, 0 s: close sends RST
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            else:
+                self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
-            pass
+            pass  # already closed by the other side or by another thread
         self.sock.close()
         self.ended.wait(5)
 

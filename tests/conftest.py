@@ -10,6 +10,7 @@ import pytest
 
 from shared.config import Config
 from tests.servers import RedisServer
+from tests.stack import Stack
 
 _counter = itertools.count()
 
@@ -54,3 +55,45 @@ def make_config(redis_server, secret_keys, publish_key, tmp_path):
 def channel() -> str:
     """A channel name no other test uses."""
     return f"test.{next(_counter)}.{secrets.token_hex(4)}"
+
+
+# -- the whole stack (tests/stack.py) ------------------------------------------------------------
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "stack(stream_workers=1, web_workers=1, settings=None): options of the module's `stack` "
+        "fixture; put it in the module's pytestmark.",
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(request, tmp_path_factory):
+    """The whole stack (redis, web, stream, nginx under supervisord) for one test module.
+
+    Options come from ``pytestmark = pytest.mark.stack(stream_workers=2,
+    settings={"EVENTGATE_HEARTBEAT": "1"})``. Tests must leave its programs running; a test
+    that stops or breaks one uses ``make_stack`` instead.
+    """
+    marker = request.node.get_closest_marker("stack")
+    options = dict(marker.kwargs) if marker else {}
+    running = Stack(tmp_path_factory.mktemp("stack"), **options).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def make_stack(tmp_path_factory):
+    """Factory: ``make_stack(stream_workers=1, web_workers=1, settings=None)`` starts a private
+    Stack; every one it started is stopped (and checked for leftovers) after the test."""
+    started = []
+
+    def make(**options):
+        running = Stack(tmp_path_factory.mktemp("stack"), **options).start()
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        running.stop()

@@ -1,0 +1,308 @@
+"""The rendered supervisord.conf and nginx.conf hold what reliability.md demands (§3, §4, §7, S-4).
+
+Read back with supervisor's own config parser and gunicorn's own argument parser, so the checks
+see what the programs will see (quoting, %% expansion), not what the template text looks like.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import runpy
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gunicorn.config import Config as GunicornConfig
+from supervisor.options import ServerOptions
+
+from shared.config import Config
+from shared.deploy import ENV_NAMES, render_stack
+from tests.stack import REPO_ROOT
+
+SECRET = "s3cret-signing-key-that-must-not-leak-000000"
+PUBLISH = "publish-key-that-must-not-leak-00000000000000"
+GRACEFUL_TIMEOUT = 10
+
+
+@pytest.fixture
+def config(tmp_path) -> Config:
+    return Config(
+        secret_keys=(SECRET,), publish_keys=(PUBLISH,), var_dir=tmp_path / "var",
+        port=18080, web_port=18000, stream_port=18001, redis_port=16399,
+        redis_url="redis://127.0.0.1:16399/0", heartbeat_seconds=1.5, retry_ms=700,
+    )
+
+
+def render(config: Config, foreground: bool = False, **workers: int) -> Path:
+    return render_stack(
+        config, root=REPO_ROOT, python_bin_dir=Path(sys.executable).parent,
+        foreground=foreground, **workers,
+    )
+
+
+def supervisor_options(conf: Path) -> ServerOptions:
+    options = ServerOptions()
+    options.configfile = str(conf)
+    options.process_config(do_usage=False)
+    return options
+
+
+def programs(conf: Path) -> dict:
+    options = supervisor_options(conf)
+    return {
+        process.name: (group.priority, process)
+        for group in options.process_group_configs
+        for process in group.process_configs
+    }
+
+
+def gunicorn_settings(argv: list[str]) -> GunicornConfig:
+    """Parse a gunicorn command line the way gunicorn's Application.load_config does."""
+    settings = GunicornConfig()
+    args = settings.parser().parse_args(argv[1:])
+    for key, value in vars(args).items():
+        if value is not None and key != "args":
+            settings.set(key.lower(), value)
+    return settings
+
+
+def nginx_block(text: str, opening: str) -> str:
+    """The text between ``opening {`` and its matching ``}``."""
+    start = text.index(opening + " {") + len(opening) + 2
+    depth = 1
+    for index in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[index], 0)
+        if depth == 0:
+            return text[start:index]
+    raise AssertionError(f"unbalanced block {opening!r}")
+
+
+def directives(block: str) -> list[str]:
+    """Top-level directives of an nginx block, whitespace-normalised, comments dropped."""
+    block = re.sub(r"#[^\n]*", "", block)
+    found, depth, current = [], 0, ""
+    for char in block:
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            current = ""
+        elif char == ";" and depth == 0:
+            found.append(" ".join(current.split()))
+            current = ""
+        elif depth == 0:
+            current += char
+    return found
+
+
+def test_stream_pool_keeps_streams_open(config):
+    conf = render(config, stream_workers=3)
+    _, stream = programs(conf)["stream"]
+    argv = shlex.split(stream.command)
+    settings = gunicorn_settings(argv)
+    var = config.var_dir.resolve()
+
+    assert argv[1] == "stream.wsgi:app"
+    assert "--preload" not in argv and settings.preload_app is False
+    assert settings.max_requests == 0  # a recycled worker would cut every stream it holds
+    assert settings.keepalive == 0
+    assert settings.worker_class_str == "gevent"
+    assert settings.workers == 3
+    assert settings.worker_connections >= 10000
+    assert settings.bind == [f"127.0.0.1:{config.stream_port}"]
+    assert settings.graceful_timeout == GRACEFUL_TIMEOUT
+    assert settings.control_socket == str(var / "run" / "stream.ctl")
+    assert settings.config == "python:stream.gunicorn_conf"
+
+
+def test_stream_gunicorn_conf_does_not_undo_the_flags():
+    """stream/gunicorn_conf.py is loaded first; it must not turn on preload or max_requests."""
+    values = runpy.run_path(str(REPO_ROOT / "stream" / "gunicorn_conf.py"))
+    assert not values.get("preload_app", False)
+    assert values.get("max_requests", 0) == 0
+    assert values.get("worker_class", "gevent") == "gevent"
+
+
+def test_web_pool_is_sync_with_its_own_control_socket(config):
+    conf = render(config, web_workers=4)
+    found = programs(conf)
+    web = gunicorn_settings(shlex.split(found["web"][1].command))
+    stream = gunicorn_settings(shlex.split(found["stream"][1].command))
+
+    assert web.worker_class_str == "sync"
+    assert web.workers == 4
+    assert web.bind == [f"127.0.0.1:{config.web_port}"]
+    assert web.control_socket == str(config.var_dir.resolve() / "run" / "web.ctl")
+    assert web.control_socket != stream.control_socket
+    assert not web.preload_app
+
+
+def test_web_access_log_has_the_path_but_never_the_query(config):
+    _, web = programs(render(config))["web"]
+    settings = gunicorn_settings(shlex.split(web.command))
+    assert settings.accesslog == "-"
+    log_format = settings.access_log_format
+    assert "%(U)s" in log_format
+    for leaky in ("%(r)s", "%(q)s", "%(f)s", "{referer}i"):
+        assert leaky not in log_format
+
+
+def test_programs_start_in_order_and_stop_as_a_group(config):
+    found = programs(render(config))
+    assert set(found) == {"redis", "web", "stream", "nginx"}
+    priority = {name: value[0] for name, value in found.items()}
+    assert priority["redis"] < priority["web"] < priority["nginx"]
+    assert priority["redis"] < priority["stream"] < priority["nginx"]
+    var = config.var_dir.resolve()
+    for name, (_, process) in found.items():
+        assert process.autorestart is not False, name
+        assert process.autorestart.__name__ == "RestartUnconditionally", name
+        assert process.startretries >= 10, name
+        assert process.stopsignal == 15, name
+        assert process.stopasgroup and process.killasgroup, name
+        assert process.redirect_stderr, name
+        assert process.stdout_logfile == str(var / "log" / f"{name}.log"), name
+        assert process.stdout_logfile_maxbytes > 0 and process.stdout_logfile_backups > 0, name
+    for name in ("web", "stream"):
+        process = found[name][1]
+        assert process.stopwaitsecs >= GRACEFUL_TIMEOUT + 5, name  # else SIGKILL mid-drain
+        assert process.directory == str(REPO_ROOT.resolve())
+
+
+def test_supervisord_paths_and_limits(config):
+    var = config.var_dir.resolve()
+    options = supervisor_options(render(config, foreground=True))
+    assert options.nodaemon is True
+    assert supervisor_options(render(config, foreground=False)).nodaemon is False
+    assert options.logfile == str(var / "log" / "supervisord.log")
+    assert options.pidfile == str(var / "run" / "supervisord.pid")
+    server = options.configroot.supervisord.server_configs[0]
+    assert server["file"] == str(var / "run" / "supervisor.sock")
+    assert options.minfds >= 4096
+    for name in ("run", "log", "redis", "nginx", "conf"):
+        assert (var / name).is_dir()
+
+
+def test_redis_keeps_an_append_only_file(config):
+    _, redis_program = programs(render(config))["redis"]
+    argv = shlex.split(redis_program.command)
+    options = dict(zip(argv[1::2], argv[2::2], strict=True))
+    assert options["--port"] == str(config.redis_port)
+    assert options["--bind"] == "127.0.0.1"
+    assert options["--appendonly"] == "yes"
+    assert options["--appendfsync"] == "everysec"
+    assert options["--save"] == ""
+    assert options["--dir"] == str(config.var_dir.resolve() / "redis")
+
+
+def test_every_setting_reaches_the_apps_and_round_trips(config):
+    """What the apps read back from the rendered environment is the config that was rendered."""
+    secret_fields = {"secret_keys", "publish_keys"}
+    fields = {field.name for field in dataclasses.fields(Config)} - secret_fields
+    assert fields == set(ENV_NAMES), "a Config field has no EVENTGATE_* name in shared.deploy"
+
+    found = programs(render(config))
+    for name in ("web", "stream"):
+        environ = dict(found[name][1].environment)
+        assert not any("KEY" in key for key in environ), "a secret went into the rendered config"
+        environ.update(EVENTGATE_SECRET_KEY=SECRET, EVENTGATE_PUBLISH_KEY=PUBLISH)
+        expected = dataclasses.replace(config, var_dir=config.var_dir.resolve())
+        assert Config.from_env(environ) == expected
+
+
+def test_no_secret_is_rendered(config):
+    with_password = dataclasses.replace(config, redis_url="redis://:hunter2-redis@127.0.0.1:1/0")
+    conf = render(with_password)
+    for path in (conf, conf.parent / "nginx.conf"):
+        text = path.read_text()
+        for secret in (SECRET, PUBLISH, "hunter2-redis"):
+            assert secret not in text, f"{secret} in {path.name}"
+
+
+def test_streams_location_passes_events_through_at_once(config):
+    nginx = (render(config).parent / "nginx.conf").read_text()
+    streams = directives(nginx_block(nginx, "location /streams"))
+    for wanted in (
+        "proxy_pass http://eventgate_stream",
+        "proxy_http_version 1.1",
+        'proxy_set_header Connection ""',
+        "proxy_buffering off",
+        "proxy_cache off",
+        "gzip off",
+        "proxy_read_timeout 1h",
+        "proxy_send_timeout 1h",
+        "error_page 502 503 504 = @stream_unavailable",
+    ):
+        assert wanted in streams, wanted
+    headers = [d for d in streams if d.startswith("proxy_set_header")]
+    assert any("X-Request-ID" in d for d in headers)
+    assert any("X-Forwarded-For" in d for d in headers)
+
+    fallback = directives(nginx_block(nginx, "location @stream_unavailable"))
+    assert "default_type text/event-stream" in fallback
+    assert 'return 200 "retry: 2000\\n\\n"' in fallback
+    assert 'add_header Cache-Control "no-cache" always' in fallback
+
+
+def test_upstreams_and_listen_are_loopback_only(config):
+    nginx = (render(config).parent / "nginx.conf").read_text()
+    assert directives(nginx_block(nginx, "upstream eventgate_web")) == [
+        f"server 127.0.0.1:{config.web_port}"
+    ]
+    assert directives(nginx_block(nginx, "upstream eventgate_stream")) == [
+        f"server 127.0.0.1:{config.stream_port}"
+    ]
+    listens = re.findall(r"^\s*listen\s+([^;]+);", nginx, re.MULTILINE)
+    assert listens == [f"127.0.0.1:{config.port}"]
+    web = directives(nginx_block(nginx, "location /"))
+    assert "proxy_pass http://eventgate_web" in web
+    http = directives(nginx_block(nginx, "http"))
+    assert "client_max_body_size 8m" in http
+    assert "client_header_timeout 10s" in http
+
+
+def test_nginx_logs_never_hold_the_query_string(config):
+    nginx = (render(config).parent / "nginx.conf").read_text()
+    log_format = re.search(r"log_format\s+eventgate\s+(.*?);", nginx, re.DOTALL).group(1)
+    assert "$uri" in log_format
+    for leaky in ("$request ", "$request\"", "$request_uri", "$args", "$query_string", "$arg_",
+                  "$http_referer"):
+        assert leaky not in log_format, leaky
+    var = config.var_dir.resolve()
+    assert f"access_log {var}/log/nginx-access.log eventgate" in directives(
+        nginx_block(nginx, "http")
+    )
+
+
+def test_nginx_file_limits_cover_its_connections(config):
+    conf = render(config)
+    nginx = (conf.parent / "nginx.conf").read_text()
+    main = directives(nginx)
+    rlimit = int(next(d for d in main if d.startswith("worker_rlimit_nofile")).split()[1])
+    connections = int(directives(nginx_block(nginx, "events"))[0].split()[1])
+    assert connections >= 1024
+    assert rlimit >= 2 * connections  # every proxied stream holds two connections
+    assert rlimit <= supervisor_options(conf).minfds
+
+
+def test_nginx_accepts_the_rendered_config(config):
+    nginx_conf = render(config).parent / "nginx.conf"
+    var = config.var_dir.resolve()
+    result = subprocess.run(
+        ["nginx", "-t", "-c", str(nginx_conf), "-p", str(var / "nginx")],
+        capture_output=True, text=True, timeout=30, check=False,
+        env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_shared_deploy_imports_neither_flask_nor_gevent():
+    code = (
+        "import sys, shared.deploy; "
+        "bad = [m for m in ('flask', 'gevent') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=30)

@@ -1,0 +1,175 @@
+"""The whole stack as deployed: supervisord runs redis, web, stream and nginx from the rendered
+templates, and every request here goes through nginx, the public entry."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from shared.tokens import ChannelTokens
+from tests.servers import LOOPBACK, wait_for
+from tests.stack import http_get
+
+pytestmark = pytest.mark.stack(stream_workers=2, settings={"EVENTGATE_HEARTBEAT": "1"})
+
+PROGRAMS = ("nginx", "redis", "stream", "web")
+
+
+def publish(stack, channel: str, data: object) -> str:
+    request = urllib.request.Request(
+        stack.url("/api/events"),
+        data=json.dumps({"channel": channel, "data": data}).encode(),
+        headers={"Authorization": f"Bearer {stack.publish_key}",
+                 "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 201
+        return json.loads(response.read())["id"]
+
+
+def open_stream(stack, path: str, headers: dict[str, str] | None = None) -> socket.socket:
+    sock = socket.create_connection((LOOPBACK, stack.port), timeout=5)
+    lines = [f"GET {path} HTTP/1.1", f"Host: {LOOPBACK}:{stack.port}", "Accept: text/event-stream"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return sock
+
+
+def read_until(sock: socket.socket, marker: bytes, timeout: float, data: bytes = b"") -> bytes:
+    deadline = time.monotonic() + timeout
+    while marker not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{marker!r} not received within {timeout}s; got {data[-600:]!r}")
+        sock.settimeout(remaining)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"the stream closed before {marker!r}; got {data[-600:]!r}")
+        data += chunk
+    return data
+
+
+def gunicorn_config(stack, name: str) -> dict:
+    """The effective settings of one pool, asked over its own control socket."""
+    control = stack.var_dir / "run" / f"{name}.ctl"
+    wait_for(control.exists, 15, f"{control}")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "gunicornc"), "-s", str(control), "-c", "show config",
+         "-j"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def test_every_program_runs(stack):
+    def all_running():
+        lines = stack.supervisorctl("status").stdout.splitlines()
+        return sorted(line.split()[0] for line in lines if " RUNNING " in line) == list(PROGRAMS)
+
+    wait_for(all_running, 15, "every program RUNNING")
+
+
+def test_health_answers_through_nginx(stack):
+    status, headers, body = http_get(stack.url("/healthz"))
+    assert status == 200, body
+    status, headers, body = http_get(stack.url("/streams/healthz"))
+    assert status == 200, body
+    assert headers["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/metrics/", "/streams/metrics"])
+def test_metrics_are_not_public(stack, path):
+    status, headers, body = http_get(stack.url(path))
+    assert status == 404
+    assert json.loads(body)["error"] == "not_found"
+
+
+def test_redis_keeps_an_append_only_file(stack):
+    client = stack.redis()
+    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+    assert client.config_get("save") == {"save": ""}
+    assert client.config_get("dir")["dir"] == str(stack.var_dir.resolve() / "redis")
+
+
+def test_each_pool_answers_on_its_own_control_socket(stack):
+    web = gunicorn_config(stack, "web")
+    stream = gunicorn_config(stack, "stream")
+    assert web["control_socket"] != stream["control_socket"]
+    assert web["bind"] == [f"127.0.0.1:{stack.web_port}"]
+    assert stream["bind"] == [f"127.0.0.1:{stack.stream_port}"]
+    assert "SyncWorker" in web["worker_class"]
+    # The effective stream settings, stream/gunicorn_conf.py included.
+    assert "GeventWorker" in stream["worker_class"]
+    assert stream["workers"] == stack.stream_workers
+    assert stream["max_requests"] == 0
+    assert stream["preload_app"] is False
+    assert stream["keepalive"] == 0
+
+
+def test_event_reaches_a_stream_through_nginx_at_once(stack):
+    channel = f"ops.{secrets.token_hex(4)}"
+    token, _ = ChannelTokens(stack.config.secret_keys).issue([channel])
+    # Accept-Encoding: gzip must not make nginx compress (and so hold back) the stream.
+    sock = open_stream(stack, f"/streams?token={token}", {"Accept-Encoding": "gzip"})
+    try:
+        head = read_until(sock, b"\r\n\r\n", 10)
+        status_line, _, rest = head.partition(b"\r\n")
+        assert b" 200 " in status_line, head
+        headers = rest.lower()
+        assert b"content-type: text/event-stream" in headers
+        assert b"content-encoding" not in headers
+        data = read_until(sock, b"retry:", 10, head)
+        marker = secrets.token_hex(8)
+        started = time.monotonic()
+        publish(stack, channel, {"marker": marker})
+        read_until(sock, marker.encode(), 5, data)
+        assert time.monotonic() - started < 1.0
+    finally:
+        sock.close()
+
+
+def test_tokens_never_reach_the_logs(stack):
+    stream_secret = f"secretvalue{secrets.token_hex(8)}"
+    web_secret = f"secretvalue{secrets.token_hex(8)}"
+    stream_id, web_id = f"ops-{secrets.token_hex(6)}", f"ops-{secrets.token_hex(6)}"
+    status, _, _ = http_get(stack.url(f"/streams?token={stream_secret}&channel=a"),
+                            {"X-Request-ID": stream_id})
+    assert status == 401
+    status, _, _ = http_get(stack.url(f"/healthz?token={web_secret}"), {"X-Request-ID": web_id})
+    assert status == 200
+
+    wait_for(lambda: stream_id in stack.log("nginx-access"), 10, "the stream request logged")
+    wait_for(lambda: web_id in stack.log("nginx-access") and web_id in stack.log("web"), 10,
+             "the web request logged by nginx and gunicorn")
+    assert '"GET /streams HTTP/1.1" 401' in stack.log("nginx-access")
+    assert '"GET /healthz HTTP/1.1" 200' in stack.log("web")
+    for path in sorted((stack.var_dir / "log").glob("*.log*")):
+        text = path.read_text(errors="replace")
+        assert stream_secret not in text and web_secret not in text, f"a token is in {path.name}"
+
+
+def test_hup_reload_refuses_nothing(stack):
+    """`make reload` (HUP to both pools): new workers, same sockets, no failed request."""
+    result = stack.supervisorctl("signal", "HUP", "web", "stream")
+    assert result.returncode == 0, result.stdout + result.stderr
+    failures = []
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        for path in ("/healthz", "/streams/healthz"):
+            status, _, body = http_get(stack.url(path))
+            if status != 200:
+                failures.append((path, status, body[:200]))
+        time.sleep(0.05)
+    assert not failures
+    assert "stream" in stack.supervisorctl("status").stdout

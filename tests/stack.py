@@ -1,0 +1,242 @@
+"""Stack: the whole deployment (redis, web, stream, nginx under supervisord) on free loopback ports.
+
+It renders the real templates with shared.deploy.render_stack into a temporary var dir, so what the
+tests exercise is what ``make run`` deploys. Every wait has a deadline; a failure shows the logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+import redis
+
+from shared.config import ENV_FILE_NAME, Config
+from shared.deploy import render_stack, stack_processes
+from tests.servers import LOOPBACK, child_env, free_port, port_open, wait_for
+
+REPO_ROOT = Path(__file__).absolute().parent.parent
+START_SECONDS = 30.0
+STOP_SECONDS = 60.0
+
+
+def http_get(url: str, headers: Mapping[str, str] | None = None, timeout: float = 5.0):
+    """(status, headers, body) of one GET; an HTTP error status is an answer, not an exception."""
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def process_tree(pid: int) -> dict[int, str]:
+    """pid -> start time (from /proc/<pid>/stat) of ``pid`` and all its live descendants."""
+    children: dict[int, list[int]] = {}
+    started: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z":
+            continue
+        child = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        started[child] = fields[19]
+    tree: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        if current in started:
+            tree[current] = started[current]
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def still_alive(tree: Mapping[int, str]) -> list[int]:
+    """The pids of ``tree`` still running the same process (a reused pid has another start)."""
+    alive = []
+    for pid, start in tree.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and fields[19] == start:
+            alive.append(pid)
+    return alive
+
+
+class Stack:
+    """One stack under a private var dir. ``start()`` returns once nginx answers both health checks
+    (the stream one only when ``stream/`` exists); ``stop()`` asserts that nothing is left running.
+
+    ``settings`` are extra ``EVENTGATE_*`` variables (e.g. ``{"EVENTGATE_HEARTBEAT": "1"}``).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        stream_workers: int = 1,
+        web_workers: int = 1,
+        settings: Mapping[str, str] | None = None,
+        root: Path = REPO_ROOT,
+    ) -> None:
+        self.root = root
+        self.var_dir = workdir / "var"
+        self.port, self.web_port = free_port(), free_port()
+        self.stream_port, self.redis_port = free_port(), free_port()
+        self.publish_key = secrets.token_urlsafe(32)
+        self.secret_key = secrets.token_urlsafe(32)
+        self.stream_workers = stream_workers
+        self.web_workers = web_workers
+        environ = {
+            "EVENTGATE_VAR_DIR": str(self.var_dir),
+            "EVENTGATE_PORT": str(self.port),
+            "EVENTGATE_WEB_PORT": str(self.web_port),
+            "EVENTGATE_STREAM_PORT": str(self.stream_port),
+            "EVENTGATE_REDIS_PORT": str(self.redis_port),
+            **(settings or {}),
+        }
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        env_file = self.var_dir / ENV_FILE_NAME
+        env_file.write_text(
+            f"EVENTGATE_SECRET_KEY={self.secret_key}\nEVENTGATE_PUBLISH_KEY={self.publish_key}\n"
+        )
+        env_file.chmod(0o600)
+        self.config: Config = Config.from_env(environ)
+        self.conf = render_stack(
+            self.config,
+            root=self.root,
+            python_bin_dir=Path(sys.executable).parent,
+            foreground=True,
+            web_workers=web_workers,
+            stream_workers=stream_workers,
+        )
+        self.process: subprocess.Popen | None = None
+        self._output = workdir / "supervisord.out"
+        self._tree: dict[int, str] = {}
+
+    # -- addresses and clients ------------------------------------------------------------------
+
+    def url(self, path: str = "/") -> str:
+        """A URL through nginx, the public entry."""
+        return f"http://{LOOPBACK}:{self.port}{path}"
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis(host=LOOPBACK, port=self.redis_port, socket_timeout=5)
+
+    def log(self, name: str) -> str:
+        """The text of ``<var>/log/<name>.log`` ("web", "stream", "redis", "nginx",
+        "nginx-access", "nginx-error", "supervisord"); "" while it does not exist."""
+        path = self.var_dir / "log" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def supervisorctl(
+        self, *args: str, timeout: float = STOP_SECONDS
+    ) -> subprocess.CompletedProcess:
+        """Run ``supervisorctl -c <conf> ARGS``; output captured as text, exit status unchecked."""
+        binary = Path(sys.executable).parent / "supervisorctl"
+        return subprocess.run(
+            [str(binary), "-c", str(self.conf), *args],
+            capture_output=True, text=True, timeout=timeout, env=child_env(), check=False,
+        )
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def start(self) -> Stack:
+        binary = Path(sys.executable).parent / "supervisord"
+        with self._output.open("wb") as output:
+            self.process = subprocess.Popen(
+                [str(binary), "-n", "-c", str(self.conf)],
+                cwd=self.root, env=child_env(), stdout=output, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self.wait_healthy()
+        except BaseException:
+            self.stop(check=False)
+            raise
+        return self
+
+    def wait_healthy(self, timeout: float = START_SECONDS) -> None:
+        """Wait until nginx answers /healthz (web) and /streams/healthz (stream) with 200."""
+        paths = ["/healthz"]
+        if (self.root / "stream" / "wsgi.py").exists():
+            paths.append("/streams/healthz")
+        for path in paths:
+            try:
+                wait_for(lambda path=path: self._answers_200(path), timeout, f"GET {path}")
+            except AssertionError as error:
+                raise AssertionError(f"{error}\n{self.diagnostics()}") from None
+
+    def _answers_200(self, path: str) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"supervisord exited with {self.process.returncode}")
+        return http_get(self.url(path), timeout=2)[0] == 200
+
+    def stop(self, check: bool = True) -> None:
+        """Shut supervisord down and wait for it; with ``check``, assert no process is left."""
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        self._tree = process_tree(process.pid)
+        if process.poll() is None:
+            if self.supervisorctl("shutdown").returncode != 0:
+                process.send_signal(signal.SIGTERM)  # its socket is not up (yet): same shutdown
+            try:
+                process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
+        left = self._leftovers()
+        for pid in left:  # never leave strays to the next test, even when failing
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if check:
+            assert process.returncode == 0, f"supervisord exited {process.returncode}\n" + (
+                self.diagnostics()
+            )
+            assert not left, f"processes left after shutdown: {left}\n{self.diagnostics()}"
+            busy = [p for p in (self.port, self.web_port, self.stream_port, self.redis_port)
+                    if port_open(p)]
+            assert not busy, f"ports still answering after shutdown: {busy}"
+
+    def _leftovers(self) -> dict[int, str]:
+        deadline = time.monotonic() + 5
+        while True:
+            left = {pid: "(child of supervisord)" for pid in still_alive(self._tree)}
+            left.update(stack_processes(self.var_dir))
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.1)
+
+    def diagnostics(self) -> str:
+        """supervisorctl status and the tail of every log, for failure messages."""
+        parts = []
+        if self.process is not None and self.process.poll() is None:
+            parts.append("--- supervisorctl status ---\n" + self.supervisorctl("status").stdout)
+        logs = sorted((self.var_dir / "log").glob("*.log")) + [self._output]
+        for path in logs:
+            if path.exists():
+                parts.append(f"--- {path.name} ---\n" + path.read_text(errors="replace")[-3000:])
+        return "\n".join(parts)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,49 @@
+"""A paced publisher of numbered events that keeps retrying while Redis is down (an outbox)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from shared.errors import PublishError
+from shared.publisher import Publisher
+
+
+class PacedPublisher:
+    """Publishes ``{"n": i}`` for i = 0, 1, … on ``channels`` (round robin) at ``rate``/s until
+    ``total`` events were accepted. ``accepted[channel]`` lists the numbers Redis confirmed."""
+
+    def __init__(self, publisher: Publisher, channels: list[str], total: int, rate: float) -> None:
+        self.publisher = publisher
+        self.channels = channels
+        self.total = total
+        self.rate = rate
+        self.accepted: dict[str, list[int]] = {name: [] for name in channels}
+        self.failures = 0
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> PacedPublisher:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        for number in range(self.total):
+            channel = self.channels[number % len(self.channels)]
+            while True:
+                try:
+                    self.publisher.publish(channel, {"n": number})
+                    break
+                except PublishError:
+                    self.failures += 1
+                    time.sleep(0.05)
+            self.accepted[channel].append(number)
+            delay = start + (number + 1) / self.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        self.done.set()
+
+    def wait(self, timeout: float = 60) -> None:
+        if not self.done.wait(timeout):
+            raise AssertionError(f"publisher did not finish within {timeout}s")

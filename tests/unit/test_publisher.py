@@ -1,0 +1,326 @@
+"""Publisher against a real redis-server: store + publish in one atomic script, prev chains,
+retention, refusals that never reach Redis, and a fast PublishError when Redis is away."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from shared import keys
+from shared.errors import InvalidEvent, InvalidName, PublishError
+from shared.events import START, Event
+from shared.publisher import Publisher
+from shared.redisconn import connect
+from tests.servers import free_port, wait_for
+
+
+@pytest.fixture
+def make_publisher(make_config):
+    clients = []
+
+    def make(**overrides) -> Publisher:
+        config = make_config(**overrides)
+        client = connect(config)
+        clients.append(client)
+        return Publisher(client, config)
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def publisher(make_publisher) -> Publisher:
+    return make_publisher()
+
+
+@pytest.fixture
+def inspector(redis_server):
+    """A plain client the test reads Redis with (not the one under test)."""
+    client = redis_server.client()
+    yield client
+    client.close()
+
+
+def log_entries(inspector, channel: str) -> list[Event]:
+    return [Event.from_entry(channel, i, f) for i, f in inspector.xrange(keys.log_key(channel))]
+
+
+def command_calls(inspector) -> dict[str, int]:
+    stats = inspector.info("commandstats")
+    return {
+        name: stats.get(f"cmdstat_{name}", {}).get("calls", 0)
+        for name in ("evalsha", "eval", "xadd", "publish", "xtrim")
+    }
+
+
+class Subscription:
+    """A raw pub/sub subscriber on live channels; every wait has a deadline."""
+
+    def __init__(self, inspector, channels: list[str]) -> None:
+        self.pubsub = inspector.pubsub()
+        self.pubsub.subscribe(*[keys.live_channel(c) for c in channels])
+        for _ in channels:
+            wait_for(lambda: self.pubsub.get_message(timeout=0.1), 5, "subscribe confirmation")
+
+    def messages(self, count: int, timeout: float = 5.0) -> list[tuple[str, bytes]]:
+        got: list[tuple[str, bytes]] = []
+
+        def more() -> bool:
+            message = self.pubsub.get_message(timeout=0.1)
+            if message and message["type"] == "message":
+                got.append((keys.channel_of_live(message["channel"].decode()), message["data"]))
+            return len(got) >= count
+
+        wait_for(more, timeout, f"{count} pub/sub messages")
+        return got
+
+    def close(self) -> None:
+        self.pubsub.close()
+
+
+@pytest.fixture
+def subscribe(inspector):
+    subscriptions = []
+
+    def make(*channels: str) -> Subscription:
+        subscription = Subscription(inspector, list(channels))
+        subscriptions.append(subscription)
+        return subscription
+
+    yield make
+    for subscription in subscriptions:
+        subscription.close()
+
+
+# --- store ---------------------------------------------------------------------------------------
+
+
+def test_publish_returns_an_id_in_the_log(publisher, inspector, channel):
+    event_id = publisher.publish(channel, {"a": 1}, "order.updated")
+    entries = inspector.xrange(keys.log_key(channel))
+    assert [i.decode() for i, _ in entries] == [event_id]
+    assert entries[0][1] == {b"type": b"order.updated", b"data": b'{"a":1}', b"prev": b"0-0"}
+
+
+def test_default_type_and_data(publisher, inspector, channel):
+    publisher.publish(channel)
+    [event] = log_entries(inspector, channel)
+    assert (event.type, event.data) == ("message", "null")
+
+
+def test_prev_chains(publisher, inspector, channel):
+    ids = [publisher.publish(channel, n) for n in range(5)]
+    events = log_entries(inspector, channel)
+    assert [e.id for e in events] == ids
+    assert [e.prev for e in events] == [START, *ids[:-1]]
+    assert [e.data for e in events] == ["0", "1", "2", "3", "4"]
+
+
+def test_channels_have_separate_logs_and_chains(publisher, inspector, channel):
+    other = channel + ".other"
+    a1 = publisher.publish(channel, 1)
+    b1 = publisher.publish(other, 2)
+    a2 = publisher.publish(channel, 3)
+    assert [e.prev for e in log_entries(inspector, channel)] == [START, a1]
+    assert [(e.id, e.prev) for e in log_entries(inspector, other)] == [(b1, START)]
+    assert [e.id for e in log_entries(inspector, channel)] == [a1, a2]
+
+
+# --- live ----------------------------------------------------------------------------------------
+
+
+def test_subscriber_receives_payloads_in_order_after_they_are_stored(
+    publisher, inspector, subscribe, channel
+):
+    subscription = subscribe(channel)
+    data = [{"n": n, "text": "é\n\r\u2028"} for n in range(20)]
+    ids = [publisher.publish(channel, d, "t") for d in data]
+    received = subscription.messages(len(ids))
+    stored = log_entries(inspector, channel)
+    assert [payload for _, payload in received] == [e.to_payload() for e in stored]
+    assert [Event.from_payload(channel, p).id for _, p in received] == ids
+
+
+def test_every_live_message_is_already_in_the_log(publisher, inspector, subscribe, channel):
+    # Read each message as it arrives and look it up in the log right then: store + publish is
+    # one atomic script, so the log can never be behind the live feed.
+    subscription = subscribe(channel)
+    for n in range(20):
+        event_id = publisher.publish(channel, n)
+        [(_, payload)] = subscription.messages(1)
+        live = Event.from_payload(channel, payload)
+        assert live.id == event_id
+        assert inspector.xrange(keys.log_key(channel), live.id, live.id), "published before stored"
+
+
+def test_publish_many_keeps_order_across_channels_in_one_script_run(
+    publisher, inspector, subscribe, channel
+):
+    other = channel + ".b"
+    publisher.publish(channel, "warm-up")  # loads the script, so the batch below is one EVALSHA
+    subscription = subscribe(channel, other)
+    drafts = [
+        publisher.draft(channel, 1, "a"),
+        publisher.draft(other, 2, "b"),
+        publisher.draft(channel, 3, "c"),
+        publisher.draft(other, 4, "d"),
+    ]
+    before = command_calls(inspector)
+    ids = publisher.publish_many(drafts)
+    after = command_calls(inspector)
+    assert after["evalsha"] + after["eval"] - before["evalsha"] - before["eval"] == 1
+    assert after["xadd"] - before["xadd"] == 4
+    assert after["publish"] - before["publish"] == 4
+
+    received = [(ch, Event.from_payload(ch, p)) for ch, p in subscription.messages(4)]
+    assert [(ch, e.id, e.type, e.data) for ch, e in received] == [
+        (channel, ids[0], "a", "1"),
+        (other, ids[1], "b", "2"),
+        (channel, ids[2], "c", "3"),
+        (other, ids[3], "d", "4"),
+    ]
+    chan_events = log_entries(inspector, channel)
+    assert [e.id for e in chan_events][-2:] == [ids[0], ids[2]]
+    assert chan_events[-1].prev == ids[0]  # the chain runs through the batch
+    assert [e.prev for e in log_entries(inspector, other)] == [START, ids[1]]
+
+
+def test_publish_many_of_nothing(publisher):
+    assert publisher.publish_many([]) == []
+
+
+# --- retention -----------------------------------------------------------------------------------
+
+
+def test_retention_by_count(make_publisher, inspector, channel):
+    publisher = make_publisher(retention_count=100)
+    for n in range(1000):
+        publisher.publish(channel, n)
+    length = inspector.xlen(keys.log_key(channel))
+    # MAXLEN ~ trims whole stream nodes (up to 100 entries each): between 100 and ~200 remain
+    assert 100 <= length <= 200
+    [(last_id, fields)] = inspector.xrevrange(keys.log_key(channel), count=1)
+    assert Event.from_entry(channel, last_id, fields).data == "999"  # the newest events stay
+
+
+def test_retention_by_age(make_publisher, inspector, channel):
+    publisher = make_publisher(retention_seconds=1)
+    old = [publisher.publish(channel, n) for n in range(3)]
+    time.sleep(1.2)
+    new = publisher.publish(channel, "new")
+    remaining = [e.id for e in log_entries(inspector, channel)]
+    assert new in remaining
+    assert not set(old) & set(remaining), (
+        f"events older than retention_seconds are still in the log: {remaining}"
+    )
+
+
+def test_prev_after_the_log_was_trimmed_to_empty(publisher, inspector, channel):
+    publisher.publish(channel, 1)
+    last = publisher.publish(channel, 2)
+    inspector.xtrim(keys.log_key(channel), maxlen=0, approximate=False)
+    assert inspector.xlen(keys.log_key(channel)) == 0
+    info = inspector.xinfo_stream(keys.log_key(channel))
+    assert info["last-generated-id"].decode() == last
+    publisher.publish(channel, 3)
+    [event] = log_entries(inspector, channel)
+    assert event.prev == last  # not "0-0": a reader can tell events were lost
+
+
+def test_prev_is_start_when_the_log_is_gone(publisher, inspector, channel):
+    publisher.publish(channel, 1)
+    inspector.delete(keys.log_key(channel))
+    publisher.publish(channel, 2)
+    [event] = log_entries(inspector, channel)
+    assert event.prev == START
+
+
+# --- refusals ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("bad channel", 1, "message"), InvalidName),
+        (("../x", 1, "message"), InvalidName),
+        (("*", 1, "message"), InvalidName),
+        (("", 1, "message"), InvalidName),
+        ((None, 1, "message"), InvalidName),
+        (("{CH}", 1, "x\r\nid: 1"), InvalidName),
+        (("{CH}", 1, "x\revent: admin"), InvalidName),
+        (("{CH}", 1, "eventgate.loss"), InvalidName),
+        (("{CH}", 1, ""), InvalidName),
+        (("{CH}", 1, None), InvalidName),
+        (("{CH}", float("nan"), "message"), InvalidEvent),
+        (("{CH}", {1, 2}, "message"), InvalidEvent),
+        (("{CH}", b"bytes", "message"), InvalidEvent),
+        (("{CH}", "x" * 70_000, "message"), InvalidEvent),
+    ],
+    ids=repr,
+)
+def test_invalid_input_never_reaches_redis(publisher, inspector, channel, args, error):
+    publisher.publish(channel, "warm-up")
+    args = tuple(channel if a == "{CH}" else a for a in args)
+    before = command_calls(inspector)
+    with pytest.raises(error):
+        publisher.publish(*args)
+    assert command_calls(inspector) == before
+    assert inspector.xlen(keys.log_key(channel)) == 1
+
+
+def test_batch_with_one_invalid_event_publishes_nothing(publisher, inspector, channel):
+    publisher.publish(channel, "warm-up")
+    before = command_calls(inspector)
+    with pytest.raises(InvalidName):
+        publisher.publish_many(
+            [publisher.draft(channel, 1), publisher.draft(channel, 2, "bad type")]
+        )
+    assert command_calls(inspector) == before
+    assert inspector.xlen(keys.log_key(channel)) == 1
+
+
+def test_event_size_limit(make_publisher, inspector, channel):
+    publisher = make_publisher(max_event_bytes=10)
+    publisher.publish(channel, "12345678")  # 10 bytes with the quotes
+    with pytest.raises(InvalidEvent):
+        publisher.publish(channel, "123456789")
+    assert inspector.xlen(keys.log_key(channel)) == 1
+
+
+def test_batch_above_max_batch_events(make_publisher, inspector, channel):
+    publisher = make_publisher(max_batch_events=3)
+    drafts = [publisher.draft(channel, n) for n in range(4)]
+    with pytest.raises(InvalidEvent):
+        publisher.publish_many(drafts)
+    assert inspector.exists(keys.log_key(channel)) == 0
+    assert len(publisher.publish_many(drafts[:3])) == 3
+
+
+def test_redis_unreachable_is_a_fast_publish_error(make_publisher, channel):
+    publisher = make_publisher(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    started = time.monotonic()
+    with pytest.raises(PublishError) as caught:
+        publisher.publish(channel, {"a": 1})
+    assert time.monotonic() - started < 1.0
+    assert caught.value.code == "publish_failed"
+
+
+def test_redis_unresponsive_is_a_bounded_publish_error(make_publisher, channel):
+    # A port that accepts connections but never answers (listen backlog, no accept): the
+    # publisher must give up within its socket timeouts, not hang a blocking web worker.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        port = server.getsockname()[1]
+        publisher = make_publisher(
+            redis_url=f"redis://127.0.0.1:{port}/0",
+            redis_timeout_seconds=0.2,
+            redis_connect_timeout_seconds=0.2,
+        )
+        started = time.monotonic()
+        with pytest.raises(PublishError):
+            publisher.publish(channel, 1)
+        assert time.monotonic() - started < 2.0

@@ -1,0 +1,80 @@
+"""shared.redisconn: every client knob that redis-py 8 would otherwise default is set explicitly
+(R-PY-1: pool of 100, 5 s socket timeout and 10 retries would stall workers and hide reconnects)."""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from shared.config import Config
+from shared.redisconn import connect, connect_pubsub
+
+CONFIG = Config(
+    secret_keys=("k",),
+    publish_keys=("p",),
+    redis_url="redis://127.0.0.1:6555/3",
+    heartbeat_seconds=4.0,
+    redis_timeout_seconds=0.7,
+    redis_connect_timeout_seconds=0.3,
+    redis_pool_size=7,
+)
+
+# The retry counts we chose: commands get one retry (to replace a connection Redis closed), the
+# pub/sub connection none (the broker must see every drop so that it backfills from the log).
+COMMAND_RETRIES = 1
+PUBSUB_RETRIES = 0
+
+
+def _retry(kwargs: dict) -> Retry:
+    retry = kwargs["retry"]
+    assert isinstance(retry, Retry)
+    return retry
+
+
+def test_redis_client_config_is_explicit():
+    client = connect(CONFIG)
+    pool = client.connection_pool
+    kwargs = pool.connection_kwargs
+    assert isinstance(pool, redis.BlockingConnectionPool)  # waits for a free slot, bounded
+    assert pool.max_connections == CONFIG.redis_pool_size
+    assert pool.timeout is not None and 0 < pool.timeout <= 5
+    assert kwargs["socket_timeout"] == CONFIG.redis_timeout_seconds
+    assert kwargs["socket_connect_timeout"] == CONFIG.redis_connect_timeout_seconds
+    assert kwargs["health_check_interval"] > 0  # a pooled connection Redis dropped is replaced
+    assert kwargs["retry_on_timeout"] is False
+    retry = _retry(kwargs)
+    assert retry.get_retries() == COMMAND_RETRIES
+    assert isinstance(retry._backoff, NoBackoff)
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("127.0.0.1", 6555, 3)
+
+    pubsub_client = connect_pubsub(CONFIG)
+    pubsub_pool = pubsub_client.connection_pool
+    kwargs = pubsub_pool.connection_kwargs
+    assert pubsub_pool.max_connections is not None and pubsub_pool.max_connections <= 8
+    assert kwargs["socket_timeout"] is not None
+    # a read must outlast a heartbeat interval, or an idle subscription would time out
+    assert kwargs["socket_timeout"] > CONFIG.heartbeat_seconds
+    assert kwargs["socket_connect_timeout"] == CONFIG.redis_connect_timeout_seconds
+    # explicit; 0 is a deliberate choice (the broker PINGs under its own write lock), anything
+    # else must check at least once per heartbeat
+    assert "health_check_interval" in kwargs
+    assert 0 <= kwargs["health_check_interval"] <= CONFIG.heartbeat_seconds
+    assert _retry(kwargs).get_retries() == PUBSUB_RETRIES
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("127.0.0.1", 6555, 3)
+
+
+def test_connections_made_by_the_pools_carry_the_settings():
+    for client, retries in ((connect(CONFIG), COMMAND_RETRIES), (connect_pubsub(CONFIG), 0)):
+        connection = client.connection_pool.make_connection()  # no I/O until used
+        assert (
+            connection.socket_timeout == client.connection_pool.connection_kwargs["socket_timeout"]
+        )
+        assert connection.socket_connect_timeout == CONFIG.redis_connect_timeout_seconds
+        assert connection.retry.get_retries() == retries
+        connection.disconnect()
+
+
+def test_each_call_builds_its_own_pool():
+    # no module-level client: a pool is made by the caller, once per process
+    assert connect(CONFIG).connection_pool is not connect(CONFIG).connection_pool

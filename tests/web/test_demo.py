@@ -1,0 +1,89 @@
+"""The demo page, its token and its after-commit message endpoint."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.tokens import ChannelTokens
+from web.demo import DEMO_CHANNEL, DEMO_EVENT_TYPE, MAX_TEXT_CHARS
+
+STATIC = Path(__file__).resolve().parents[2] / "web" / "static"
+
+
+def test_page_is_html_with_no_referrer_and_only_same_origin_assets(client):
+    response = client.get("/")
+
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    html = response.get_data(as_text=True)
+    assert not re.search(r"(src|href)=\"(https?:)?//", html)
+    for asset in re.findall(r"(?:src|href)=\"(/static/[^\"]+)\"", html):
+        assert client.get(asset).status_code == 200, asset
+
+
+def test_script_reconnects_with_a_fresh_token_and_the_last_event_id():
+    script = (STATIC / "demo.js").read_text()
+
+    assert 'new EventSource(streamUrl(token))' in script
+    assert '"/streams?token=" + encodeURIComponent(token)' in script
+    assert '"&lastEventId=" + encodeURIComponent(lastEventId)' in script
+    assert "EventSource.CLOSED" in script
+    for name in ("demo.message", "eventgate.lost", "eventgate.token_expired"):
+        assert f'"{name}"' in script
+    assert "innerHTML" not in script  # messages are text, never markup
+    assert not re.search(r"https?://", script)
+
+
+def test_demo_token_grants_only_the_demo_channel_briefly(client, secret_keys):
+    response = client.post("/demo/token")
+
+    assert response.status_code == 201
+    assert response.headers["Cache-Control"] == "no-store"
+    grant = ChannelTokens(secret_keys).verify(response.get_json()["token"])
+    assert grant.grants == (DEMO_CHANNEL,)
+    assert grant.expires_at - time.time() <= 300
+
+
+def test_message_is_published_to_the_demo_channel(client, read_log):
+    before = len(read_log(DEMO_CHANNEL))
+
+    response = client.post("/demo/messages", json={"text": "  hello, tabs  "})
+
+    assert response.status_code == 201
+    events = read_log(DEMO_CHANNEL)
+    assert len(events) == before + 1
+    event = events[-1]
+    assert event.type == DEMO_EVENT_TYPE
+    data = json.loads(event.data)
+    assert data["text"] == "hello, tabs"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", data["at"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"text": ""}, {"text": "   "}, {"text": 7}, {"text": None}, {"text": ["a"]},
+     {"text": "x" * (MAX_TEXT_CHARS + 1)}, {"text": "hi", "name": "me"}, ["hi"]],
+    ids=["missing", "empty", "blank", "number", "null", "array", "too long", "unknown field",
+         "not an object"],
+)
+def test_bad_messages_are_400_and_publish_nothing(client, read_log, body):
+    before = len(read_log(DEMO_CHANNEL))
+
+    response = client.post("/demo/messages", json=body)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request"
+    assert len(read_log(DEMO_CHANNEL)) == before
+
+
+def test_message_must_be_json(client):
+    response = client.post("/demo/messages", data={"text": "hi"})
+
+    assert response.status_code == 400

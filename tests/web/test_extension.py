@@ -1,0 +1,165 @@
+"""EventGate: after-commit publishing, direct publishing, tokens, and embedding in any Flask app."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from flask import Flask, abort, jsonify
+
+from shared.errors import InvalidName
+from shared.tokens import ChannelTokens
+from web import create_app
+from web.extension import EventGate, current_eventgate
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def make_app(make_config):
+    """Factory: the web app plus test views that publish to ``channel`` and then end as told."""
+
+    def make(channel: str, **overrides) -> Flask:
+        app = create_app(make_config(**overrides))
+
+        @app.post("/t/<outcome>")
+        def publish_then(outcome: str):
+            gate = current_eventgate()
+            assert gate.publish(channel, {"n": 1}, "first") is None  # queued, not sent
+            gate.publish(channel, {"n": 2}, "second")
+            if outcome == "raise":
+                raise Boom("the view failed after publishing")
+            if outcome == "abort":
+                abort(409)
+            if outcome == "500":
+                return jsonify(status="failed"), 500
+            if outcome == "400":
+                return jsonify(status="refused"), 400
+            if outcome == "redirect":
+                return "", 302, {"Location": "/"}
+            return jsonify(status="ok"), 200
+
+        @app.post("/bad-name")
+        def bad_name():
+            current_eventgate().publish(channel, 1)
+            current_eventgate().publish("not valid", 1)
+            return "unreachable"
+
+        return app
+
+    return make
+
+
+@pytest.mark.parametrize("outcome", ["ok", "redirect"])
+def test_a_successful_request_publishes_its_events_in_order(make_app, channel, read_log, outcome):
+    response = make_app(channel).test_client().post(f"/t/{outcome}")
+
+    assert response.status_code < 400
+    assert [(e.type, e.data) for e in read_log(channel)] == [
+        ("first", '{"n":1}'), ("second", '{"n":2}')
+    ]
+
+
+@pytest.mark.parametrize("outcome", ["raise", "abort", "500", "400"])
+def test_a_failed_request_publishes_nothing(make_app, channel, read_log, outcome):
+    response = make_app(channel).test_client().post(f"/t/{outcome}")
+
+    assert response.status_code >= 400
+    assert response.is_json
+    assert read_log(channel) == []
+
+
+def test_bad_input_raises_at_once_and_nothing_is_published(make_app, channel, read_log):
+    response = make_app(channel).test_client().post("/bad-name")
+
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_name"
+    assert read_log(channel) == []
+
+
+def test_a_failed_after_request_publish_turns_success_into_503(make_app, channel,
+                                                               dead_redis_url):
+    response = make_app(channel, redis_url=dead_redis_url).test_client().post("/t/ok")
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.get_json()["error"] == "publish_failed"
+
+
+def test_outside_a_request_publish_is_immediate(app, channel, read_log):
+    gate = app.extensions["eventgate"]
+
+    event_id = gate.publish(channel, {"a": 1}, "now")
+
+    assert [e.id for e in read_log(channel)] == [event_id]
+
+
+def test_publish_now_and_publish_many_return_ids(app, channel, read_log):
+    gate = app.extensions["eventgate"]
+    with app.test_request_context("/"):
+        first = gate.publish_now(channel, 1)
+        rest = gate.publish_many([gate.draft(channel, 2), gate.draft(channel, 3, "t")])
+
+    assert [e.id for e in read_log(channel)] == [first, *rest]
+
+
+def test_a_request_cannot_queue_more_than_a_batch(make_config, channel, read_log):
+    app = create_app(make_config(max_batch_events=2))
+
+    @app.post("/many")
+    def many():
+        for n in range(3):
+            current_eventgate().publish(channel, n)
+        return "ok"
+
+    response = app.test_client().post("/many")
+
+    assert response.status_code == 400
+    assert read_log(channel) == []
+
+
+def test_token_for_issues_a_verifiable_token(app, secret_keys):
+    gate = app.extensions["eventgate"]
+
+    token, expires_at = gate.token_for("user-1", ["a", "b.*"], ttl=60)
+
+    grant = ChannelTokens(secret_keys).verify(token)
+    assert grant.grants == ("a", "b.*")
+    assert grant.subject == "user-1"
+    assert expires_at.tzinfo is not None
+    assert expires_at == datetime.fromtimestamp(grant.expires_at, UTC)
+    with pytest.raises(InvalidName):
+        gate.token_for(None, ["bad name"])
+    with pytest.raises(ValueError, match="ttl"):
+        gate.token_for(None, ["a"], ttl=0)
+
+
+def test_embeds_in_a_plain_flask_app_with_init_app(make_config, channel, read_log):
+    gate = EventGate(config=make_config())
+    app = Flask("someone_elses_app")
+    gate.init_app(app)
+
+    @app.post("/orders")
+    def create_order():
+        gate.publish(channel, {"order": 1}, "order.created")
+        return {"ok": True}, 201
+
+    assert app.extensions["eventgate"] is gate
+    assert app.test_client().post("/orders").status_code == 201
+    assert [e.type for e in read_log(channel)] == ["order.created"]
+
+
+def test_one_eventgate_serves_one_app(make_config):
+    one = Flask("one")
+    gate = EventGate(one, make_config())
+
+    gate.init_app(one)  # idempotent for its own app
+    with pytest.raises(RuntimeError, match="one app"):
+        gate.init_app(Flask("two"))
+
+
+def test_an_unbound_eventgate_says_so():
+    with pytest.raises(RuntimeError, match="init_app"):
+        EventGate().publisher  # noqa: B018
