@@ -70,8 +70,11 @@ class Subscription:
 
         def more() -> bool:
             message = self.pubsub.get_message(timeout=0.1)
-            if message and message["type"] == "message":
-                got.append((keys.channel_of_live(message["channel"].decode()), message["data"]))
+            while message is not None and len(got) < count:
+                if message["type"] == "message":
+                    channel = keys.channel_of_live(message["channel"].decode())
+                    got.append((channel, message["data"]))
+                message = self.pubsub.get_message(timeout=0.0) if len(got) < count else None
             return len(got) >= count
 
         wait_for(more, timeout, f"{count} pub/sub messages")
