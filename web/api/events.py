@@ -1,0 +1,55 @@
+"""POST /api/events: publish one event or a batch, for backend code holding the publisher key.
+
+A ``201`` is sent only after Redis stored every event of the request (one atomic script run), so
+a ``201`` means delivered-or-replayable; if Redis does not confirm, the answer is a ``503`` with
+``Retry-After`` and nothing of the request was published.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from shared.errors import InvalidEvent, InvalidName
+from shared.publisher import Draft
+from web.errors import InvalidRequest
+from web.extension import EventGate, current_eventgate
+from web.jsonbody import read_fields, read_json
+
+bp = Blueprint("events", __name__)
+
+_REQUIRED = ("channel",)
+_OPTIONAL = ("type", "data")
+
+
+@bp.post("/events")
+def publish_events():  # type: ignore[no-untyped-def]
+    """Body: ``{"channel", "type"?, "data"?}`` → ``{"id"}``; or an array of those → ``{"ids"}``."""
+    gate = current_eventgate()
+    body = read_json()
+    if isinstance(body, list):
+        if not body:
+            raise InvalidRequest("the batch is empty: send at least one event.")
+        limit = gate.config.max_batch_events
+        if len(body) > limit:
+            raise InvalidRequest(f"a batch holds at most {limit} events, not {len(body)}.")
+        drafts = [_draft(gate, item, f"event {index}") for index, item in enumerate(body)]
+        return jsonify(ids=gate.publish_many(drafts)), 201
+    if isinstance(body, dict):
+        draft = _draft(gate, body, "the body")
+        return jsonify(id=gate.publish_many([draft])[0]), 201
+    raise InvalidRequest("the body must be an event object or a JSON array of them.")
+
+
+def _draft(gate: EventGate, item: object, what: str) -> Draft:
+    fields = read_fields(item, what, _REQUIRED, _OPTIONAL)
+    try:
+        return gate.draft(fields["channel"], fields.get("data"), fields.get("type", "message"))
+    except InvalidName as error:
+        raise InvalidName(_about(what, error.message), error.value) from None
+    except InvalidEvent as error:
+        raise InvalidEvent(_about(what, error.message)) from None
+
+
+def _about(what: str, message: str) -> str:
+    # Name the batch element at fault; a single event's message needs no prefix.
+    return message if what == "the body" else f"{what}: {message}"

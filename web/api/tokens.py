@@ -1,0 +1,40 @@
+"""POST /api/tokens: mint a stream token, for backend code holding the publisher key.
+
+Backend code calls this for a user it has authenticated, then hands the token to that user's
+browser for ``EventSource("/streams?token=…")``. The token grants exactly the listed channels
+(or ``prefix.*``) until ``expires_at``; it is a bearer credential, so the answer is not cacheable.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from shared.errors import InvalidName
+from web.errors import InvalidRequest
+from web.extension import current_eventgate
+from web.isotime import iso_utc
+from web.jsonbody import read_fields, read_json
+
+bp = Blueprint("tokens", __name__)
+
+
+@bp.post("/tokens")
+def issue_token():  # type: ignore[no-untyped-def]
+    """Body: ``{"channels": [...], "ttl"?: seconds, "subject"?: str}``; answers ``201`` with
+    ``{"token", "expires_at"}``."""
+    gate = current_eventgate()
+    body = read_fields(read_json(), "the body", ("channels",), ("ttl", "subject"))
+    channels = body["channels"]
+    if not isinstance(channels, list) or not channels:
+        raise InvalidRequest(
+            "channels must be a non-empty array of channel names or prefix.* grants."
+        )
+    try:
+        token, expires_at = gate.token_for(body.get("subject"), channels, body.get("ttl"))
+    except InvalidName:
+        raise
+    except ValueError as error:
+        raise InvalidRequest(f"{error}.") from None
+    response = jsonify(token=token, expires_at=iso_utc(expires_at))
+    response.headers["Cache-Control"] = "no-store"
+    return response, 201

@@ -1,0 +1,183 @@
+"""The ``eventgate`` command: init dev secrets, publish, mint tokens, tail streams.
+
+Every command reads its settings with ``Config.from_env()`` (the environment, then
+``var/eventgate.env``). Expected failures print one line on stderr and exit non-zero — 2 for a
+mistake in the command or the settings, 1 when a server (Redis, the stream pool) is not there —
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from shared.config import Config, var_dir_from_env, write_dev_env
+from shared.errors import ConfigError, EventgateError, InvalidEvent, InvalidName, PublishError
+from shared.names import validate_channel
+from shared.publisher import Publisher
+from shared.redisconn import connect
+from shared.tokens import ChannelTokens
+from web.tail import Tail, TailError
+
+EXIT_OK = 0
+EXIT_UNAVAILABLE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CommandError(Exception):
+    """An expected failure: ``message`` goes to stderr, ``exit_code`` to the shell."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.run(args)
+    except (CommandError, ConfigError) as error:
+        print(f"eventgate: {error.message}", file=sys.stderr)
+        return getattr(error, "exit_code", EXIT_USAGE)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eventgate", description="eventgate: publish events and watch SSE streams."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    init = commands.add_parser("init", help="write development secrets to var/ (once)")
+    init.add_argument(
+        "--var-dir", type=Path,
+        help="directory for runtime files (default: $EVENTGATE_VAR_DIR or var)",
+    )
+    init.set_defaults(run=_init)
+
+    publish = commands.add_parser("publish", help="publish one event; prints its id")
+    publish.add_argument("channel", metavar="CHANNEL")
+    publish.add_argument("--type", default="message", metavar="T", help="event type")
+    publish.add_argument("--data", default="null", metavar="JSON", help="event data as JSON")
+    publish.set_defaults(run=_publish)
+
+    token = commands.add_parser("token", help="print a stream token for channels")
+    token.add_argument("channels", nargs="+", metavar="CHANNEL", help="channel or prefix.*")
+    token.add_argument("--ttl", type=int, metavar="SECONDS", help="lifetime in seconds")
+    token.add_argument("--subject", metavar="S", help="who the token is for")
+    token.set_defaults(run=_token)
+
+    tail = commands.add_parser("tail", help="print a stream's events as they arrive")
+    tail.add_argument("channels", nargs="+", metavar="CHANNEL")
+    tail.add_argument("--last-event-id", metavar="ID", help="resume after this event id")
+    tail.add_argument(
+        "--url", metavar="BASE",
+        help="public entry of the stack (default: http://127.0.0.1:$EVENTGATE_PORT)",
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON object per event")
+    tail.set_defaults(run=_tail)
+    return parser
+
+
+def _init(args: argparse.Namespace) -> int:
+    var_dir = var_dir_from_env() if args.var_dir is None else args.var_dir
+    try:
+        path = write_dev_env(var_dir)
+    except OSError as error:
+        raise CommandError(f"cannot write the env file: {error.strerror or error}.") from None
+    print(path)
+    return EXIT_OK
+
+
+def _publish(args: argparse.Namespace) -> int:
+    config = Config.from_env()
+    try:
+        data = json.loads(args.data)
+    except (ValueError, RecursionError):
+        raise CommandError(
+            "--data must be valid JSON (quote a string: --data '\"text\"')."
+        ) from None
+    try:
+        publisher = Publisher(connect(config), config)
+        print(publisher.publish(args.channel, data, args.type), flush=True)
+    except (InvalidName, InvalidEvent) as error:
+        raise CommandError(error.message) from None
+    except PublishError as error:
+        raise CommandError(error.message, EXIT_UNAVAILABLE) from None
+    except (UnicodeError, ValueError) as error:  # a malformed EVENTGATE_REDIS_URL, odd text
+        raise CommandError(f"{error}.") from None
+    return EXIT_OK
+
+
+def _token(args: argparse.Namespace) -> int:
+    config = Config.from_env()
+    print(_mint(config, args.channels, args.ttl, args.subject))
+    return EXIT_OK
+
+
+def _tail(args: argparse.Namespace) -> int:
+    config = Config.from_env()
+    base_url = args.url or f"http://127.0.0.1:{config.port}"
+    try:  # a stream carries exact channels; a prefix.* grant is not one
+        channels = [validate_channel(name) for name in args.channels]
+    except InvalidName as error:
+        raise CommandError(error.message) from None
+    try:
+        tail = Tail(
+            base_url,
+            channels,
+            mint_token=lambda: _mint(config, channels, None, "eventgate-tail"),
+            last_event_id=args.last_event_id,
+            as_json=args.json,
+            read_timeout_seconds=max(config.heartbeat_seconds * 3, 10.0),
+        )
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    try:
+        tail.run(sys.stdout)
+    except TailError as error:
+        raise CommandError(error.message, EXIT_UNAVAILABLE) from None
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:  # `eventgate tail ... | head`: the reader left, so do we, quietly
+        _silence_stdout()
+    return EXIT_OK
+
+
+def _mint(config: Config, channels: Sequence[str], ttl: int | None, subject: str | None) -> str:
+    tokens = ChannelTokens(
+        config.secret_keys,
+        default_ttl_seconds=config.token_ttl_seconds,
+        max_ttl_seconds=config.token_max_ttl_seconds,
+        max_token_bytes=config.max_token_bytes,
+    )
+    try:
+        token, _ = tokens.issue(channels, subject, ttl)
+    except EventgateError as error:
+        raise CommandError(error.message) from None
+    except ValueError as error:
+        raise CommandError(f"{error}.") from None
+    if len(token) > config.max_token_bytes:
+        raise CommandError(f"the token would be longer than {config.max_token_bytes} bytes.")
+    return token
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The live demo at ``/``: type a message, every open tab shows it through the stream pool.
+
+It is also the smallest complete example of the pattern eventgate is for: the page asks its own
+app for a short-lived token (``POST /demo/token``), opens ``EventSource("/streams?token=…")`` on the
+same origin, and the app publishes with the after-commit ``EventGate.publish``. The demo routes
+need no key on purpose, so they are confined to one channel, a short token and bounded text.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, render_template
+
+from web.errors import InvalidRequest
+from web.extension import current_eventgate
+from web.isotime import iso_utc
+from web.jsonbody import read_fields, read_json
+
+DEMO_CHANNEL = "demo.lobby"
+DEMO_EVENT_TYPE = "demo.message"
+MAX_TEXT_CHARS = 500
+#: Short on purpose: the page shows the refresh-and-resume path within minutes.
+DEMO_TOKEN_TTL_SECONDS = 300
+
+# Pages hold no secret, but the stream URL holds a token: no Referer may carry it elsewhere.
+_PAGE_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+}
+
+bp = Blueprint("demo", __name__)
+
+
+@bp.after_request
+def _page_headers(response: Response) -> Response:
+    for name, value in _PAGE_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+@bp.get("/")
+def page() -> str:
+    return render_template(
+        "demo.html", channel=DEMO_CHANNEL, max_text_chars=MAX_TEXT_CHARS
+    )
+
+
+@bp.post("/demo/token")
+def token():  # type: ignore[no-untyped-def]
+    """A token for the demo channel only, valid for a few minutes."""
+    gate = current_eventgate()
+    ttl = min(DEMO_TOKEN_TTL_SECONDS, gate.config.token_max_ttl_seconds)
+    token, expires_at = gate.token_for("demo", [DEMO_CHANNEL], ttl)
+    response = jsonify(token=token, expires_at=iso_utc(expires_at))
+    response.headers["Cache-Control"] = "no-store"
+    return response, 201
+
+
+@bp.post("/demo/messages")
+def message():  # type: ignore[no-untyped-def]
+    """Body ``{"text": "..."}``: published to the demo channel once this request succeeds."""
+    body = read_fields(read_json(), "the body", ("text",))
+    text = body["text"]
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidRequest("text must be a non-empty string.")
+    text = text.strip()
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidRequest(f"text must be at most {MAX_TEXT_CHARS} characters.")
+    current_eventgate().publish(DEMO_CHANNEL, {"text": text, "at": iso_utc()}, DEMO_EVENT_TYPE)
+    return jsonify(status="published"), 201

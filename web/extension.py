@@ -1,0 +1,195 @@
+"""EventGate: the Flask extension that publishes events and mints stream tokens for an app.
+
+This is what a Flask app embeds to feed eventgate::
+
+    gate = EventGate(app)                       # or EventGate(); gate.init_app(app) in a factory
+    gate.publish("orders.42", {"state": "paid"}, "order.updated")   # in a view: after-commit
+    token, expires_at = gate.token_for("user-7", ["orders.42"])     # for the user's EventSource
+
+``publish`` inside a request is *after-commit*: it validates at once (bad input raises where the
+mistake is) but sends nothing until the request has succeeded, so a view that fails halfway never
+announces a change it did not make. The queued events go out in one atomic batch before the
+response leaves; if Redis does not store them the response becomes a 503 — a client is never told
+"done" about an event nobody will receive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import redis
+from flask import Flask, Response, current_app, has_request_context, request
+
+from shared.config import Config
+from shared.errors import InvalidEvent, PublishError
+from shared.publisher import Draft, Publisher
+from shared.redisconn import connect
+from shared.tokens import ChannelTokens
+from web.errors import publish_failed_response
+
+_T = TypeVar("_T")
+
+EXTENSION_KEY = "eventgate"
+# Per-request state lives in the WSGI environ: it dies with the request even when tests or
+# workers reuse one app context (and its ``g``) across requests.
+_PENDING = "eventgate.pending"
+_SETTLED = "eventgate.settled"
+
+
+class EventGate:
+    """Publishes events and issues stream tokens for one Flask app.
+
+    Holds a pooled Redis client (``shared.redisconn.connect``: short timeouts, so an outage fails
+    a request in about a second instead of stalling a worker), a ``Publisher`` and the
+    ``ChannelTokens`` of ``config`` (default: ``Config.from_env()`` when ``init_app`` runs).
+    One instance serves one app; a factory that builds several apps builds one EventGate each.
+    """
+
+    def __init__(self, app: Flask | None = None, config: Config | None = None) -> None:
+        self._config = config
+        self._app: Flask | None = None
+        self._client: redis.Redis | None = None
+        self._publisher: Publisher | None = None
+        self._tokens: ChannelTokens | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Bind to ``app``: register in ``app.extensions["eventgate"]`` and install the hook that
+        publishes queued events. Opens no connection (the pool connects on first use).
+
+        The hook is an ``after_request`` function; Flask runs those in reverse order of
+        registration, so call ``init_app`` before registering other ``after_request`` functions
+        that may still turn a response into an error.
+        """
+        if self._app is app:
+            return
+        if self._app is not None:
+            raise RuntimeError("an EventGate serves one app: create one EventGate per app.")
+        config = self._config if self._config is not None else Config.from_env()
+        self._config = config
+        self._client = connect(config)
+        self._publisher = Publisher(self._client, config)
+        self._tokens = ChannelTokens(
+            config.secret_keys,
+            default_ttl_seconds=config.token_ttl_seconds,
+            max_ttl_seconds=config.token_max_ttl_seconds,
+            max_token_bytes=config.max_token_bytes,
+        )
+        self._app = app
+        app.extensions[EXTENSION_KEY] = self
+        app.after_request(self._publish_pending)
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def draft(self, channel: str, data: object = None, event_type: str = "message") -> Draft:
+        """Validate one event for ``publish_many``. Raises InvalidName (channel or type outside
+        the contract) or InvalidEvent (data not JSON, not valid Unicode, too deep or too big)."""
+        try:
+            return self.publisher.draft(channel, data, event_type)
+        except UnicodeError:
+            raise InvalidEvent("data holds text that is not valid Unicode.") from None
+        except RecursionError:
+            raise InvalidEvent("data is nested too deeply.") from None
+
+    def publish(self, channel: str, data: object = None, event_type: str = "message") -> str | None:
+        """Publish after the current request succeeds; at once when there is no request.
+
+        In a request: validates now (raises like ``draft``), queues the event and returns None;
+        the queue is published in one batch only if the response status is below 400. Outside
+        a request (jobs, shells) or once the response is decided: publishes at once and returns
+        the event's id, raising PublishError if Redis did not store it.
+        """
+        draft = self.draft(channel, data, event_type)
+        if not has_request_context() or request.environ.get(_SETTLED):
+            return self.publish_many([draft])[0]
+        pending: list[Draft] = request.environ.setdefault(_PENDING, [])
+        if len(pending) >= self.config.max_batch_events:
+            raise InvalidEvent(
+                f"a request may publish at most {self.config.max_batch_events} events."
+            )
+        pending.append(draft)
+        return None
+
+    def publish_now(self, channel: str, data: object = None, event_type: str = "message") -> str:
+        """Store and publish one event now, request or not; returns its id. Raises like
+        ``draft``, and PublishError when Redis did not confirm (nothing was published)."""
+        return self.publish_many([self.draft(channel, data, event_type)])[0]
+
+    def publish_many(self, drafts: Iterable[Draft]) -> list[str]:
+        """Store and publish drafts now, atomically and in order; returns their ids. Raises
+        InvalidEvent for more than ``max_batch_events`` and PublishError as ``publish_now``."""
+        return self.publisher.publish_many(drafts)
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def token_for(
+        self, subject: str | None, channels: Iterable[str], ttl: int | None = None
+    ) -> tuple[str, datetime]:
+        """A stream token granting ``channels`` (exact names or ``prefix.*``) to ``subject``
+        (any label of up to 128 characters, or None) for ``ttl`` seconds (default
+        ``token_ttl_seconds``); returns ``(token, expires_at)`` with ``expires_at`` in UTC.
+
+        Raises InvalidName for a bad grant and ValueError for a bad ttl or subject, or for so
+        many grants that the token would exceed ``max_token_bytes`` (it could never verify).
+        The token is a bearer credential: hand it only to the user it was made for.
+        """
+        try:
+            token, expires_at = self.tokens.issue(channels, subject, ttl)
+        except UnicodeError:
+            raise ValueError("subject must be valid Unicode text") from None
+        if len(token) > self.config.max_token_bytes:
+            raise ValueError(
+                f"the token would be longer than {self.config.max_token_bytes} bytes: "
+                "grant fewer channels or a prefix"
+            )
+        return token, datetime.fromtimestamp(expires_at, UTC)
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        return self._bound(self._config)
+
+    @property
+    def client(self) -> redis.Redis:
+        """The pooled Redis client (also used for the readiness check)."""
+        return self._bound(self._client)
+
+    @property
+    def publisher(self) -> Publisher:
+        return self._bound(self._publisher)
+
+    @property
+    def tokens(self) -> ChannelTokens:
+        return self._bound(self._tokens)
+
+    @staticmethod
+    def _bound(value: _T | None) -> _T:
+        if value is None:
+            raise RuntimeError("EventGate is not bound to an app yet: call init_app(app).")
+        return value
+
+    def _publish_pending(self, response: Response) -> Response:
+        request.environ[_SETTLED] = True
+        pending: list[Draft] = request.environ.pop(_PENDING, [])
+        if not pending or response.status_code >= 400:
+            return response
+        try:
+            self.publish_many(pending)
+        except PublishError as error:
+            current_app.logger.warning(
+                "after-request publish of %d event(s) failed: %s", len(pending), error.message
+            )
+            return publish_failed_response(error)
+        return response
+
+
+def current_eventgate() -> EventGate:
+    """The EventGate of the app handling the current request or app context."""
+    gate = current_app.extensions.get(EXTENSION_KEY)
+    if not isinstance(gate, EventGate):
+        raise RuntimeError("this app has no EventGate: call EventGate(app) or init_app(app).")
+    return gate
