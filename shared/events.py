@@ -20,13 +20,27 @@ def encode_data(data: object, max_bytes: int) -> str:
     """Serialize ``data`` as compact one-line JSON, refusing what JSON cannot carry (NaN,
     non-string keys, sets…) and anything over ``max_bytes``. JSON escapes every control character,
     so the result never contains CR, LF or NUL and is safe on one ``data:`` line."""
+    _refuse_non_string_keys(data)
     try:
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RecursionError) as error:
         raise InvalidEvent(f"data is not JSON: {error}.") from None
     if len(text.encode("utf-8")) > max_bytes:
         raise InvalidEvent(f"the event's data is larger than {max_bytes} bytes.")
     return text
+
+
+def _refuse_non_string_keys(value: object) -> None:
+    # json.dumps would silently turn {1: "a"} into {"1": "a"}: subscribers would get other data.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                raise InvalidEvent("data is not JSON: object keys must be strings.")
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
 
 
 def id_key(event_id: str) -> tuple[int, int]:

@@ -43,7 +43,7 @@ for i = 1, #KEYS, 2 do
   end
   local id = redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*',
                         'type', etype, 'data', data, 'prev', prev)
-  if minid then redis.call('XTRIM', log, 'MINID', '~', minid) end
+  if minid then redis.call('XTRIM', log, 'MINID', minid) end
   redis.call('PUBLISH', live, id .. '\\n' .. prev .. '\\n' .. etype .. '\\n' .. data)
   ids[#ids + 1] = id
 end

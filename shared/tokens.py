@@ -9,16 +9,18 @@ never put secrets in it. Keys rotate: the first configured key signs, every key 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 
 from shared.errors import ChannelNotGranted, TokenError, TokenExpired
 from shared.names import grant_covers, validate_channel, validate_grant
 
 SALT = "eventgate.stream-token.v1"
+_TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_.-]+")
 _VERSION = 1
 
 
@@ -108,17 +110,27 @@ class ChannelTokens:
             raise TokenError("a stream token is required.")
         if len(token) > self.max_token_bytes:
             raise TokenError(f"the token is longer than {self.max_token_bytes} bytes.")
+        # itsdangerous decodes leniently (skips odd characters, extra padding): without this,
+        # one token would have many spellings, CR/LF included, that all verify.
+        if not _TOKEN_ALPHABET.fullmatch(token):
+            raise TokenError("the token holds characters a token never has.")
         try:
             payload = self._serializer.loads(token, max_age=self.max_ttl_seconds)
         except SignatureExpired as error:
-            expired_at = error.date_signed.timestamp() if error.date_signed else None
-            raise TokenExpired("the token has expired.", expired_at) from None
-        except (BadSignature, UnicodeError, ValueError):
+            raise TokenExpired("the token has expired.", self._expiry_of(error.payload)) from None
+        except (BadData, UnicodeError, ValueError):
             raise TokenError("the token is malformed or its signature is invalid.") from None
         grant = self._grant_from(payload)
         if grant.expires_at <= time.time():
             raise TokenExpired("the token has expired.", grant.expires_at)
         return grant
+
+    def _expiry_of(self, payload: object) -> float | None:
+        """The ``exp`` of a token whose signature verified but whose age passed max_ttl."""
+        try:
+            return float(self._serializer.load_payload(payload)["exp"])
+        except (BadData, KeyError, TypeError, ValueError):
+            return None
 
     @staticmethod
     def _grant_from(payload: object) -> Grant:

@@ -42,8 +42,9 @@ class StreamPool:
         return self
 
     def health(self) -> dict:
-        with urllib.request.urlopen(f"http://{LOOPBACK}:{self.port}/streams/healthz", timeout=2) as r:
-            return json.loads(r.read())
+        url = f"http://{LOOPBACK}:{self.port}/streams/healthz"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.loads(response.read())
 
     def worker_pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
