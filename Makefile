@@ -1,0 +1,83 @@
+# eventgate: set-up, the stack, and the tests. Run from the repository root; needs no terminal.
+#
+# Settings come from EVENTGATE_* environment variables (see README.md), e.g.
+#   EVENTGATE_PORT=9090 EVENTGATE_VAR_DIR=/tmp/eg make up
+# EVENTGATE_WEB_WORKERS / EVENTGATE_STREAM_WORKERS set the gunicorn worker counts.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+EVENTGATE_VAR_DIR ?= var
+EVENTGATE_WEB_WORKERS ?= 2
+EVENTGATE_STREAM_WORKERS ?= 2
+export EVENTGATE_VAR_DIR
+
+CONF := $(EVENTGATE_VAR_DIR)/conf/supervisord.conf
+SUPERVISORCTL := $(VENV)/bin/supervisorctl -c $(CONF)
+RENDER := $(PYTHON) -m shared.deploy render \
+	--web-workers $(EVENTGATE_WEB_WORKERS) --stream-workers $(EVENTGATE_STREAM_WORKERS)
+
+.PHONY: deps system-deps init run up down status restart reload test lint bench
+
+## deps: apt packages (redis-server, nginx) when missing, and the .venv with the project
+deps: system-deps $(VENV)/.installed
+
+system-deps:
+	@bash deploy/system-deps.sh
+
+# Re-installs only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	[ -x $(PYTHON) ] || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet -e '.[test,dev]'
+	touch $@
+
+## init: write $(EVENTGATE_VAR_DIR)/eventgate.env with fresh dev secrets (first run only)
+init: deps
+	@$(PYTHON) -m shared.deploy init >/dev/null
+
+## run: the whole stack in the foreground; Ctrl-C stops it all
+run: init
+	@$(RENDER) --foreground >/dev/null
+	exec $(VENV)/bin/supervisord -n -c $(CONF)
+
+## up: the stack in the background; returns once GET /healthz answers through nginx
+up: init
+	@$(RENDER) >/dev/null
+	@if $(SUPERVISORCTL) pid >/dev/null 2>&1; then \
+		echo "eventgate: already running (make restart to restart it)"; \
+	else \
+		$(VENV)/bin/supervisord -c $(CONF); \
+	fi
+	@$(PYTHON) -m shared.deploy wait-healthy --timeout 60
+	@$(SUPERVISORCTL) status || true
+
+## down: stop the stack and wait until every process is gone (does nothing when it is down)
+down:
+	@if [ -f $(CONF) ] && [ -x $(VENV)/bin/supervisorctl ]; then \
+		$(SUPERVISORCTL) shutdown >/dev/null 2>&1 || true; \
+		$(PYTHON) -m shared.deploy wait-stopped --timeout 90; \
+	fi
+
+status:
+	@$(SUPERVISORCTL) status
+
+## restart: stop and start every program (a gap: nginx answers streams with retry meanwhile)
+restart:
+	$(SUPERVISORCTL) restart all
+
+## reload: new gunicorn workers with fresh code, no closed listening socket
+reload:
+	$(SUPERVISORCTL) signal HUP web stream
+
+test: deps
+	$(VENV)/bin/pytest -q
+
+lint: deps
+	$(VENV)/bin/ruff check .
+
+# Placeholder until the benchmark exists: runs bench/run.py when it is there.
+bench: deps
+	@if [ -f bench/run.py ]; then $(PYTHON) bench/run.py; \
+	else echo "bench/run.py does not exist yet: nothing to run."; fi

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install the Debian/Ubuntu packages the stack runs on, only those that are missing, without
+# questions (CI has no terminal). Uses sudo only when not root and only when it must install.
+set -euo pipefail
+
+has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+
+missing=()
+has redis-server || missing+=(redis-server)
+has nginx || missing+=(nginx)
+if ! has python3; then
+    missing+=(python3 python3-venv)
+elif [ ! -x .venv/bin/python ] && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    missing+=(python3-venv)   # Debian's python3 cannot make a venv without it
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || {
+        echo "deps: missing ${missing[*]}; run as root or install sudo." >&2
+        exit 1
+    }
+    sudo=(sudo)
+fi
+apt_get() { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
+
+# nginx-light is the small build where it still exists (Debian 12); plain nginx elsewhere.
+pick_nginx() {
+    local i
+    for i in "${!missing[@]}"; do
+        if [ "${missing[$i]}" = nginx ] && apt-cache show nginx-light >/dev/null 2>&1; then
+            missing[i]=nginx-light
+        fi
+    done
+}
+
+echo "deps: installing ${missing[*]}" >&2
+pick_nginx
+if ! apt_get install -y --no-install-recommends "${missing[@]}"; then
+    apt_get update
+    pick_nginx
+    apt_get install -y --no-install-recommends "${missing[@]}"
+fi
