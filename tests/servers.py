@@ -53,7 +53,7 @@ def port_open(port: int) -> bool:
 
 
 class RedisServer:
-    """A real redis-server on a free loopback port with its own data dir (AOF on, like the stack)."""
+    """A real redis-server on a free loopback port with its own data dir (AOF, like the stack)."""
 
     def __init__(self, workdir: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
@@ -98,7 +98,7 @@ class RedisServer:
 
 
 def child_env(**overrides: str) -> dict[str, str]:
-    """The environment for a child process: ours, minus any EVENTGATE_* leaking in, plus overrides."""
+    """A child's environment: ours, minus any EVENTGATE_* leaking in, plus ``overrides``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTGATE_")}
     env.update(overrides)
     return env

@@ -115,7 +115,9 @@ def test_stream_pool_keeps_streams_open(config):
     assert settings.bind == [f"127.0.0.1:{config.stream_port}"]
     assert settings.graceful_timeout == GRACEFUL_TIMEOUT
     assert settings.control_socket == str(var / "run" / "stream.ctl")
-    assert settings.config == "python:stream.gunicorn_conf"
+    # Loaded by path: importing the package would import gevent, Flask and redis in the master
+    # before the worker monkey-patches (the --preload trap).
+    assert settings.config == str(REPO_ROOT / "stream" / "gunicorn_conf.py")
 
 
 def test_stream_gunicorn_conf_does_not_undo_the_flags():

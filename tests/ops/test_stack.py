@@ -79,6 +79,12 @@ def test_every_program_runs(stack):
     wait_for(all_running, 15, "every program RUNNING")
 
 
+def test_stream_master_imports_nothing_before_the_workers_patch(stack):
+    # A master that imported gevent/redis/ssl before the fork makes the worker's monkey-patching
+    # warn and leaves unpatched objects behind (reliability.md R-PY-2).
+    assert "MonkeyPatchWarning" not in stack.log("stream")
+
+
 def test_health_answers_through_nginx(stack):
     status, headers, body = http_get(stack.url("/healthz"))
     assert status == 200, body
