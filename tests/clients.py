@@ -61,6 +61,8 @@ class StreamClient:
 
     def _read(self) -> None:
         buffer = b""
+        dechunk = None
+        received = 0
         try:
             while True:
                 chunk = self.sock.recv(65536)
@@ -73,10 +75,18 @@ class StreamClient:
                         continue
                     head, _, chunk = buffer.partition(b"\r\n\r\n")
                     self._parse_head(head)
+                    if self.response_headers.get("transfer-encoding") == "chunked":
+                        dechunk = Dechunker()
+                if dechunk is not None:
+                    chunk = dechunk.feed(chunk)
+                length = self.response_headers.get("content-length")
+                received += len(chunk)
                 if self.is_stream:
                     self.events.extend(self.parser.feed(chunk))
                 else:
                     self.body += chunk
+                if (dechunk is not None and dechunk.done) or (length and received >= int(length)):
+                    break  # the response ended; a proxy may keep the connection open
         except OSError:
             pass
         finally:
@@ -125,6 +135,42 @@ class StreamClient:
             pass  # already closed by the other side or by another thread
         self.sock.close()
         self.ended.wait(5)
+
+
+class Dechunker:
+    """Incremental decoder of an HTTP/1.1 chunked body (what nginx sends to clients)."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.left = 0  # data bytes of the current chunk still to read
+        self.skip = 0  # bytes of the CRLF after a chunk still to drop
+        self.done = False
+
+    def feed(self, data: bytes) -> bytes:
+        self.buffer += data
+        out = []
+        while not self.done:
+            if self.left:
+                take = self.buffer[: self.left]
+                self.buffer = self.buffer[len(take):]
+                self.left -= len(take)
+                out.append(take)
+                if self.left:
+                    break
+                self.skip = 2
+            if self.skip:
+                dropped = min(self.skip, len(self.buffer))
+                self.buffer = self.buffer[dropped:]
+                self.skip -= dropped
+                if self.skip:
+                    break
+            line, sep, rest = self.buffer.partition(b"\r\n")
+            if not sep:
+                break
+            self.buffer = rest
+            self.left = int(line.split(b";")[0], 16)
+            self.done = self.left == 0
+        return b"".join(out)
 
 
 class EventSourceClient:

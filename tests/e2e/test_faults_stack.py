@@ -1,0 +1,117 @@
+"""Faults on the deployed stack (supervisord, nginx, both gunicorn pools, redis with AOF):
+browser-like clients reconnect through nginx and end with exactly the whole sequence."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from shared.publisher import Publisher
+from shared.redisconn import connect
+from tests.clients import EventSourceClient
+from tests.servers import wait_for
+from tests.stack import http_get
+from tests.stream.paced import PacedPublisher
+from tests.stream.test_faults import assert_exact
+
+SETTINGS = {"EVENTGATE_HEARTBEAT": "1", "EVENTGATE_RETRY_MS": "500"}
+
+
+def clients_for(stack, channels):
+    from shared.tokens import ChannelTokens
+
+    tokens = ChannelTokens(stack.config.secret_keys)
+    one, _ = tokens.issue([channels[0]])
+    both, _ = tokens.issue(channels)
+    clients = [EventSourceClient(stack.port, one, (channels[0],)).start() for _ in range(3)]
+    clients.append(EventSourceClient(stack.port, both, tuple(channels)).start())
+    wait_for(lambda: all(c.connections for c in clients), 10, "clients to connect")
+    time.sleep(0.3)
+    return clients
+
+
+def run_fault(stack, channel, fault, total=300, rate=100):
+    channels = [channel, f"{channel}.b"]
+    clients = clients_for(stack, channels)
+    publisher = Publisher(connect(stack.config), stack.config)
+    paced = PacedPublisher(publisher, channels, total=total, rate=rate).start()
+    time.sleep(0.8)
+    fault()
+    paced.wait(90)
+    for client in clients[:3]:
+        assert_exact(client, channels[0], paced.accepted[channels[0]])
+    for name in channels:
+        assert_exact(clients[3], name, paced.accepted[name])
+    for client in clients:
+        assert client.failed_status is None  # never a non-200: EventSource would give up
+        client.stop()
+    return clients, paced
+
+
+def test_supervisorctl_restart_stream(make_stack, channel):
+    stack = make_stack(stream_workers=2, settings=SETTINGS)
+    clients, _ = run_fault(
+        stack, channel, lambda: stack.supervisorctl("restart", "stream"), total=400
+    )
+    assert all(c.connections >= 2 for c in clients)
+    assert_no_stream_errors(stack)
+
+
+def test_hup_of_the_stream_program(make_stack, channel):
+    stack = make_stack(stream_workers=2, settings=SETTINGS)
+    clients, _ = run_fault(stack, channel, lambda: stack.supervisorctl("signal", "HUP", "stream"))
+    assert all(c.connections >= 2 for c in clients)
+    assert_no_stream_errors(stack)
+
+
+def test_redis_restart_under_supervisor(make_stack, channel):
+    stack = make_stack(stream_workers=1, settings=SETTINGS)
+    _, paced = run_fault(stack, channel, lambda: stack.supervisorctl("restart", "redis"))
+    assert paced.failures > 0
+
+
+def test_readiness_and_publishing_while_redis_is_down(make_stack, channel):
+    stack = make_stack(stream_workers=1, settings=SETTINGS)
+    clients = clients_for(stack, [channel])
+    assert http_get(stack.url("/readyz"))[0] == 200
+    assert http_get(stack.url("/streams/readyz"))[0] == 200
+    stack.supervisorctl("stop", "redis")
+    wait_for(lambda: http_get(stack.url("/streams/readyz"))[0] == 503, 10, "stream readyz 503")
+    assert http_get(stack.url("/readyz"))[0] == 503
+    started = time.monotonic()
+    status, _, body = http_post(stack, {"channel": channel, "data": 1})
+    assert time.monotonic() - started < 1.0
+    assert status == 503 and json.loads(body)["error"] == "publish_failed"
+    beats_before = clients[0].current.raw.count(b": hb\n\n")
+    time.sleep(2.5)
+    assert clients[0].current.raw.count(b": hb\n\n") > beats_before  # streams stay open
+    connections = [c.connections for c in clients]
+    stack.supervisorctl("start", "redis")
+    wait_for(lambda: http_get(stack.url("/streams/readyz"))[0] == 200, 15, "stream readyz 200")
+    assert http_get(stack.url("/readyz"))[0] == 200
+    status, _, body = http_post(stack, {"channel": channel, "data": {"n": 0}})
+    assert status == 201, body
+    for client in clients:
+        assert client.wait_data([{"n": 0}], timeout=10) == [{"n": 0}]
+    assert [c.connections for c in clients] == connections  # no reconnect was needed
+    for client in clients:
+        client.stop()
+
+
+def assert_no_stream_errors(stack) -> None:
+    """No stream request was answered 5xx by nginx (the pool's absence is a 200 + retry)."""
+    streams = [line for line in stack.log("nginx-access").splitlines() if "GET /streams " in line]
+    assert streams
+    assert not [line for line in streams if '" 50' in line], streams
+
+
+def http_post(stack, body):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+    conn.request("POST", "/api/events", json.dumps(body), {
+        "Content-Type": "application/json", "Authorization": f"Bearer {stack.publish_key}"})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, dict(response.getheaders()), data
