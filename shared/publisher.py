@@ -3,7 +3,9 @@
 The Lua script appends to the channel's Redis Stream (trimmed by count and age), records the id
 of the previous event (``prev``, so readers can prove continuity), then PUBLISHes the payload with
 the new id. Either Redis confirms and returns ids, or ``publish`` raises PublishError: nothing
-ever reports success for an event that was not stored.
+ever reports success for an event that was not stored. The converse does not hold: when Redis
+stops between running the script and replying, the event is stored yet the publish fails, so a
+caller that simply retries may publish it twice (read the channel's log back before retrying).
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ class Publisher:
         self._client = client
         self._config = config
         self._script = client.register_script(_SCRIPT)
+
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client events are published through."""
+        return self._client
 
     def draft(self, channel: object, data: object = None, event_type: object = "message") -> Draft:
         """Validate one event; raises InvalidName or InvalidEvent (both ValueError → 400)."""

@@ -20,8 +20,10 @@ POOL_WAIT_SECONDS = 2.0
 
 
 def connect(config: Config) -> redis.Redis:
-    """A client for commands (publish, replay, health). Fails fast: one retry (to replace a
-    connection that Redis closed), ``redis_timeout_seconds`` per attempt, no backoff."""
+    """A client for commands (publish, replay, health). Fails fast: ``redis_timeout_seconds``
+    per attempt and no retry. A retried EVALSHA whose first run stored the event but whose reply
+    was lost (Redis stopping) would store it twice; a connection Redis closed is replaced by the
+    pool's check at checkout instead, so the caller alone decides whether to try again."""
     pool = redis.BlockingConnectionPool.from_url(
         config.redis_url,
         max_connections=config.redis_pool_size,
@@ -30,7 +32,7 @@ def connect(config: Config) -> redis.Redis:
         socket_connect_timeout=config.redis_connect_timeout_seconds,
         socket_keepalive=True,
         health_check_interval=30,
-        retry=Retry(NoBackoff(), 1),
+        retry=Retry(NoBackoff(), 0),
         retry_on_timeout=False,
     )
     return redis.Redis(connection_pool=pool)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
+import redis
+
+from shared import keys
 from shared.errors import PublishError
 from shared.publisher import Publisher
 
@@ -36,13 +40,24 @@ class PacedPublisher:
                     self.publisher.publish(channel, {"n": number})
                     break
                 except PublishError:
+                    # Ambiguous: Redis may have stored it and lost only the reply. A careful
+                    # publisher checks before trying again (we are the channel's only writer).
                     self.failures += 1
                     time.sleep(0.05)
+                    if self._stored(channel, number):
+                        break
             self.accepted[channel].append(number)
             delay = start + (number + 1) / self.rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
         self.done.set()
+
+    def _stored(self, channel: str, number: int) -> bool:
+        try:
+            newest = self.publisher.client.xrevrange(keys.log_key(channel), count=1)
+        except redis.RedisError:
+            return False
+        return bool(newest) and json.loads(newest[0][1][b"data"]) == {"n": number}
 
     def wait(self, timeout: float = 60) -> None:
         if not self.done.wait(timeout):

@@ -20,9 +20,9 @@ CONFIG = Config(
     redis_pool_size=7,
 )
 
-# The retry counts we chose: commands get one retry (to replace a connection Redis closed), the
-# pub/sub connection none (the broker must see every drop so that it backfills from the log).
-COMMAND_RETRIES = 1
+# The retry counts we chose: commands none (a retried publish script could store an event twice),
+# the pub/sub connection none (the broker must see every drop so that it backfills from the log).
+COMMAND_RETRIES = 0
 PUBSUB_RETRIES = 0
 
 
