@@ -92,3 +92,26 @@ def test_client_that_never_reads_is_dropped_others_on_time(
     assert elapsed < 10
     stalled.close()
     reader.close()
+
+
+def test_pubsub_output_buffer_limit_drop_is_backfilled(
+    make_pool, tokens, publisher, channel, redis_server
+):
+    """Redis drops a subscriber whose output buffer passes its limit (reliability.md E3: silently
+    for redis-py, and PUBLISH had counted it as a receiver). A 2 MB burst does that here."""
+    pool = make_pool()
+    admin = redis_server.client()
+    old = admin.config_get("client-output-buffer-limit")["client-output-buffer-limit"]
+    clients = connect_clients(pool.port, tokens, [channel, f"{channel}.b"])
+    admin.config_set("client-output-buffer-limit", "pubsub 256kb 128kb 1")
+    try:
+        pad = "y" * 20000
+        drafts = [publisher.draft(channel, {"n": n, "pad": pad}) for n in range(100)]
+        publisher.publish_many(drafts)
+    finally:
+        admin.config_set("client-output-buffer-limit", old)
+    for client in clients:
+        got = client.wait_data(list(range(100)), timeout=20)
+        assert [d["n"] for d in got] == list(range(100))
+        client.stop()
+    assert "pub/sub connection lost" in pool.log_text()
