@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterable
 
 from shared import sse
+from stream.lag import LagHistogram
 from stream.subscriber import Subscriber
 
 LOST_EVENT = "eventgate.lost"
@@ -50,6 +51,13 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self._on_last = on_last
         self.delivered = 0
+        # Plain counters copied to Prometheus once a second by stream/metrics.py (never per event).
+        self.events = 0
+        self.replayed = 0
+        self.lost = 0
+        self.slow_disconnects = 0
+        self.closed_written = 0
+        self.lag = LagHistogram()
 
     def add(self, subscriber: Subscriber) -> list[str]:
         """Register a connection on all its channels; returns the channels that are new to
@@ -67,6 +75,9 @@ class Hub:
     def remove(self, subscriber: Subscriber) -> None:
         """Forget a connection; a channel whose last local subscriber left is dropped."""
         self.subscribers.discard(subscriber)
+        self.closed_written += subscriber.written
+        if subscriber.close_reason == "slow":
+            self.slow_disconnects += 1
         for name in subscriber.channels:
             channel = self.channels.get(name)
             if channel is None:
@@ -86,6 +97,8 @@ class Hub:
         for subscriber in tuple(channel.subscribers):
             subscriber.deliver(name, event_id, prev, body, frame)
         self.delivered += len(channel.subscribers)
+        self.events += 1
+        self.lag.record(event_id)
 
     def broadcast_loss(self, name: str, last_seen: str, resumes_after: str) -> None:
         """Tell every live subscriber of ``name`` that events after ``last_seen`` are lost."""
@@ -94,6 +107,7 @@ class Hub:
             return
         channel.last = resumes_after
         body = lost_body(name, last_seen, resumes_after)
+        self.lost += len(channel.subscribers)
         for subscriber in tuple(channel.subscribers):
             if subscriber.live:
                 subscriber.emit(name, resumes_after, body)

@@ -59,7 +59,7 @@ def open_stream(
         if not broker.subscribe(list(subscriber.channels), timeout):
             raise Unavailable("Redis did not confirm the subscription in time")
         for name in subscriber.channels:
-            replay(subscriber, name, client)
+            replay(subscriber, name, client, hub)
         hand_off(subscriber, hub, client, timeout)
     except (redis.RedisError, OSError) as error:
         raise Unavailable(str(error)) from None
@@ -91,8 +91,11 @@ def read_heads(client: redis.Redis, channels: list[str]) -> dict[str, str]:
     return heads
 
 
-def replay(subscriber: Subscriber, name: str, client: redis.Redis) -> None:
-    """Send every event of ``name`` after the subscriber's position, in log order."""
+def replay(
+    subscriber: Subscriber, name: str, client: redis.Redis, hub: Hub | None = None
+) -> None:
+    """Send every event of ``name`` after the subscriber's position, in log order (counted in
+    ``hub.replayed`` and ``hub.lost`` when a hub is given)."""
     while not subscriber.closed:
         position = subscriber.positions[name]
         entries = client.xrange(keys.log_key(name), min=f"({position}", count=READ_BATCH)
@@ -100,7 +103,11 @@ def replay(subscriber: Subscriber, name: str, client: redis.Redis) -> None:
             event = Event.from_entry(name, entry_id, fields)
             if event.prev != subscriber.positions[name]:
                 subscriber.emit(name, event.prev, lost_body(name, position, event.prev))
+                if hub is not None:
+                    hub.lost += 1
             subscriber.emit(name, event.id, body_of(event.type, event.data))
+        if hub is not None:
+            hub.replayed += len(entries)
         if len(entries) < READ_BATCH:
             return
         while subscriber.backlog_bytes > _REPLAY_PAUSE_BYTES and not subscriber.closed:
@@ -128,7 +135,7 @@ def hand_off(subscriber: Subscriber, hub: Hub, client: redis.Redis, timeout: flo
                 break
             subscriber.emit(name, event_id, body)
         if gap is not None:
-            replay(subscriber, gap, client)
+            replay(subscriber, gap, client, hub)
             continue
         if subscriber.pending:
             continue

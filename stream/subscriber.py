@@ -28,7 +28,7 @@ class Subscriber:
 
     __slots__ = (
         "sock", "fd", "channels", "multi", "positions", "live", "pending", "subject",
-        "expires_at", "backlog", "backlog_bytes", "quiet", "closed", "close_reason",
+        "expires_at", "backlog", "backlog_bytes", "quiet", "closed", "close_reason", "written",
         "_loop", "_reader", "_writer", "_on_close", "_max_bytes", "_max_frames",
     )
 
@@ -58,6 +58,7 @@ class Subscriber:
         self.quiet = 0
         self.closed = False
         self.close_reason = ""
+        self.written = 0  # bytes the kernel took, for metrics (stream/metrics.py)
         self._loop = loop
         self._on_close = on_close
         self._max_bytes = max_queue_bytes
@@ -108,6 +109,7 @@ class Subscriber:
         except OSError:
             self.close("gone")
             return
+        self.written += sent
         if sent < len(data):
             self._queue(data[sent:])
 
@@ -131,6 +133,7 @@ class Subscriber:
         except OSError:
             self.close("gone")
             return
+        self.written += sent
         if sent < len(data):
             rest = data[sent:]
             self.backlog.append(rest)
