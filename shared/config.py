@@ -8,12 +8,14 @@ a missing secret is a ConfigError, and ``write_dev_env`` generates fresh ones pe
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.errors import ConfigError
+from shared.publishkeys import parse_publish_keys
 
 ENV_FILE_NAME = "eventgate.env"
 MIN_SECRET_CHARS = 32
@@ -94,6 +96,23 @@ class Config:
     redis_timeout_seconds: float = 0.5
     redis_connect_timeout_seconds: float = 0.5
     redis_pool_size: int = 16
+    #: Streams one token subject may hold open at once, across all workers (0: no limit).
+    max_streams_per_subject: int = 16
+    #: Streams one stream worker process holds at most (0: no limit); keep it under the
+    #: worker's open-files limit.
+    max_streams_per_worker: int = 10000
+    #: Origins allowed to open /streams cross-origin (CORS with credentials); none by default.
+    cors_origins: tuple[str, ...] = ()
+    #: nginx, per client address: new /streams requests per second and the burst allowed above
+    #: that rate (0: no limit), and concurrent connections (0: no limit).
+    stream_connect_rate: int = 50
+    stream_connect_burst: int = 1000
+    connections_per_address: int = 2000
+    #: nginx timeouts against slow clients (slowloris): whole request header, between two body
+    #: reads, between two writes to a client that stopped reading.
+    client_header_timeout_seconds: int = 10
+    client_body_timeout_seconds: int = 30
+    send_timeout_seconds: int = 60
 
     def __post_init__(self) -> None:
         if not self.secret_keys:
@@ -106,7 +125,8 @@ class Config:
                 "EVENTGATE_PUBLISH_KEY is not set: run `eventgate init` or set the variable."
             )
         if self.environment == "production":
-            weak = [k for k in self.secret_keys + self.publish_keys if len(k) < MIN_SECRET_CHARS]
+            publish = [entry.key for entry in parse_publish_keys(self.publish_keys)]
+            weak = [k for k in self.secret_keys + tuple(publish) if len(k) < MIN_SECRET_CHARS]
             if weak:
                 raise ConfigError(
                     f"refusing to start in production with a secret shorter than "
@@ -114,6 +134,8 @@ class Config:
                 )
         if self.heartbeat_seconds <= 0:
             raise ConfigError("EVENTGATE_HEARTBEAT must be a positive number of seconds.")
+        parse_publish_keys(self.publish_keys)  # a malformed entry fails here, at start
+        _check_limits(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -159,4 +181,43 @@ class Config:
             redis_timeout_seconds=number("REDIS_TIMEOUT", 0.5, float),
             redis_connect_timeout_seconds=number("REDIS_CONNECT_TIMEOUT", 0.5, float),
             redis_pool_size=number("REDIS_POOL_SIZE", 16),
+            max_streams_per_subject=number("MAX_STREAMS_PER_SUBJECT", 16),
+            max_streams_per_worker=number("MAX_STREAMS_PER_WORKER", 10000),
+            cors_origins=_split_keys(get("CORS_ORIGINS", "")),
+            stream_connect_rate=number("STREAM_CONNECT_RATE", 50),
+            stream_connect_burst=number("STREAM_CONNECT_BURST", 1000),
+            connections_per_address=number("CONNECTIONS_PER_ADDRESS", 2000),
+            client_header_timeout_seconds=number("CLIENT_HEADER_TIMEOUT", 10),
+            client_body_timeout_seconds=number("CLIENT_BODY_TIMEOUT", 30),
+            send_timeout_seconds=number("SEND_TIMEOUT", 60),
         )
+
+
+#: An origin as a browser sends it: scheme, host, optional port; lowercase, no path. Checked
+#: strictly because configured origins are echoed in response headers and rendered into nginx.
+_ORIGIN = re.compile(r"https?://([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?")
+
+
+def _check_limits(config: Config) -> None:
+    """Refuse limit settings that cannot mean anything: a typo should fail at start."""
+    limits = {"max_streams_per_subject": "MAX_STREAMS_PER_SUBJECT",
+              "max_streams_per_worker": "MAX_STREAMS_PER_WORKER",
+              "stream_connect_rate": "STREAM_CONNECT_RATE",
+              "stream_connect_burst": "STREAM_CONNECT_BURST",
+              "connections_per_address": "CONNECTIONS_PER_ADDRESS"}
+    for field_name, env_name in limits.items():
+        if getattr(config, field_name) < 0:
+            raise ConfigError(f"EVENTGATE_{env_name} must be 0 (no limit) or a positive number.")
+    timeouts = {"client_header_timeout_seconds": "CLIENT_HEADER_TIMEOUT",
+                "client_body_timeout_seconds": "CLIENT_BODY_TIMEOUT",
+                "send_timeout_seconds": "SEND_TIMEOUT"}
+    for field_name, env_name in timeouts.items():
+        if getattr(config, field_name) < 1:
+            raise ConfigError(f"EVENTGATE_{env_name} must be a whole number of seconds, >= 1.")
+    for origin in config.cors_origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ConfigError(
+                f"EVENTGATE_CORS_ORIGINS entry {origin[:80]!r} is not an origin: write it as the "
+                "browser sends it, e.g. https://app.example.com or http://localhost:3000 "
+                "(lowercase, no path, no trailing slash; '*' and 'null' are refused)."
+            )

@@ -61,6 +61,15 @@ ENV_NAMES = {
     "redis_timeout_seconds": "REDIS_TIMEOUT",
     "redis_connect_timeout_seconds": "REDIS_CONNECT_TIMEOUT",
     "redis_pool_size": "REDIS_POOL_SIZE",
+    "max_streams_per_subject": "MAX_STREAMS_PER_SUBJECT",
+    "max_streams_per_worker": "MAX_STREAMS_PER_WORKER",
+    "cors_origins": "CORS_ORIGINS",
+    "stream_connect_rate": "STREAM_CONNECT_RATE",
+    "stream_connect_burst": "STREAM_CONNECT_BURST",
+    "connections_per_address": "CONNECTIONS_PER_ADDRESS",
+    "client_header_timeout_seconds": "CLIENT_HEADER_TIMEOUT",
+    "client_body_timeout_seconds": "CLIENT_BODY_TIMEOUT",
+    "send_timeout_seconds": "SEND_TIMEOUT",
 }
 
 # Paths go unquoted into supervisor and nginx syntax: allow only characters safe in both.
@@ -93,6 +102,8 @@ def app_environment(config: Config, var: Path) -> dict[str, str]:
     env: dict[str, str] = {}
     for field_name, name in ENV_NAMES.items():
         value = getattr(config, field_name)
+        if isinstance(value, tuple):  # lists are comma-separated, as Config.from_env reads them
+            value = ",".join(value)
         if field_name == "var_dir":
             value = var
         if field_name == "redis_url" and urlsplit(str(value)).password:
@@ -149,12 +160,50 @@ def render_stack(
         "worker_connections": worker_connections,
         "worker_rlimit_nofile": 2 * worker_connections,
         "extra_temp_paths": _nginx_extra_temp_paths(var, supervisor_values["nginx_bin"]),
+        **nginx_limits(config),
     }
     conf = var / "conf"
     (conf / "nginx.conf").write_text(_render(root / NGINX_TEMPLATE, nginx_values))
     supervisord_conf = conf / "supervisord.conf"
     supervisord_conf.write_text(_render(root / SUPERVISOR_TEMPLATE, supervisor_values))
     return supervisord_conf
+
+
+def nginx_limits(config: Config) -> dict[str, str]:
+    """The nginx template's limit, timeout and CORS values: per client address, concurrent
+    connections (``limit_conn``) and new streams per second (``limit_req`` on /streams), both
+    answered 429 JSON; slow-client timeouts; the origins whose cross-origin streams get CORS
+    headers on nginx's own answers too. A limit of 0 renders as a comment: no limit."""
+    # Refusals are logged at info, below the error log's level: that line would hold the request
+    # line, query string (a token) included. The access log has every 429 with the path only.
+    zones = ["limit_conn_status 429;", "limit_req_status 429;",
+             "limit_conn_log_level info;", "limit_req_log_level info;"]
+    if config.connections_per_address:
+        zones.append("limit_conn_zone $binary_remote_addr zone=eventgate_addr:10m;")
+        limit_conn = f"limit_conn eventgate_addr {config.connections_per_address};"
+    else:
+        limit_conn = "# no limit_conn: EVENTGATE_CONNECTIONS_PER_ADDRESS=0"
+    if config.stream_connect_rate:
+        zones.append(
+            "limit_req_zone $binary_remote_addr zone=eventgate_connect:10m "
+            f"rate={config.stream_connect_rate}r/s;"
+        )
+        limit_req = (
+            f"limit_req zone=eventgate_connect burst={config.stream_connect_burst} nodelay;"
+        )
+    else:
+        limit_req = "# no limit_req: EVENTGATE_STREAM_CONNECT_RATE=0"
+    # Config admits only plain origins (no quotes, spaces or ';'), safe in nginx quotes.
+    origins = "".join(f'\n        "{origin}" $http_origin;' for origin in config.cors_origins)
+    return {
+        "limit_zones": "\n    ".join(zones),
+        "limit_conn": limit_conn,
+        "limit_req": limit_req,
+        "cors_origin_map": origins,
+        "client_header_timeout": f"{config.client_header_timeout_seconds}s",
+        "client_body_timeout": f"{config.client_body_timeout_seconds}s",
+        "send_timeout": f"{config.send_timeout_seconds}s",
+    }
 
 
 def _render(template: Path, values: dict[str, object]) -> str:

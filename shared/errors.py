@@ -74,3 +74,22 @@ class PublishError(EventgateError):
 
     code = "publish_failed"
     status = 503
+
+
+class TooBusy(EventgateError):
+    """A capacity limit refused the request; the caller may retry after ``retry_after`` seconds
+    (sent as ``Retry-After``)."""
+
+    code = "server_busy"
+    status = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TooManyStreams(TooBusy):
+    """The token's subject already holds as many open streams as it may."""
+
+    code = "too_many_streams"
+    status = 429

@@ -6,6 +6,8 @@ that both land on one shard under Redis Cluster with sharded pub/sub.
 
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "eventgate:"
 _LIVE_SUFFIX = ":live"
 
@@ -23,3 +25,13 @@ def live_channel(channel: str) -> str:
 def channel_of_live(name: str) -> str:
     """Inverse of ``live_channel``."""
     return name[len(PREFIX) + 1 : -len(_LIVE_SUFFIX) - 1]
+
+
+def subject_streams_key(subject: str) -> str:
+    """The sorted set of a token subject's open streams (connection id -> lease expiry).
+
+    The subject is any text a backend chose (up to 128 characters): it is hashed, so the key is
+    short, ASCII, and says nothing about who the subject is to someone reading Redis keys.
+    """
+    digest = hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{PREFIX}subject:{digest}:streams"

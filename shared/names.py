@@ -66,3 +66,16 @@ def grant_covers(grant: str, channel: str) -> bool:
     if grant.endswith(_GRANT_SUFFIX):
         return channel.startswith(grant[:-1])
     return grant == channel
+
+
+def grant_within(grant: str, scope: str) -> bool:
+    """True when every channel ``grant`` covers is covered by ``scope`` (both exact or
+    ``prefix.*``), so that a credential limited to ``scope`` may hand ``grant`` on.
+
+    ``users.7.*`` is within ``users.*``, never the reverse; ``users.7`` is not within
+    ``users.7.*`` (a prefix grant covers what is *under* the prefix, not the prefix itself); a
+    prefix grant is never within an exact scope.
+    """
+    if grant.endswith(_GRANT_SUFFIX):
+        return scope.endswith(_GRANT_SUFFIX) and grant[:-1].startswith(scope[:-1])
+    return grant_covers(scope, grant)

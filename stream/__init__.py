@@ -10,10 +10,11 @@ from __future__ import annotations
 import gevent
 from flask import Flask
 
+from shared import metrics as exposition
 from shared.config import Config
 from shared.redisconn import connect, connect_pubsub
 from shared.tokens import ChannelTokens
-from stream import errors, heartbeat, views
+from stream import errors, heartbeat, metrics, views
 from stream.broker import Broker
 from stream.handover import Handover
 from stream.hub import Hub
@@ -44,8 +45,11 @@ def create_app(config: Config | None = None) -> Flask:
     )
     app.extensions["eventgate.stream"] = state
     app.register_blueprint(views.bp)
+    app.register_blueprint(metrics.bp)
     errors.register(app)
     app.wsgi_app = Handover(app.wsgi_app)
     broker.start()
     state.greenlets = [gevent.spawn(heartbeat.run, hub, config.heartbeat_seconds)]
+    state.metrics = metrics.StreamMetrics(hub, broker, exposition.app_registry())
+    state.greenlets.append(gevent.spawn(metrics.run, state))
     return app

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from shared import sse
+from shared import metrics, sse
 
 worker_class = "gevent"
 keepalive = 0
@@ -24,7 +24,22 @@ def worker_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signa
     if state is None:
         return
     retry_ms = state.config.retry_ms
+    # Imported here, in the worker (which has loaded it already): the master loads this file and
+    # must not import the stream package (gevent, redis) before the fork.
+    from stream import status
+
+    status.withdraw(state)
     state.broker.stop()
     state.hub.finish_all(
         lambda: sse.retry(int(retry_ms * random.uniform(0.2, 2.0))) + sse.comment("shutdown")
     )
+
+
+def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    """In the master, before any worker: start metrics afresh (see shared/metrics.py)."""
+    metrics.clean_multiprocess_dir()
+
+
+def child_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    """In the master, for every worker that ended (a kill -9 too): drop its live gauges."""
+    metrics.forget_process(worker.pid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import redis
@@ -22,3 +23,8 @@ class StreamState:
     loop: object
     cors_origins: frozenset[str] = field(default_factory=frozenset)
     greenlets: list = field(default_factory=list)
+    #: stream.metrics.StreamMetrics, set by create_app.
+    metrics: object = None
+    started_at: float = field(default_factory=time.time)
+    #: The lag histogram as of the last status record (stream/status.py diffs against it).
+    status_lag: tuple | None = None

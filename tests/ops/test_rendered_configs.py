@@ -202,7 +202,7 @@ def test_redis_keeps_an_append_only_file(config):
 
 def test_every_setting_reaches_the_apps_and_round_trips(config):
     """What the apps read back from the rendered environment is the config that was rendered."""
-    secret_fields = {"secret_keys", "publish_keys"}
+    secret_fields = {"secret_keys", "publish_keys", "ops_key"}
     fields = {field.name for field in dataclasses.fields(Config)} - secret_fields
     assert fields == set(ENV_NAMES), "a Config field has no EVENTGATE_* name in shared.deploy"
 
