@@ -96,6 +96,13 @@ class Config:
     redis_timeout_seconds: float = 0.5
     redis_connect_timeout_seconds: float = 0.5
     redis_pool_size: int = 16
+    #: "text" or "json" (one JSON object per line, for log shippers); both apps and gunicorn.
+    log_format: str = "text"
+    #: Opens the ops status page (/status) outside development, as the HTTP basic-auth password.
+    #: A secret: never rendered into a config file, never logged.
+    ops_key: str = ""
+    #: How often stream workers write their status record and the web app its status event.
+    status_interval_seconds: float = 2.0
     #: Streams one token subject may hold open at once, across all workers (0: no limit).
     max_streams_per_subject: int = 16
     #: Streams one stream worker process holds at most (0: no limit); keep it under the
@@ -136,6 +143,10 @@ class Config:
             raise ConfigError("EVENTGATE_HEARTBEAT must be a positive number of seconds.")
         parse_publish_keys(self.publish_keys)  # a malformed entry fails here, at start
         _check_limits(self)
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("EVENTGATE_LOG_FORMAT must be text or json.")
+        if self.status_interval_seconds <= 0:
+            raise ConfigError("EVENTGATE_STATUS_INTERVAL must be a positive number of seconds.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -181,6 +192,9 @@ class Config:
             redis_timeout_seconds=number("REDIS_TIMEOUT", 0.5, float),
             redis_connect_timeout_seconds=number("REDIS_CONNECT_TIMEOUT", 0.5, float),
             redis_pool_size=number("REDIS_POOL_SIZE", 16),
+            log_format=get("LOG_FORMAT", "text"),
+            ops_key=get("OPS_KEY", ""),
+            status_interval_seconds=number("STATUS_INTERVAL", 2.0, float),
             max_streams_per_subject=number("MAX_STREAMS_PER_SUBJECT", 16),
             max_streams_per_worker=number("MAX_STREAMS_PER_WORKER", 10000),
             cors_origins=_split_keys(get("CORS_ORIGINS", "")),

@@ -70,6 +70,8 @@ ENV_NAMES = {
     "client_header_timeout_seconds": "CLIENT_HEADER_TIMEOUT",
     "client_body_timeout_seconds": "CLIENT_BODY_TIMEOUT",
     "send_timeout_seconds": "SEND_TIMEOUT",
+    "log_format": "LOG_FORMAT",
+    "status_interval_seconds": "STATUS_INTERVAL",
 }
 
 # Paths go unquoted into supervisor and nginx syntax: allow only characters safe in both.

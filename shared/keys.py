@@ -35,3 +35,9 @@ def subject_streams_key(subject: str) -> str:
     """
     digest = hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"{PREFIX}subject:{digest}:streams"
+
+
+#: A hash: stream worker id (``host:pid``) -> its JSON status record (stream/status.py).
+WORKERS = f"{PREFIX}workers"
+#: Held for a moment by the web worker that publishes the ops status event (web/statusfeed.py).
+STATUS_FEED_LOCK = f"{PREFIX}status-feed-lock"
