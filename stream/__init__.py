@@ -8,8 +8,9 @@ starts the worker's hub greenlets, so it must run in the worker, after the fork 
 from __future__ import annotations
 
 import gevent
-from flask import Flask
+from flask import Flask, request
 
+from shared import logformat
 from shared import metrics as exposition
 from shared.config import Config
 from shared.redisconn import connect, connect_pubsub
@@ -24,7 +25,9 @@ from stream.state import StreamState
 def create_app(config: Config | None = None) -> Flask:
     """Build the stream app and start its broker and heartbeat greenlets."""
     config = config or Config.from_env()
+    logformat.configure(config.log_format)
     app = Flask(__name__)
+    app.before_request(_bind_request_id)
     client = connect(config)
     broker_ref: list[Broker] = []
     hub = Hub(on_last=lambda name: broker_ref[0].release(name))
@@ -53,3 +56,8 @@ def create_app(config: Config | None = None) -> Flask:
     state.metrics = metrics.StreamMetrics(hub, broker, exposition.app_registry())
     state.greenlets.append(gevent.spawn(metrics.run, state))
     return app
+
+
+def _bind_request_id() -> None:
+    # nginx's X-Request-ID on every line this request logs (shared/logformat.py).
+    logformat.bind_request_id(request.headers.get("X-Request-ID"))

@@ -11,11 +11,24 @@ from __future__ import annotations
 import random
 
 from shared import metrics, sse
+from shared.config import Config
+from shared.errors import ConfigError
 
 worker_class = "gevent"
 keepalive = 0
 max_requests = 0
 preload_app = False
+
+
+def _log_format() -> str:
+    try:
+        return Config.from_env().log_format
+    except ConfigError:  # the workers will say what is wrong; the master just starts
+        return "text"
+
+
+if _log_format() == "json":
+    logger_class = "shared.gunicornlog.JsonLogger"
 
 
 def worker_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature

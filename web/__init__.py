@@ -6,10 +6,12 @@ request here lasts as long as one Redis round trip at most.
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
+from flask.logging import default_handler
 
+from shared import logformat
 from shared.config import Config
-from web import api, demo, health
+from web import api, demo, health, metrics, opspage
 from web.errors import register_error_handlers
 from web.extension import EventGate
 
@@ -30,7 +32,10 @@ def max_request_bytes(config: Config) -> int:
 def create_app(config: Config | None = None) -> Flask:
     """Build the web app from ``config`` (default: ``Config.from_env()``). Opens no connection."""
     config = Config.from_env() if config is None else config
+    logformat.configure(config.log_format)
     app = Flask(__name__)
+    app.logger.removeHandler(default_handler)  # the root handler formats every line
+    app.before_request(_bind_request_id)
     app.config["MAX_CONTENT_LENGTH"] = max_request_bytes(config)
     # Registered first so that its after-request publish runs after every other hook.
     EventGate(app, config)
@@ -38,4 +43,11 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(demo.bp)
+    app.register_blueprint(opspage.bp)
+    metrics.init_app(app)
     return app
+
+
+def _bind_request_id() -> None:
+    # nginx's X-Request-ID on every line this request logs (shared/logformat.py).
+    logformat.bind_request_id(request.headers.get("X-Request-ID"))

@@ -1,4 +1,5 @@
-"""The ``eventgate`` command: init dev secrets, publish, mint tokens, tail streams.
+"""The ``eventgate`` command: init dev secrets, publish, mint tokens, tail streams; for ops,
+``status`` (the stream workers, Redis, the logs) and ``replay`` (a channel's log after an id).
 
 Every command reads its settings with ``Config.from_env()`` (the environment, then
 ``var/eventgate.env``). Expected failures print one line on stderr and exit non-zero — 2 for a
@@ -15,12 +16,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import redis
+
 from shared.config import Config, var_dir_from_env, write_dev_env
 from shared.errors import ConfigError, EventgateError, InvalidEvent, InvalidName, PublishError
 from shared.names import validate_channel
 from shared.publisher import Publisher
 from shared.redisconn import connect
 from shared.tokens import ChannelTokens
+from web.opscli import print_status
+from web.opscli import replay as replay_log
 from web.tail import Tail, TailError
 
 EXIT_OK = 0
@@ -88,6 +93,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--json", action="store_true", help="one JSON object per event")
     tail.set_defaults(run=_tail)
+
+    status = commands.add_parser(
+        "status", help="stream workers (streams, channels, queues, lag), Redis memory, logs"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    status.add_argument("--logs", type=int, default=1000, metavar="N",
+                        help="count the logs of at most N channels (default 1000)")
+    status.set_defaults(run=_status)
+
+    replay = commands.add_parser("replay", help="print a channel's stored events after an id")
+    replay.add_argument("channel", metavar="CHANNEL")
+    replay.add_argument("--since", required=True, metavar="ID",
+                        help="an event id (print what follows it), or 0 for the whole log")
+    replay.add_argument("--limit", type=int, metavar="N", help="print at most N events")
+    replay.add_argument("--json", action="store_true", help="one JSON object per event")
+    replay.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="a progress bar on stderr (default: when stderr is a terminal)")
+    replay.set_defaults(run=_replay)
     return parser
 
 
@@ -153,6 +176,38 @@ def _tail(args: argparse.Namespace) -> int:
         return EXIT_OK
     except BrokenPipeError:  # `eventgate tail ... | head`: the reader left, so do we, quietly
         _silence_stdout()
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = Config.from_env()
+    try:
+        print_status(connect(config), sys.stdout, as_json=args.json, log_limit=args.logs)
+    except (redis.RedisError, OSError) as error:
+        raise CommandError(
+            f"Redis is not answering ({type(error).__name__}).", EXIT_UNAVAILABLE
+        ) from None
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    config = Config.from_env()
+    try:
+        channel = validate_channel(args.channel)
+    except InvalidName as error:
+        raise CommandError(error.message) from None
+    try:
+        replay_log(connect(config), channel, args.since, sys.stdout, as_json=args.json,
+                   limit=args.limit, progress=args.progress)
+    except ValueError as error:
+        raise CommandError(f"--since: {error}.") from None
+    except (redis.RedisError, OSError) as error:
+        if isinstance(error, BrokenPipeError):
+            _silence_stdout()
+            return EXIT_OK
+        raise CommandError(
+            f"Redis is not answering ({type(error).__name__}).", EXIT_UNAVAILABLE
+        ) from None
     return EXIT_OK
 
 

@@ -15,6 +15,7 @@ response leaves; if Redis does not store them the response becomes a 503 — a c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -53,6 +54,9 @@ class EventGate:
         self._client: redis.Redis | None = None
         self._publisher: Publisher | None = None
         self._tokens: ChannelTokens | None = None
+        #: Receives ``observe(outcome, events, seconds)`` for every publish when set (web.metrics
+        #: sets it; an app of yours may set any object with that method).
+        self.metrics = None
         if app is not None:
             self.init_app(app)
 
@@ -121,7 +125,17 @@ class EventGate:
     def publish_many(self, drafts: Iterable[Draft]) -> list[str]:
         """Store and publish drafts now, atomically and in order; returns their ids. Raises
         InvalidEvent for more than ``max_batch_events`` and PublishError as ``publish_now``."""
-        return self.publisher.publish_many(drafts)
+        if self.metrics is None:
+            return self.publisher.publish_many(drafts)
+        drafts = list(drafts)
+        started = time.perf_counter()
+        try:
+            ids = self.publisher.publish_many(drafts)
+        except PublishError:
+            self.metrics.observe("failed", len(drafts), time.perf_counter() - started)
+            raise
+        self.metrics.observe("stored", len(ids), time.perf_counter() - started)
+        return ids
 
     # -- tokens -----------------------------------------------------------------------------
 
@@ -175,7 +189,11 @@ class EventGate:
     def _publish_pending(self, response: Response) -> Response:
         request.environ[_SETTLED] = True
         pending: list[Draft] = request.environ.pop(_PENDING, [])
-        if not pending or response.status_code >= 400:
+        if not pending:
+            return response
+        if response.status_code >= 400:
+            if self.metrics is not None:
+                self.metrics.observe("discarded", len(pending))
             return response
         try:
             self.publish_many(pending)

@@ -1,0 +1,44 @@
+"""gunicorn hooks for the web pool (``-c web/gunicorn_conf.py``; loaded by path, by the master).
+
+The master keeps the metrics directory honest (shared/metrics.py): cleaned when the pool
+starts, a worker's live gauges dropped when it exits, however it ended. Each worker, once
+booted, starts the ops status feed (web/statusfeed.py). Nothing here imports the web app: the
+master must stay light, and ``kill -HUP`` must load fresh code into new workers.
+"""
+
+from __future__ import annotations
+
+from shared import metrics
+from shared.config import Config
+from shared.errors import ConfigError
+
+
+def _log_format() -> str:
+    try:
+        return Config.from_env().log_format
+    except ConfigError:  # the workers will say what is wrong; the master just starts
+        return "text"
+
+
+if _log_format() == "json":
+    logger_class = "shared.gunicornlog.JsonLogger"
+
+
+def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    metrics.clean_multiprocess_dir()
+
+
+def child_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    metrics.forget_process(worker.pid)
+
+
+def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    """In the worker, with the app loaded: start its status feed thread."""
+    app = worker.wsgi
+    gate = getattr(app, "extensions", {}).get("eventgate")
+    if gate is None:
+        return
+    # Imported here, in the worker (which has loaded the web package already): see above.
+    from web.statusfeed import StatusFeed
+
+    app.extensions["eventgate.statusfeed"] = StatusFeed(gate).start()
