@@ -3,29 +3,43 @@
 Threat: the publish and token APIs let the caller write to any channel and read any channel (by
 minting tokens), so the key is the whole of their security. It is compared in constant time
 against every configured key (no early exit reveals which key or how much of it matched), and it
-is never echoed, logged or put in an error message.
+is never echoed, logged or put in an error message. A key may be restricted to channel grants
+(``KEY:orders.*+users.7``, see shared/publishkeys.py): it then publishes and mints tokens only
+within them (403 ``channel_forbidden`` otherwise). Revoking a key is removing it from the config.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from flask import Response, request
 
+from shared.errors import ChannelNotGranted
+from shared.publishkeys import PublishKey, parse_publish_keys
 from web.errors import error_response
 from web.extension import current_eventgate
 
 _SCHEME = "bearer"
+# The matched key lives in the WSGI environ: it dies with the request.
+_MATCHED = "eventgate.publish_key"
 
 
 def key_matches(given: str, keys: Iterable[str]) -> bool:
     """True when ``given`` equals one of ``keys``; looks at every key whatever the outcome."""
+    return matching_key(given, [PublishKey(key) for key in keys]) is not None
+
+
+def matching_key(given: str, keys: Sequence[PublishKey]) -> PublishKey | None:
+    """The configured key equal to ``given``, or None; compares with every key whatever the
+    outcome, each in constant time."""
     given_bytes = given.encode("utf-8", "surrogateescape")
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(given_bytes, key.encode("utf-8", "surrogateescape"))
-    return matched
+    found = None
+    for entry in keys:
+        equal = hmac.compare_digest(given_bytes, entry.key.encode("utf-8", "surrogateescape"))
+        if equal and found is None:
+            found = entry
+    return found
 
 
 def require_publish_key() -> Response | None:
@@ -33,8 +47,10 @@ def require_publish_key() -> Response | None:
     401 JSON refusal (with ``WWW-Authenticate: Bearer``)."""
     scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
     given = given.strip()
-    keys = current_eventgate().config.publish_keys
-    if scheme.lower() == _SCHEME and given and key_matches(given, keys):
+    keys = parse_publish_keys(current_eventgate().config.publish_keys)
+    entry = matching_key(given, keys) if scheme.lower() == _SCHEME and given else None
+    if entry is not None:
+        request.environ[_MATCHED] = entry
         return None
     return error_response(
         "unauthorized",
@@ -42,3 +58,18 @@ def require_publish_key() -> Response | None:
         401,
         {"WWW-Authenticate": "Bearer"},
     )
+
+
+def require_scope(names: Iterable[str], *, grants: bool = False) -> None:
+    """Raise ChannelNotGranted (403) for the first of ``names`` (validated channels, or with
+    ``grants`` exact-or-prefix grants to put in a token) outside the request key's scope."""
+    entry: PublishKey = request.environ[_MATCHED]
+    allowed = entry.allows_grant if grants else entry.allows_channel
+    for name in names:
+        if not allowed(name):
+            what = "grant" if grants else "publish to"
+            raise ChannelNotGranted(
+                f"this publisher key may not {what} channel {name!r}: it is restricted to "
+                f"{', '.join(entry.scope or ())}.",
+                name,
+            )

@@ -11,6 +11,7 @@ from flask import Blueprint, jsonify
 
 from shared.errors import InvalidEvent, InvalidName
 from shared.publisher import Draft
+from web.auth import require_scope
 from web.errors import InvalidRequest
 from web.extension import EventGate, current_eventgate
 from web.jsonbody import read_fields, read_json
@@ -33,9 +34,11 @@ def publish_events():  # type: ignore[no-untyped-def]
         if len(body) > limit:
             raise InvalidRequest(f"a batch holds at most {limit} events, not {len(body)}.")
         drafts = [_draft(gate, item, f"event {index}") for index, item in enumerate(body)]
+        require_scope(draft.channel for draft in drafts)
         return jsonify(ids=gate.publish_many(drafts)), 201
     if isinstance(body, dict):
         draft = _draft(gate, body, "the body")
+        require_scope([draft.channel])
         return jsonify(id=gate.publish_many([draft])[0]), 201
     raise InvalidRequest("the body must be an event object or a JSON array of them.")
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from shared.errors import InvalidName
+from shared.names import validate_grant
+from web.auth import require_scope
 from web.errors import InvalidRequest
 from web.extension import current_eventgate
 from web.isotime import iso_utc
@@ -29,6 +31,8 @@ def issue_token():  # type: ignore[no-untyped-def]
         raise InvalidRequest(
             "channels must be a non-empty array of channel names or prefix.* grants."
         )
+    # Validated (400 for a malformed name) before the scope check (403), as the token would be.
+    require_scope([validate_grant(channel) for channel in channels], grants=True)
     try:
         token, expires_at = gate.token_for(body.get("subject"), channels, body.get("ttl"))
     except InvalidName:
