@@ -19,6 +19,7 @@ from stream import errors, heartbeat, metrics, views
 from stream.broker import Broker
 from stream.handover import Handover
 from stream.hub import Hub
+from stream.limits import StreamLimits
 from stream.state import StreamState
 
 
@@ -45,6 +46,8 @@ def create_app(config: Config | None = None) -> Flask:
         broker=broker,
         redis=client,
         loop=gevent.get_hub().loop,
+        cors_origins=frozenset(config.cors_origins),
+        limits=StreamLimits(client, config),
     )
     app.extensions["eventgate.stream"] = state
     app.register_blueprint(views.bp)
@@ -53,6 +56,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.wsgi_app = Handover(app.wsgi_app)
     broker.start()
     state.greenlets = [gevent.spawn(heartbeat.run, hub, config.heartbeat_seconds)]
+    state.greenlets.append(gevent.spawn(state.limits.keep))
     state.metrics = metrics.StreamMetrics(hub, broker, exposition.app_registry())
     state.greenlets.append(gevent.spawn(metrics.run, state))
     return app

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import EventgateError, TokenExpired
+from shared.errors import EventgateError, TokenExpired, TooBusy
 
 log = logging.getLogger("eventgate.stream")
 
@@ -20,6 +20,8 @@ def register(app: Flask) -> None:
         if error.status == 401:
             code = "token_expired" if isinstance(error, TokenExpired) else "invalid_token"
             response.headers["WWW-Authenticate"] = f'Bearer error="{code}"'
+        if isinstance(error, TooBusy):
+            response.headers["Retry-After"] = str(error.retry_after)
         return response
 
     @app.errorhandler(HTTPException)

@@ -46,6 +46,13 @@ def worker_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signa
     state.hub.finish_all(
         lambda: sse.retry(int(retry_ms * random.uniform(0.2, 2.0))) + sse.comment("shutdown")
     )
+    # Give the subject leases of the streams just ended back now: their clients reconnect within
+    # seconds and must not find their own old streams still counted against them.
+    if state.limits is not None:
+        try:
+            state.limits.flush()
+        except Exception as error:  # noqa: BLE001 - Redis down: the leases lapse on their own
+            server.log.warning("stream leases not released at exit: %s", error)
 
 
 def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature

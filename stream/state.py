@@ -11,6 +11,7 @@ from shared.config import Config
 from shared.tokens import ChannelTokens
 from stream.broker import Broker
 from stream.hub import Hub
+from stream.limits import StreamLimits
 
 
 @dataclass
@@ -23,6 +24,8 @@ class StreamState:
     loop: object
     cors_origins: frozenset[str] = field(default_factory=frozenset)
     greenlets: list = field(default_factory=list)
+    #: Admission of new streams (per worker, per subject); set by create_app.
+    limits: StreamLimits | None = None
     #: stream.metrics.StreamMetrics, set by create_app.
     metrics: object = None
     started_at: float = field(default_factory=time.time)

@@ -12,7 +12,7 @@ import os
 import random
 import socket
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from shared import cursor, sse
 from shared.errors import EventgateError
@@ -43,7 +43,7 @@ class StreamLimit(EventgateError):
     status = 400
 
 
-@bp.get("/streams")
+@bp.get("/streams", provide_automatic_options=False)
 def streams():
     state = _state()
     config = state.config
@@ -63,20 +63,30 @@ def streams():
             error="unsupported_server",
             message="streams are served only under gunicorn -k gevent.",
         ), 500
-    # Our own descriptor for the connection: gunicorn closes its socket when the view returns.
-    raw = socket.socket(fileno=os.dup(gunicorn_socket.fileno()))
-    raw.setblocking(False)
-    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    subscriber = Subscriber(
-        raw,
-        channels,
-        loop=state.loop,
-        on_close=state.hub.remove,
-        max_queue_bytes=config.max_queue_bytes,
-        max_queue_frames=config.max_queue_frames,
-        subject=grant.subject,
-        expires_at=grant.expires_at,
-    )
+    lease = state.limits.admit(grant.subject)  # 503 worker full / 429 subject full
+
+    def closed(subscriber: Subscriber) -> None:
+        state.hub.remove(subscriber)
+        state.limits.release(lease)
+
+    try:
+        # Our own descriptor for the connection: gunicorn closes its socket when the view returns.
+        raw = socket.socket(fileno=os.dup(gunicorn_socket.fileno()))
+        raw.setblocking(False)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        subscriber = Subscriber(
+            raw,
+            channels,
+            loop=state.loop,
+            on_close=closed,
+            max_queue_bytes=config.max_queue_bytes,
+            max_queue_frames=config.max_queue_frames,
+            subject=grant.subject,
+            expires_at=grant.expires_at,
+        )
+    except BaseException:
+        state.limits.release(lease)  # no connection will ever close it (e.g. out of descriptors)
+        raise
     try:
         positions = start_positions(state.redis, channels, requested)
     except Unavailable:
@@ -106,13 +116,56 @@ def jittered(retry_ms: int) -> int:
 
 
 def _cors_header(state: StreamState) -> bytes:
+    return "".join(f"{name}: {value}\r\n" for name, value in _cors(state).items()).encode(
+        "latin-1"
+    )
+
+
+def _cors(state: StreamState) -> dict[str, str]:
+    """CORS headers for a request from a configured origin (``EVENTGATE_CORS_ORIGINS``), else
+    none. Credentials are allowed (the cookie token, ``withCredentials``), so the origin is
+    echoed — only after an exact match against the configured list, never a pattern."""
     origin = request.headers.get("Origin")
-    if origin and origin in state.cors_origins:
-        return (
-            f"Access-Control-Allow-Origin: {origin}\r\n"
-            "Access-Control-Allow-Credentials: true\r\nVary: Origin\r\n"
-        ).encode("latin-1")
-    return b""
+    if not origin or origin not in state.cors_origins:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Credentials": "true",
+        "Vary": "Origin",
+    }
+
+
+@bp.after_app_request
+def _cors_on_refusals(response: Response) -> Response:
+    # Refusals (401, 403, 429...) carry CORS headers too: a cross-origin client can then read
+    # why it was refused instead of seeing a bare network error.
+    for name, value in _cors(_state()).items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+#: What a preflight may ask for: EventSource sends no custom header of its own, but polyfills
+#: and fetch-based clients send Last-Event-ID and Cache-Control.
+_PREFLIGHT_HEADERS = "Last-Event-ID, Cache-Control, Accept"
+
+
+@bp.route("/streams", methods=["OPTIONS"])
+def streams_options():
+    """A CORS preflight from a configured origin gets the CORS answer; any other OPTIONS gets
+    ``Allow``. EventSource itself never preflights (a simple GET), fetch-based clients may."""
+    state = _state()
+    if request.headers.get("Access-Control-Request-Method") is None:
+        return Response(status=204, headers={"Allow": "GET, HEAD, OPTIONS"})
+    if not _cors(state):
+        return jsonify(
+            error="origin_forbidden",
+            message="this origin may not open streams here (see EVENTGATE_CORS_ORIGINS).",
+        ), 403
+    return Response(status=204, headers={
+        "Access-Control-Allow-Methods": "GET",
+        "Access-Control-Allow-Headers": _PREFLIGHT_HEADERS,
+        "Access-Control-Max-Age": "600",
+    })
 
 
 @bp.get("/streams/healthz")

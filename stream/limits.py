@@ -1,0 +1,186 @@
+"""StreamLimits: whether a new stream may open — per worker process and per token subject.
+
+Both are decided before the first byte of the response, so a refusal is a real status with a JSON
+body and ``Retry-After``: ``503 server_busy`` when this worker already holds
+``max_streams_per_worker`` streams (counted here, in-process), ``429 too_many_streams`` when the
+token's subject holds ``max_streams_per_subject`` streams across every worker (counted in Redis).
+
+The per-subject count must survive what no cleanup code sees: a worker killed with SIGKILL, or cut
+by gunicorn at its graceful timeout, never says that its streams closed. So each stream holds a
+*lease*: a member of the subject's sorted set (``shared.keys.subject_streams_key``) scored with
+its expiry in Redis server time (the workers' clocks do not matter). A keeper greenlet renews the
+leases of this worker's open streams every heartbeat period and releases a closed stream's lease
+at once; expired members are pruned whenever the subject connects, so a dead worker's leases lapse
+within ``lease_seconds``.
+
+When Redis cannot be reached the subject limit is not enforced: the stream would end at once
+anyway with a retry, and a Redis outage must not turn into refusals an EventSource never retries.
+Nothing here blocks inside a libev callback: ``release`` only queues work for the keeper.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import gevent.event
+import redis
+
+from shared import keys
+from shared.config import Config
+from shared.errors import TooBusy, TooManyStreams
+
+log = logging.getLogger("eventgate.stream")
+
+#: A lease outlives this many missed renewals (one per heartbeat period) before it lapses.
+LEASE_PERIODS = 3
+#: Leases renewed per Redis round trip.
+_RENEW_BATCH = 500
+
+# KEYS[1]: the subject's set. ARGV: connection id, limit, lease ms. 1 admitted, 0 refused.
+_ADMIT = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local lease = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], 2 * lease)
+return 1
+"""
+
+# KEYS: one subject set per lease. ARGV[1]: lease ms, then the connection ids, in KEYS order.
+# ZADD, not ZADD XX: a lease lost with Redis's data comes back at the next renewal.
+_RENEW = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local lease = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now + lease, ARGV[i + 1])
+  redis.call('PEXPIRE', key, 2 * lease)
+end
+return #KEYS
+"""
+
+
+@dataclass(eq=False)
+class Lease:
+    """One admitted stream. ``key`` is its subject's set, or None when it holds no Redis lease
+    (no subject, no per-subject limit, or Redis was unreachable at admission)."""
+
+    key: str | None = None
+    member: str = field(default_factory=lambda: secrets.token_hex(8))
+    released: bool = False
+
+
+class StreamLimits:
+    """Admission and leases of one stream worker. ``admit`` before the response head goes out;
+    ``release`` from the connection's close callback (any context); run ``keep`` in a greenlet."""
+
+    def __init__(self, client: redis.Redis, config: Config) -> None:
+        self.per_subject = config.max_streams_per_subject
+        self.per_worker = config.max_streams_per_worker
+        self.period_seconds = config.heartbeat_seconds
+        self.lease_seconds = LEASE_PERIODS * config.heartbeat_seconds
+        self.worker_retry_after = max(1, math.ceil(config.retry_ms / 1000))
+        self.open = 0
+        self.refused_worker = 0
+        self.refused_subject = 0
+        self._client = client
+        self._admit = client.register_script(_ADMIT)
+        self._renew = client.register_script(_RENEW)
+        self._leases: set[Lease] = set()
+        self._released: list[tuple[str, str]] = []
+        self._wake = gevent.event.Event()
+
+    def admit(self, subject: str | None) -> Lease:
+        """A lease for a new stream of ``subject``; raises TooBusy (503) when this worker is full
+        and TooManyStreams (429) when the subject is. Call ``release`` exactly once after."""
+        if self.per_worker and self.open >= self.per_worker:
+            self.refused_worker += 1
+            raise TooBusy(
+                f"this stream server holds {self.per_worker} streams, the most it may; "
+                "retry in a moment.",
+                self.worker_retry_after,
+            )
+        # Counted before any Redis round trip (a greenlet switch), so that concurrent admissions
+        # in this worker cannot all pass the check above.
+        self.open += 1
+        lease = Lease()
+        if subject is None or not self.per_subject:
+            return lease
+        key = keys.subject_streams_key(subject)
+        lease_ms = int(self.lease_seconds * 1000)
+        try:
+            admitted = self._admit(keys=[key], args=[lease.member, self.per_subject, lease_ms])
+        except (redis.RedisError, OSError) as error:
+            log.warning("per-subject stream limit not checked, Redis failed: %s", error)
+            return lease
+        if not admitted:
+            self.open -= 1
+            lease.released = True
+            self.refused_subject += 1
+            raise TooManyStreams(
+                f"this token's subject already holds {self.per_subject} open streams, the most "
+                "it may: close one, or retry once abandoned ones have expired.",
+                math.ceil(self.lease_seconds),
+            )
+        lease.key = key
+        self._leases.add(lease)
+        return lease
+
+    def release(self, lease: Lease) -> None:
+        """The stream of ``lease`` closed. Never blocks: the keeper removes it from Redis."""
+        if lease.released:
+            return
+        lease.released = True
+        self.open -= 1
+        if lease.key is not None:
+            self._leases.discard(lease)
+            self._released.append((lease.key, lease.member))
+            self._wake.set()
+
+    def keep(self) -> None:
+        """Run forever (spawn it): release closed streams' leases as they close, renew the open
+        ones every heartbeat period. Redis errors are logged and retried on the next round."""
+        renew_at = time.monotonic() + self.period_seconds
+        while True:
+            self._wake.wait(max(0.0, renew_at - time.monotonic()))
+            self._wake.clear()
+            try:
+                self.flush()
+                if time.monotonic() >= renew_at:
+                    renew_at = time.monotonic() + self.period_seconds
+                    self.renew()
+            except (redis.RedisError, OSError) as error:
+                log.warning("stream leases not updated, Redis failed: %s", error)
+                gevent.sleep(min(1.0, self.period_seconds))
+
+    def flush(self) -> None:
+        """Remove the released leases from Redis now (also called as a worker exits)."""
+        while self._released:
+            batch, self._released = self._released, []
+            pipe = self._client.pipeline(transaction=False)
+            for key, member in batch:
+                pipe.zrem(key, member)
+            try:
+                pipe.execute()
+            except BaseException:
+                self._released = batch + self._released
+                raise
+
+    def renew(self) -> None:
+        """Push every open lease's expiry ``lease_seconds`` past Redis's now."""
+        leases = [lease for lease in self._leases if lease.key is not None]
+        lease_ms = int(self.lease_seconds * 1000)
+        for start in range(0, len(leases), _RENEW_BATCH):
+            batch = leases[start : start + _RENEW_BATCH]
+            self._renew(
+                keys=[lease.key for lease in batch],
+                args=[lease_ms, *(lease.member for lease in batch)],
+            )
