@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import redis
@@ -83,6 +83,8 @@ class Stack:
     (the stream one only when ``stream/`` exists); ``stop()`` asserts that nothing is left running.
 
     ``settings`` are extra ``EVENTGATE_*`` variables (e.g. ``{"EVENTGATE_HEARTBEAT": "1"}``).
+    ``more_publish_keys`` / ``more_secret_keys`` are entries written to ``eventgate.env`` after
+    the stack's own key (e.g. a restricted ``KEY:orders.*``, or an old signing key still verifying).
     """
 
     def __init__(
@@ -93,6 +95,8 @@ class Stack:
         web_workers: int = 1,
         settings: Mapping[str, str] | None = None,
         root: Path = REPO_ROOT,
+        more_publish_keys: Sequence[str] = (),
+        more_secret_keys: Sequence[str] = (),
     ) -> None:
         self.root = root
         self.var_dir = workdir / "var"
@@ -112,8 +116,10 @@ class Stack:
         }
         self.var_dir.mkdir(parents=True, exist_ok=True)
         env_file = self.var_dir / ENV_FILE_NAME
+        secret_keys = ",".join([self.secret_key, *more_secret_keys])
+        publish_keys = ",".join([self.publish_key, *more_publish_keys])
         env_file.write_text(
-            f"EVENTGATE_SECRET_KEY={self.secret_key}\nEVENTGATE_PUBLISH_KEY={self.publish_key}\n"
+            f"EVENTGATE_SECRET_KEY={secret_keys}\nEVENTGATE_PUBLISH_KEY={publish_keys}\n"
         )
         env_file.chmod(0o600)
         self.config: Config = Config.from_env(environ)
