@@ -77,7 +77,11 @@ test: deps
 lint: deps
 	$(VENV)/bin/ruff check .
 
-# Placeholder until the benchmark exists: runs bench/run.py when it is there.
-bench: deps
-	@if [ -f bench/run.py ]; then $(PYTHON) bench/run.py; \
-	else echo "bench/run.py does not exist yet: nothing to run."; fi
+## bench: the benchmark (bench/run.py; about 20 min, QUICK=1 for a few-minute subset). Never part
+## of `make test`. Installs the bench-only extra (flask-sse, the comparison) first.
+bench: deps $(VENV)/.bench-installed
+	$(PYTHON) bench/run.py $(if $(QUICK),--quick)
+
+$(VENV)/.bench-installed: pyproject.toml
+	$(PYTHON) -m pip install --quiet -e '.[test,dev,bench]'
+	touch $@

@@ -1,0 +1,206 @@
+"""The benchmark's paced publisher: events at a set rate, stamped with their publish time.
+
+Run by bench/run.py as a child process (pinned to the load core) and driven through stdin, one
+JSON command per line, one JSON answer per line:
+
+    {"cmd": "pace", "rate": 2000, "seconds": 3, "pick": "random"}   -> {"published": n, ...}
+    {"cmd": "flood", "seconds": 5, "batch": 100, "threads": 2}       -> {"published": n, ...}
+
+Every event's data is ``{"ts": <CLOCK_REALTIME µs>, "s": <sequence number on its channel>, "p":
+padding}``, 100 bytes of JSON, so the load generator measures publish→receive latency and checks
+that each connection sees every number once. Targets:
+
+- ``publisher``: eventgate's Python Publisher (``publish_many``: one Lua round trip per batch);
+- ``http``: ``POST /api/events`` on a web gunicorn (single events, or batches as JSON arrays);
+- ``flask-sse``: what ``flask_sse.sse.publish`` does, a plain PUBLISH of its JSON message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import socket
+import sys
+import threading
+import time
+
+import redis
+
+DATA_BYTES = 100
+EVENT_TYPE = "m"
+
+
+class Events:
+    """Per-channel sequence numbers and 100-byte data stamped at the moment of publishing."""
+
+    def __init__(self, channels: list[str]) -> None:
+        self.channels = channels
+        self.seq = dict.fromkeys(channels, 0)
+        self._pad = {}
+
+    def data(self, channel: str) -> str:
+        self.seq[channel] += 1
+        head = f'{{"ts":{time.time_ns() // 1000},"s":{self.seq[channel]},"p":"'
+        fill = DATA_BYTES - len(head) - 2
+        pad = self._pad.get(fill)
+        if pad is None:
+            pad = self._pad[fill] = "x" * max(fill, 0)
+        return head + pad + '"}'
+
+    def pick(self, how: str, count: int) -> list[str]:
+        if how == "first":
+            return [self.channels[0]] * count
+        if how == "all":
+            return list(self.channels)
+        return random.choices(self.channels, k=count)
+
+
+class ViaPublisher:
+    def __init__(self, redis_url: str) -> None:
+        from shared.config import Config
+        from shared.publisher import Draft, Publisher
+        from shared.redisconn import connect
+
+        config = Config(secret_keys=("bench",), publish_keys=("bench",), redis_url=redis_url)
+        self._publisher = Publisher(connect(config), config)
+        self._draft = Draft
+
+    def send(self, batch: list[tuple[str, str]]) -> None:
+        # Channel names are the benchmark's own, already valid: skip re-validating them here.
+        self._publisher.publish_many(self._draft(ch, EVENT_TYPE, data) for ch, data in batch)
+
+
+class ViaFlaskSse:
+    def __init__(self, redis_url: str) -> None:
+        self._redis = redis.Redis.from_url(redis_url)
+
+    def send(self, batch: list[tuple[str, str]]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for channel, data in batch:
+            seq = data[data.index('"s":') + 4 : data.index(',"p"')]
+            pipe.publish(channel, json.dumps({"data": data, "type": EVENT_TYPE, "id": seq}))
+        pipe.execute()
+
+
+class ViaHttp:
+    """POST /api/events with a raw socket per request (the sync web worker closes each one)."""
+
+    def __init__(self, port: int, publish_key: str) -> None:
+        self.port = port
+        self.key = publish_key
+        self.failures = 0
+
+    def request(self, body: bytes) -> bytes:
+        return (
+            f"POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {self.key}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode("ascii") + body
+
+    def post(self, payload: bytes) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall(self.request(payload))
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        ok = answer.startswith(b"HTTP/1.1 201")
+        if not ok:
+            self.failures += 1
+        return ok
+
+    def send(self, batch: list[tuple[str, str]]) -> None:
+        if len(batch) == 1:
+            channel, data = batch[0]
+            body = f'{{"channel":"{channel}","type":"{EVENT_TYPE}","data":{data}}}'
+        else:
+            body = "[" + ",".join(
+                f'{{"channel":"{ch}","type":"{EVENT_TYPE}","data":{data}}}' for ch, data in batch
+            ) + "]"
+        self.post(body.encode())
+
+
+def pace(target, events: Events, rate: float, seconds: float, pick: str, batch_max: int) -> dict:
+    """Publish ``rate`` events/s for ``seconds``; each tick sends what is due in one batch."""
+    total = max(1, int(rate * seconds)) if pick != "all" else len(events.channels)
+    sent = 0
+    start = time.perf_counter()
+    max_lag = 0.0
+    while sent < total:
+        elapsed = time.perf_counter() - start
+        due = total if pick == "all" else min(total, int(rate * elapsed) + 1)
+        count = min(due - sent, batch_max)
+        if count <= 0:
+            time.sleep(max(0.0, sent / rate - elapsed))
+            continue
+        if pick != "all":
+            max_lag = max(max_lag, elapsed - sent / rate)
+        chosen = events.pick(pick, count) if pick != "all" else events.channels[sent:sent + count]
+        target.send([(ch, events.data(ch)) for ch in chosen])
+        sent += count
+    elapsed = time.perf_counter() - start
+    return {"published": sent, "seconds": round(elapsed, 3), "max_lag_ms": round(max_lag * 1e3, 2)}
+
+
+def flood(http: ViaHttp, events: Events, seconds: float, batch: int, threads: int) -> dict:
+    """Unpaced: ``threads`` clients POST as fast as the web worker answers, for ``seconds``."""
+    counts = [0] * threads
+    deadline = time.perf_counter() + seconds
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        while time.perf_counter() < deadline:
+            with lock:
+                chosen = events.pick("random", batch)
+                items = [(ch, events.data(ch)) for ch in chosen]
+            http.send(items)
+            counts[index] += len(items)
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - start
+    return {"published": sum(counts), "seconds": round(elapsed, 3), "failures": http.failures}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", choices=("publisher", "http", "flask-sse"), required=True)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--http-port", type=int, default=0)
+    parser.add_argument("--publish-key", default="")
+    parser.add_argument("--channels", required=True, help="file: one channel name per line")
+    parser.add_argument("--batch-max", type=int, default=200)
+    args = parser.parse_args()
+    with open(args.channels) as handle:
+        events = Events([line.strip() for line in handle if line.strip()])
+    if args.target == "publisher":
+        target = ViaPublisher(args.redis_url)
+    elif args.target == "flask-sse":
+        target = ViaFlaskSse(args.redis_url)
+    else:
+        target = ViaHttp(args.http_port, args.publish_key)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        try:
+            if command["cmd"] == "pace":
+                answer = pace(target, events, command.get("rate", 1.0), command.get("seconds", 1.0),
+                              command.get("pick", "first"), args.batch_max)
+            elif command["cmd"] == "flood":
+                answer = flood(target, events, command["seconds"], command.get("batch", 1),
+                               command.get("threads", 2))
+            elif command["cmd"] == "seq":
+                answer = {"seq": events.seq}
+            else:
+                answer = {"error": f"unknown command {command['cmd']!r}"}
+        except Exception as error:  # noqa: BLE001 - reported to the driver, which decides
+            answer = {"error": f"{type(error).__name__}: {error}"}
+        print(json.dumps(answer), flush=True)
+
+
+if __name__ == "__main__":
+    main()
