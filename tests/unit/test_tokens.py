@@ -416,3 +416,27 @@ def test_no_grants(channel_tokens):
 def test_bad_grant(channel_tokens, grant):
     with pytest.raises(InvalidName):
         channel_tokens.issue([grant])
+
+
+# --- clock skew between the hosts that mint and check tokens ------------------------------------
+
+
+def test_token_signed_slightly_in_the_future_is_accepted(channel_tokens, clock):
+    # Two hosts' clocks a few seconds apart must not make every fresh token "expired".
+    clock.now = T0 + 20
+    token, expires_at = channel_tokens.issue(["a"], ttl=60)
+    clock.now = T0
+    assert channel_tokens.verify(token).expires_at == expires_at
+
+
+def test_token_signed_beyond_the_skew_is_invalid_not_expired(channel_tokens, clock):
+    # "expired" would make a client fetch another token from the same fast clock, forever.
+    from shared.tokens import MAX_CLOCK_SKEW_SECONDS
+
+    clock.now = T0 + MAX_CLOCK_SKEW_SECONDS + 5
+    token, _ = channel_tokens.issue(["a"], ttl=600)
+    clock.now = T0
+    with pytest.raises(TokenError) as caught:
+        channel_tokens.verify(token)
+    assert not isinstance(caught.value, TokenExpired)
+    assert "future" in caught.value.message
