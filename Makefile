@@ -19,13 +19,17 @@ SUPERVISORCTL := $(VENV)/bin/supervisorctl -c $(CONF)
 RENDER := $(PYTHON) -m shared.deploy render \
 	--web-workers $(EVENTGATE_WEB_WORKERS) --stream-workers $(EVENTGATE_STREAM_WORKERS)
 
-.PHONY: deps system-deps init run up down status restart reload test lint bench
+.PHONY: deps system-deps test-deps init run up down status restart reload test lint bench
 
 ## deps: apt packages (redis-server, nginx) when missing, and the .venv with the project
 deps: system-deps $(VENV)/.installed
 
 system-deps:
 	@bash deploy/system-deps.sh
+
+## test-deps: also what only the tests need (Debian's chromium, for tests/browser)
+test-deps: deps
+	@bash deploy/system-deps.sh --test
 
 # Re-installs only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -71,7 +75,7 @@ restart:
 reload:
 	$(SUPERVISORCTL) signal HUP web stream
 
-test: deps
+test: test-deps
 	$(VENV)/bin/pytest -q
 
 lint: deps

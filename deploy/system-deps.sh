@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian/Ubuntu packages the stack runs on, only those that are missing, without
 # questions (CI has no terminal). Uses sudo only when not root and only when it must install.
+# With --test, also what only the test suite needs: Debian's chromium (tests/browser drive it).
 set -euo pipefail
 
 has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
@@ -8,6 +9,9 @@ has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/b
 missing=()
 has redis-server || missing+=(redis-server)
 has nginx || missing+=(nginx)
+if [ "${1:-}" = "--test" ]; then
+    has chromium || missing+=(chromium)
+fi
 if ! has python3; then
     missing+=(python3 python3-venv)
 elif [ ! -x .venv/bin/python ] && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then

@@ -1,0 +1,118 @@
+"""The pages in a real browser, through the deployed stack (nginx, both pools, Redis): the demo
+shows what the API publishes; after the stream worker is killed (kill -9) the page's own
+EventSource reconnects and shows every event published meanwhile, once each; the status
+page's counters move."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.e2e.test_faults_stack import http_post
+from tests.servers import wait_for
+from tests.stack import http_get
+from web.demo import DEMO_CHANNEL, DEMO_EVENT_TYPE
+
+pytestmark = pytest.mark.stack(
+    stream_workers=1,
+    settings={"EVENTGATE_RETRY_MS": "400", "EVENTGATE_HEARTBEAT": "2",
+              "EVENTGATE_STATUS_INTERVAL": "0.5"},
+)
+
+
+def publish_demo(stack, text: str) -> None:
+    body = {"channel": DEMO_CHANNEL, "type": DEMO_EVENT_TYPE,
+            "data": {"text": text, "at": "2026-01-01T00:00:00Z"}}
+    status, _, answer = http_post(stack, body)
+    assert status == 201, answer
+
+
+def number(page, selector: str) -> float:
+    text = page.text_content(selector) or ""
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def wait_until(check, what: str, timeout: float = 15.0) -> None:
+    """Poll from Python: the pages' CSP forbids the eval that page.wait_for_function uses."""
+    wait_for(check, timeout, what)
+
+
+def shown(page) -> list[str]:
+    """The demo page's messages, without their time."""
+    return page.eval_on_selector_all(
+        "#messages li", "items => items.map(li => li.lastChild.textContent)")
+
+
+def stream_worker_pid(stack) -> int:
+    status, _, body = http_get(stack.url("/streams/healthz"))
+    assert status == 200, body
+    return json.loads(body)["pid"]
+
+
+def test_demo_page_shows_a_message_published_through_the_api(stack, browser):
+    page = browser.new_page()
+    page.goto(stack.url("/"))
+    page.wait_for_selector("#status[data-state=live]")
+    publish_demo(stack, "hello from the API")
+    wait_until(lambda: len(shown(page)) >= 1, "the message on the page")
+    assert shown(page) == ["hello from the API"]
+    page.close()
+
+
+def test_page_resumes_after_the_stream_worker_is_killed(stack, browser):
+    page = browser.new_page()
+    page.goto(stack.url("/"))
+    page.wait_for_selector("#status[data-state=live]")
+    before = [f"before {n}" for n in range(5)]
+    for text in before:
+        publish_demo(stack, text)
+    wait_until(lambda: len(shown(page)) >= 5, "5 messages on the page")
+    victim = stream_worker_pid(stack)
+    os.kill(victim, signal.SIGKILL)
+    meanwhile = [f"meanwhile {n}" for n in range(20)]
+    for text in meanwhile:  # while the worker is dead, respawning, and the page reconnects
+        publish_demo(stack, text)
+        time.sleep(0.05)
+    wait_for(lambda: stream_worker_pid(stack) != victim, 20, "a new stream worker")
+    after = [f"after {n}" for n in range(3)]
+    for text in after:
+        publish_demo(stack, text)
+    expected = before + meanwhile + after
+    wait_until(lambda: len(shown(page)) >= len(expected), "every message", timeout=30)
+    time.sleep(0.5)  # a duplicate would arrive right behind
+    assert shown(page) == expected  # every event, in order, each once
+    assert page.get_attribute("#status", "data-state") == "live"
+    page.close()
+
+
+def test_status_page_counters_move(stack, browser):
+    page = browser.new_page()
+    errors: list = []
+    page.on("pageerror", errors.append)
+    page.goto(stack.url("/status"))
+    page.wait_for_selector("#status[data-state=live]")
+    wait_until(lambda: number(page, "#updates") >= 2, "two status events")
+    first = number(page, "#delivered")
+    assert number(page, "#streams") >= 1  # this page's own stream at least
+    assert number(page, "#workers") == 1
+    for n in range(5):
+        publish_demo(stack, f"for the counters {n}")
+    demo = browser.new_page()  # a second stream, and someone to deliver the demo events to
+    demo.goto(stack.url("/"))
+    demo.wait_for_selector("#status[data-state=live]")
+    publish_demo(stack, "one more")
+    wait_until(lambda: number(page, "#delivered") > first, "the delivered counter to move")
+    wait_until(lambda: number(page, "#streams") >= 2, "two open streams")
+    points = page.get_attribute("#streams-line", "points")
+    assert points and len(points.split()) >= 2  # the chart is drawn
+    assert len(page.query_selector_all("#worker-table tbody tr")) == 1
+    assert not errors
+    demo.close()
+    page.close()
