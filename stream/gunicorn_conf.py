@@ -18,6 +18,10 @@ worker_class = "gevent"
 keepalive = 0
 max_requests = 0
 preload_app = False
+# Requests as long as nginx lets through (its 8k header buffers): a stream URL holds a token of
+# up to EVENTGATE_MAX_TOKEN_BYTES, channel names and a cursor. gunicorn's default (4094) would
+# answer longer ones with its own HTML error; nginx answers anything longer with JSON.
+limit_request_line = 8190
 
 
 def _log_format() -> str:

@@ -12,6 +12,10 @@ from shared import metrics
 from shared.config import Config
 from shared.errors import ConfigError
 
+# As long as nginx lets through (its 8k header buffers), so that gunicorn never answers with its
+# own HTML error page; nginx answers anything longer with JSON.
+limit_request_line = 8190
+
 
 def _log_format() -> str:
     try:

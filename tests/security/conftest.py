@@ -1,0 +1,93 @@
+"""Fixtures for the security tests: one deployed stack for the whole package (a restricted
+publisher key, an old signing key still verifying, CORS for one origin), and a register of every
+secret the tests used, so that test_secrets_in_logs can look for each of them in every log."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+import pytest
+
+from shared.tokens import ChannelTokens
+from tests.stack import Stack
+from tests.stream.conftest import make_pool, publisher, tokens  # noqa: F401 - shared fixtures
+
+#: The one origin the secured stack allows cross-origin streams from.
+ORIGIN = "http://app.example.test"
+#: Channels the restricted publisher key may publish to (and mint tokens for).
+RESTRICTED_SCOPE = ("sec.orders.*", "sec.users.7")
+
+
+@dataclass
+class Secured:
+    """The package's stack and what the tests need to attack it."""
+
+    stack: Stack
+    restricted_key: str
+    old_secret: str
+    tokens: ChannelTokens  # signs with the current key
+    old_tokens: ChannelTokens  # signs with the old key, which the stack still accepts
+
+    @property
+    def port(self) -> int:
+        return self.stack.port
+
+
+@dataclass
+class SecretRegister:
+    """Every token and key the tests handed to a server: none may ever appear in a log."""
+
+    values: set[str] = field(default_factory=set)
+
+    def add(self, *values: str) -> None:
+        self.values.update(v for v in values if v)
+
+
+@pytest.fixture(scope="session")
+def secret_register() -> SecretRegister:
+    return SecretRegister()
+
+
+@pytest.fixture(scope="package")
+def secured(tmp_path_factory, secret_register) -> Secured:
+    restricted_key = secrets.token_urlsafe(32)
+    old_secret = secrets.token_urlsafe(32)
+    stack = Stack(
+        tmp_path_factory.mktemp("secured"),
+        stream_workers=2,
+        settings={
+            "EVENTGATE_HEARTBEAT": "1",
+            "EVENTGATE_CORS_ORIGINS": ORIGIN,
+            "EVENTGATE_MAX_STREAMS_PER_SUBJECT": "4",
+        },
+        more_publish_keys=(f"{restricted_key}:{'+'.join(RESTRICTED_SCOPE)}",),
+        more_secret_keys=(old_secret,),
+    ).start()
+    secret_register.add(stack.publish_key, stack.secret_key, restricted_key, old_secret)
+    yield Secured(
+        stack=stack,
+        restricted_key=restricted_key,
+        old_secret=old_secret,
+        tokens=ChannelTokens([stack.secret_key]),
+        old_tokens=ChannelTokens([old_secret]),
+    )
+    stack.stop()
+
+
+@pytest.fixture
+def make_secure_stack(make_stack, secret_register):
+    """``make_stack`` whose keys go into the secret register."""
+
+    def make(**options) -> Stack:
+        stack = make_stack(**options)
+        secret_register.add(stack.publish_key, stack.secret_key)
+        return stack
+
+    return make
+
+
+@pytest.fixture
+def unique() -> str:
+    """A fresh name part, so that tests never share channels."""
+    return secrets.token_hex(4)
