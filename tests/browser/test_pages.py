@@ -95,7 +95,7 @@ def test_page_resumes_after_the_stream_worker_is_killed(stack, browser):
 def test_status_page_counters_move(stack, browser):
     page = browser.new_page()
     errors: list = []
-    page.on("pageerror", errors.append)
+    page.on("pageerror", lambda error: errors.append(error))
     page.goto(stack.url("/status"))
     page.wait_for_selector("#status[data-state=live]")
     wait_until(lambda: number(page, "#updates") >= 2, "two status events")
