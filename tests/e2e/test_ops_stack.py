@@ -115,9 +115,10 @@ def test_json_log_lines_carry_request_ids_and_no_secret(stack, channel):
     assert {(line["request_id"], line["path"], line["status"]) for line in lines} >= {
         ("ops-test-42", "/healthz", 200), ("ops-test-43", "/no/such/page", 404)}
     assert any("ops-test-42" in line for line in stack.log("nginx-access").splitlines())
-    for line in stack.log("web").splitlines():
-        if line.strip():
-            json.loads(line)  # every line of the web pool is a JSON object
+    for pool in ("web", "stream"):
+        for line in stack.log(pool).splitlines():
+            if line.strip():
+                json.loads(line)  # every line of both pools is a JSON object
     everything = "".join(stack.log(name) for name in (
         "web", "stream", "nginx", "nginx-access", "nginx-error", "supervisord"))
     for secret in (token, stack.publish_key, stack.secret_key):
