@@ -29,5 +29,5 @@ class StreamState:
     #: stream.metrics.StreamMetrics, set by create_app.
     metrics: object = None
     started_at: float = field(default_factory=time.time)
-    #: The lag histogram as of the last status record (stream/status.py diffs against it).
-    status_lag: tuple | None = None
+    #: Recent lag histogram snapshots (stream/status.py diffs the newest against the oldest).
+    status_lag: object = None

@@ -1,5 +1,7 @@
 """The worker's status record: what ``eventgate status`` and the ops page show per worker.
 
+Lag figures (p50, p99 as bucket bounds, mean) cover the last minute of events.
+
 Written by the metrics greenlet (stream/metrics.py) every ``status_interval_seconds`` through
 shared/workers.py, and withdrawn when the worker stops. Walking every connection to sum the
 queues costs about a microsecond per stream, once per interval, off the delivery path.
@@ -11,6 +13,8 @@ import contextlib
 import logging
 import os
 import socket
+import time
+from collections import deque
 
 import redis
 
@@ -18,6 +22,9 @@ from shared import workers
 from stream.lag import quantile
 
 log = logging.getLogger("eventgate.stream.status")
+
+#: The lag figures of a record cover about this many seconds before it.
+LAG_WINDOW_SECONDS = 60.0
 
 def worker_id() -> str:
     """``host:pid`` of this process (computed per call: the module may be imported pre-fork)."""
@@ -30,10 +37,17 @@ def record(state) -> dict:  # noqa: ANN001 - StreamState
     subscribers = tuple(hub.subscribers)
     backlogs = [s.backlog_bytes for s in subscribers]
     counts, total = hub.lag.snapshot()
-    previous = state.status_lag or ([0] * len(counts), 0.0)
-    recent = [now - before for now, before in zip(counts, previous[0], strict=True)]
+    # The lag of the last LAG_WINDOW_SECONDS: this snapshot minus the oldest one kept.
+    now = time.monotonic()
+    history = state.status_lag
+    if history is None:
+        history = state.status_lag = deque([(now, [0] * len(counts), 0.0)])
+    history.append((now, counts, total))
+    while len(history) > 2 and now - history[1][0] >= LAG_WINDOW_SECONDS:
+        history.popleft()
+    _, old_counts, old_total = history[0]
+    recent = [new - old for new, old in zip(counts, old_counts, strict=True)]
     recent_count = sum(recent)
-    state.status_lag = (counts, total)
     values = state.metrics.values() if state.metrics is not None else {}
     return {
         "pid": os.getpid(),
@@ -46,7 +60,8 @@ def record(state) -> dict:  # noqa: ANN001 - StreamState
         "redis_connected": bool(state.broker.connected),
         "lag_p50_seconds": _finite(quantile(recent, 0.5)),
         "lag_p99_seconds": _finite(quantile(recent, 0.99)),
-        "lag_mean_seconds": (total - previous[1]) / recent_count if recent_count else None,
+        "lag_mean_seconds": (total - old_total) / recent_count if recent_count else None,
+        "lag_events": recent_count,
         **values,
     }
 
