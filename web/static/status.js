@@ -2,19 +2,22 @@
 //
 // The page gets a token for the status channel from its own app, opens an EventSource, and
 // for each `status` event updates the counters, the worker table and the chart. Events per
-// second come from the change of the delivered total between two events (a restarted worker
-// starts from 0, so a drop is read as no change). Like the demo, it fetches a new token and
-// reconnects itself when the browser gives up (401 after the token expired).
+// second come from the change of the delivered total over the last RATE_WINDOW_MS (workers
+// report every few seconds, out of step with the status events, so two neighbouring events
+// may show the same total; a restarted worker starts from 0, so a drop starts a new window).
+// Like the demo, it fetches a new token and reconnects itself when the browser gives up (401
+// after the token expired).
 "use strict";
 
 (() => {
   const POINTS = 120;
+  const RATE_WINDOW_MS = 5000;
   const WIDTH = 600;
   const HEIGHT = 160;
   const eventType = document.querySelector("main").dataset.eventType;
   const $ = (id) => document.getElementById(id);
   const history = [];
-  let previous = null;
+  const totals = [];
   let updates = 0;
   let source = null;
   let lastEventId = "";
@@ -68,23 +71,23 @@
   }
 
   function show(status) {
-    const totals = status.totals;
-    const at = Date.parse(status.at) || Date.now();
-    let rate = 0;
-    if (previous && at > previous.at) {
-      rate = Math.max(0, totals.delivered - previous.delivered) / ((at - previous.at) / 1000);
-    }
-    previous = { at, delivered: totals.delivered };
-    history.push({ rate, streams: totals.streams });
+    const now = status.totals;
+    const at = Date.now();
+    if (totals.length && now.delivered < totals[totals.length - 1].delivered) totals.length = 0;
+    totals.push({ at, delivered: now.delivered });
+    while (totals.length > 2 && at - totals[1].at >= RATE_WINDOW_MS) totals.shift();
+    const first = totals[0];
+    const rate = at > first.at ? (now.delivered - first.delivered) / ((at - first.at) / 1000) : 0;
+    history.push({ rate, streams: now.streams });
     while (history.length > POINTS) history.shift();
     updates += 1;
-    $("streams").textContent = totals.streams;
+    $("streams").textContent = now.streams;
     $("rate").textContent = rate.toFixed(1);
-    $("delivered").textContent = totals.delivered;
-    $("channels").textContent = totals.channels;
-    $("workers").textContent = totals.workers;
-    $("queued").textContent = bytes(totals.queued_bytes);
-    $("lag").textContent = ms(totals.lag_p99_seconds);
+    $("delivered").textContent = now.delivered;
+    $("channels").textContent = now.channels;
+    $("workers").textContent = now.workers;
+    $("queued").textContent = bytes(now.queued_bytes);
+    $("lag").textContent = ms(now.lag_p99_seconds);
     $("memory").textContent = bytes(status.redis.used_memory_bytes);
     $("updates").textContent = updates;
     $("worker-table").tBodies[0].replaceChildren(...status.workers.map(workerRow));
