@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from shared.config import Config, var_dir_from_env, write_dev_env
 from shared.errors import ConfigError
+from shared.requestsize import max_request_bytes
 
 SUPERVISOR_TEMPLATE = Path("deploy/supervisor/supervisord.conf.tmpl")
 NGINX_TEMPLATE = Path("deploy/nginx/nginx.conf.tmpl")
@@ -205,6 +206,8 @@ def nginx_limits(config: Config) -> dict[str, str]:
         "client_header_timeout": f"{config.client_header_timeout_seconds}s",
         "client_body_timeout": f"{config.client_body_timeout_seconds}s",
         "send_timeout": f"{config.send_timeout_seconds}s",
+        # The app's own limit: nginx refuses first, with JSON (see shared/requestsize.py).
+        "client_max_body_size": max_request_bytes(config),
     }
 
 

@@ -11,22 +11,14 @@ from flask.logging import default_handler
 
 from shared import logformat
 from shared.config import Config
+from shared.requestsize import MAX_REQUEST_BYTES_CAP, max_request_bytes
 from web import api, demo, health, metrics, opspage
 from web.errors import register_error_handlers
 from web.extension import EventGate
 
-#: Request bodies above this are refused with 413 whatever the batch settings allow.
-MAX_REQUEST_BYTES_CAP = 4 * 1024 * 1024
-# Room for the JSON around one event's data (channel, type, field names, escapes).
-_EVENT_OVERHEAD_BYTES = 1024
+# In shared/ since nginx's client_max_body_size is rendered from the same number.
+__all__ = ["MAX_REQUEST_BYTES_CAP", "create_app", "max_request_bytes"]
 
-
-def max_request_bytes(config: Config) -> int:
-    """The largest request body accepted: a full batch of full-size events, capped at
-    ``MAX_REQUEST_BYTES_CAP`` — but always enough for one full-size event, even escaped."""
-    batch = config.max_batch_events * (config.max_event_bytes + _EVENT_OVERHEAD_BYTES)
-    one_event = 2 * config.max_event_bytes + _EVENT_OVERHEAD_BYTES
-    return max(min(batch, MAX_REQUEST_BYTES_CAP), one_event)
 
 
 def create_app(config: Config | None = None) -> Flask:

@@ -20,6 +20,7 @@ from supervisor.options import ServerOptions
 
 from shared.config import Config
 from shared.deploy import ENV_NAMES, render_stack
+from shared.requestsize import max_request_bytes
 from tests.stack import REPO_ROOT
 
 SECRET = "s3cret-signing-key-that-must-not-leak-000000"
@@ -262,7 +263,7 @@ def test_upstreams_and_listen_are_loopback_only(config):
     web = directives(nginx_block(nginx, "location /"))
     assert "proxy_pass http://eventgate_web" in web
     http = directives(nginx_block(nginx, "http"))
-    assert "client_max_body_size 8m" in http
+    assert f"client_max_body_size {max_request_bytes(config)}" in http
     assert "client_header_timeout 10s" in http
 
 

@@ -386,8 +386,8 @@ PUBLISH_ROWS = [
         400, "invalid_request"),
     Row("form encoded", lambda c: publish(c, b"channel=a", content_type=(
         "application/x-www-form-urlencoded")), 400, "invalid_request"),
-    Row("5 MB body (refused by the app)", lambda c: publish(c, b"[" + b" " * (5 << 20) + b"]"),
-        413, "content_too_large"),
+    Row("5 MB body (over the app's 4 MB limit, refused by nginx first)",
+        lambda c: publish(c, b"[" + b" " * (5 << 20) + b"]"), 413, "content_too_large"),
     Row("9 MB body (refused by nginx)", lambda c: publish(c, b" " * (9 << 20)),
         413, "content_too_large"),
     Row("GET on the publish API", lambda c: ("GET", "/api/events", {
