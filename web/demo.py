@@ -53,7 +53,9 @@ def token():  # type: ignore[no-untyped-def]
     """A token for the demo channel only, valid for a few minutes."""
     gate = current_eventgate()
     ttl = min(DEMO_TOKEN_TTL_SECONDS, gate.config.token_max_ttl_seconds)
-    token, expires_at = gate.token_for("demo", [DEMO_CHANNEL], ttl)
+    # No subject: the demo has no users, and one shared subject would put every visitor's tabs
+    # under one per-subject stream limit. The per-worker and per-address limits still apply.
+    token, expires_at = gate.token_for(None, [DEMO_CHANNEL], ttl)
     response = jsonify(token=token, expires_at=iso_utc(expires_at))
     response.headers["Cache-Control"] = "no-store"
     return response, 201

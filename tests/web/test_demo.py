@@ -87,3 +87,9 @@ def test_message_must_be_json(client):
     response = client.post("/demo/messages", data={"text": "hi"})
 
     assert response.status_code == 400
+
+
+def test_demo_tokens_carry_no_subject(client, secret_keys):
+    # One shared subject would cap every visitor's tabs together at max_streams_per_subject.
+    grant = ChannelTokens(secret_keys).verify(client.post("/demo/token").get_json()["token"])
+    assert grant.subject is None
