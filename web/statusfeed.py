@@ -27,6 +27,10 @@ from web.overview import overview
 
 STATUS_CHANNEL = "eventgate.status"
 STATUS_EVENT_TYPE = "status"
+#: Status events kept in the channel's log (about ten minutes at the default interval): each
+#: holds every worker's record, so the global retention (10,000 events) could cost Redis
+#: megabytes for history nobody replays.
+STATUS_EVENTS_KEPT = 300
 
 log = logging.getLogger("eventgate.web.statusfeed")
 
@@ -55,7 +59,9 @@ class StatusFeed:
             return None
         data = overview(client)
         data["at"] = iso_utc()
-        return self.gate.publish_now(STATUS_CHANNEL, data, STATUS_EVENT_TYPE)
+        event_id = self.gate.publish_now(STATUS_CHANNEL, data, STATUS_EVENT_TYPE)
+        client.xtrim(keys.log_key(STATUS_CHANNEL), maxlen=STATUS_EVENTS_KEPT, approximate=True)
+        return event_id
 
     def _run(self) -> None:
         while not self._stopped.wait(self.interval_seconds):

@@ -113,6 +113,20 @@ def test_status_feed_publishes_one_event_per_interval(make_config, redis_server,
     client.hdel(keys.WORKERS, "feed-host:7")
 
 
+def test_status_feed_keeps_a_short_log(make_config, redis_server, monkeypatch):
+    import web.statusfeed
+
+    monkeypatch.setattr(web.statusfeed, "STATUS_EVENTS_KEPT", 5)
+    app = create_app(make_config(status_interval_seconds=0.01))
+    client = redis_server.client()
+    feed = StatusFeed(app.extensions["eventgate"])
+    for _ in range(300):
+        client.delete(keys.STATUS_FEED_LOCK)
+        feed.publish_once()
+    # approximate trimming: whole radix-tree nodes (100 entries by default) at a time
+    assert client.xlen(keys.log_key(STATUS_CHANNEL)) <= 5 + 100
+
+
 def test_cli_status_text_and_json(run_cli, redis_server, channel, publisher_for_cli):
     client = redis_server.client()
     workers.write(client, "cli-host:42", {"pid": 42, "streams": 3, "channels": 2,
