@@ -481,13 +481,16 @@ class Bench:
         before = loadgen.ask("report")
         loadgen.ask("reset")
         cpu0 = server.cpu()
+        load0 = cpu_seconds(loadgen.process.popen.pid)
         published = publisher.pace(rate, seconds, pick)
         expected = published["published"] * per_event
         with contextlib.suppress(TimeoutError):
             wait_until(lambda: loadgen.ask("report")["events"] >= expected, drain, "delivery")
         cpu1 = server.cpu()
+        load1 = cpu_seconds(loadgen.process.popen.pid)
         report = loadgen.ask("report")
         return {
+            "loadgen_cpu_s": load1 - load0,
             "drops": report["drops"] - before["drops"],
             "rate": rate, "published": published["published"],
             "publish_seconds": published["seconds"], "expected": expected,

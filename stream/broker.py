@@ -7,6 +7,11 @@ and backfills from each channel's log what was published while it was away. A ga
 feed that slips past all that (an event whose ``prev`` is not the last one delivered) triggers
 the same backfill. Only this module touches Redis pub/sub; a PubSub is not greenlet-safe, so one
 greenlet reads and every write goes through one lock.
+
+The read loop is the hot path of the whole tier (see docs/performance.md): each wake-up reads
+what the socket holds in one ``recv`` and parses every complete reply with hiredis, without
+redis-py's per-message work, then hands the hub all the events of that wake-up at once, so a
+subscriber behind on several events gets them in one ``send``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ import gevent.event
 import gevent.lock
 import redis
 
+try:
+    import hiredis
+except ImportError:  # redis[hiredis] is a dependency; without it the read loop is slower
+    hiredis = None
+
 from shared import keys, sse
 from shared.config import Config
 from shared.events import Event, id_key
@@ -31,6 +41,50 @@ log = logging.getLogger("eventgate.stream.broker")
 #: Entries read per XRANGE while backfilling or replaying.
 READ_BATCH = 500
 _ERRORS = (redis.RedisError, OSError)
+
+
+class Replies:
+    """Every pub/sub reply the connection holds right now: one socket read per wake-up, parsed
+    by a hiredis reader of our own. Only for a connection no one else reads (redis-py's PubSub
+    only writes on it: SUBSCRIBE, UNSUBSCRIBE and PING all get their replies here).
+
+    ``read()`` waits up to ``wait_seconds`` and returns a list of raw replies (``[b"message",
+    channel, data]``, ``[b"subscribe", channel, count]``, ``[b"pong", b""]``...), empty on a
+    timeout. A closed connection or an error reply raises (the broker reconnects)."""
+
+    def __init__(self, pubsub: redis.client.PubSub, wait_seconds: float) -> None:
+        self._pubsub = pubsub
+        self._wait = wait_seconds
+        connection = pubsub.connection
+        self._sock = getattr(connection, "_sock", None)
+        self._reader = None
+        if hiredis is not None and self._sock is not None:
+            self._reader = hiredis.Reader(
+                protocolError=redis.exceptions.InvalidResponse,
+                replyError=redis.exceptions.ResponseError,
+            )
+            # Writes share the socket (under the broker's lock): they take this timeout too.
+            self._sock.settimeout(wait_seconds)
+        self._buffer = bytearray(1 << 16)
+
+    def read(self) -> list:
+        if self._reader is None:  # redis-py's own parser: one reply per call
+            reply = self._pubsub.parse_response(block=False, timeout=self._wait)
+            return [] if reply is None else [reply]
+        try:
+            size = self._sock.recv_into(self._buffer)
+        except TimeoutError:
+            return []
+        if size == 0:
+            raise redis.ConnectionError("Redis closed the pub/sub connection")
+        reader = self._reader
+        reader.feed(self._buffer, 0, size)
+        replies = []
+        while (reply := reader.gets()) is not False:
+            if isinstance(reply, Exception):
+                raise reply
+            replies.append(reply)
+        return replies
 
 
 def body_of(event_type: str | bytes, data: str | bytes) -> bytes:
@@ -161,17 +215,34 @@ class Broker:
         ping_every = max(self.config.heartbeat_seconds, 1.0)
         pubsub = self._pubsub
         assert pubsub is not None
+        replies = Replies(pubsub, min(1.0, ping_every))
         last_ping = time.monotonic()
         while True:
-            message = pubsub.get_message(timeout=min(1.0, ping_every))
+            batch = replies.read()
             now = time.monotonic()
-            if message is not None:
-                self._dispatch(message)
+            if batch:
+                self._dispatch_all(pubsub, batch)
             if now - last_ping >= ping_every:
                 if now - self._last_pong > 3 * ping_every:
                     raise redis.ConnectionError("Redis stopped answering PING on pub/sub")
                 self._write("ping")
                 last_ping = now
+
+    def _dispatch_all(self, pubsub: redis.client.PubSub, replies: list) -> None:
+        """Accept the events of one wake-up in order, then deliver them together. Nothing
+        switches greenlets in between, so no one sees an accepted event not yet delivered."""
+        accepted: list[tuple[str, str, str, bytes]] = []
+        for reply in replies:
+            # A list under RESP2; hiredis's PushNotification (a list) under RESP3.
+            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                self._accept(keys.channel_of_live(reply[1].decode("utf-8")), reply[2], accepted)
+            else:
+                # Rare replies go through redis-py, which keeps its subscription book in step.
+                message = pubsub.handle_message(reply)
+                if message is not None:
+                    self._dispatch(message)
+        if accepted:
+            self.hub.broadcast_all(accepted)
 
     def _dispatch(self, message: dict) -> None:
         kind = message["type"]
@@ -191,6 +262,15 @@ class Broker:
 
     def on_message(self, name: str, payload: bytes) -> None:
         """One live event from pub/sub; in order per channel. Never blocks."""
+        accepted: list[tuple[str, str, str, bytes]] = []
+        self._accept(name, payload, accepted)
+        if accepted:
+            self.hub.broadcast_all(accepted)
+
+    def _accept(self, name: str, payload: bytes, accepted: list) -> None:
+        """Check one live event against its channel's position. In sequence: it joins
+        ``accepted`` (to be delivered by the caller) and becomes the channel's ``last``; after a
+        gap, or while a backfill runs: it is held for the backfill."""
         channel = self.hub.channels.get(name)
         if channel is None:
             return
@@ -206,7 +286,8 @@ class Broker:
             channel.held.append(item)
             self._start_backfill(channel)
         else:
-            self.hub.broadcast(name, *item)
+            channel.last = item[0]
+            accepted.append((name, *item))
 
     def backfill_all(self) -> None:
         """After a reconnect: every channel that already delivered something reads back from its

@@ -100,6 +100,49 @@ class Hub:
         self.events += 1
         self.lag.record(event_id)
 
+    def broadcast_all(self, events: list[tuple[str, str, str, bytes]]) -> None:
+        """Deliver ``(channel, id, prev, body)`` live events that arrived together, in publish
+        order, already accepted (the broker moved each channel's ``last``).
+
+        Coalescing: a live one-channel connection gets all of its channel's events of the batch
+        in one send (the kernel's ``send()`` is most of the cost of a delivery, whatever its
+        size). Connections with several channels, or still replaying, get them one by one, in
+        publish order across channels."""
+        if len(events) == 1:
+            self.broadcast(*events[0])
+            return
+        runs: dict[str, list[tuple[str, str, str, bytes]]] = {}
+        for event in events:
+            run = runs.get(event[0])
+            if run is None:
+                runs[event[0]] = [event]
+            else:
+                run.append(event)
+        one_by_one: dict[str, list[Subscriber]] = {}
+        for name, run in runs.items():
+            channel = self.channels.get(name)
+            if channel is None:
+                continue
+            frames = b"".join([sse.id_line(event[1]) + event[3] for event in run])
+            last_id = run[-1][1]
+            subscribers = tuple(channel.subscribers)
+            for subscriber in subscribers:
+                if subscriber.live and not subscriber.multi:
+                    subscriber.deliver_run(name, last_id, frames)
+                else:
+                    one_by_one.setdefault(name, []).append(subscriber)
+            self.delivered += len(subscribers) * len(run)
+            self.events += len(run)
+            for event in run:
+                self.lag.record(event[1])
+        if one_by_one:
+            for name, event_id, prev, body in events:
+                subscribers = one_by_one.get(name)
+                if subscribers:
+                    frame = sse.id_line(event_id) + body
+                    for subscriber in subscribers:
+                        subscriber.deliver(name, event_id, prev, body, frame)
+
     def broadcast_loss(self, name: str, last_seen: str, resumes_after: str) -> None:
         """Tell every live subscriber of ``name`` that events after ``last_seen`` are lost."""
         channel = self.channels.get(name)

@@ -81,6 +81,12 @@ class Subscriber:
             frame = sse.id_line(cursor.format(self.positions, channel)) + body
         self.send(frame)
 
+    def deliver_run(self, channel: str, last_id: str, frames: bytes) -> None:
+        """Consecutive live events of a live one-channel connection, each framed with its id
+        (the hub builds ``frames`` once for every such connection): one send."""
+        self.positions[channel] = last_id
+        self.send(frames)
+
     def emit(self, channel: str, event_id: str, body: bytes) -> None:
         """Send one event now (replay and backfill), moving this connection's position."""
         self.positions[channel] = event_id
