@@ -130,6 +130,8 @@ TOKEN_ROWS = [
     Row("CR LF inside",
         lambda c: stream(c, c.token([f"{c.base}.a"]) + "%0D%0Aid:%201"), 401, "invalid_token"),
     Row("NUL inside", lambda c: stream(c, c.token([f"{c.base}.a"]) + "%00"), 401, "invalid_token"),
+    Row("a bare CR inside",
+        lambda c: stream(c, c.token([f"{c.base}.a"]) + "%0Devent:%20x"), 401, "invalid_token"),
     Row("base64 padding added",
         lambda c: stream(c, c.token([f"{c.base}.a"]) + "%3D%3D"), 401, "invalid_token"),
     Row("space inside", lambda c: stream(c, "%20" + c.token([f"{c.base}.a"])), 401,
@@ -431,6 +433,10 @@ TOKEN_API_ROWS = [
     Row("subject not a string",
         lambda c: publish(c, {"channels": ["a"], "subject": {"x": 1}}, path="/api/tokens"),
         400, "invalid_request"),
+    # A subject never reaches the wire or a key (it is hashed): any text is fine.
+    Row("subject with CR, LF and odd Unicode (accepted)",
+        lambda c: publish(c, {"channels": ["a"], "subject": "u\r\nid: 1\u2028\u202e"},
+                          path="/api/tokens"), 201),
     Row("subject of 129 characters",
         lambda c: publish(c, {"channels": ["a"], "subject": "s" * 129}, path="/api/tokens"),
         400, "invalid_request"),
@@ -464,3 +470,21 @@ def check(answer: Answer, row: Row, used: list[str]) -> None:
     assert "Traceback" not in text
     for value in used:
         assert value not in text, "a secret was echoed in an error"
+
+
+def test_refusals_touch_nothing_in_redis(secured, secret_register, unique):
+    """A refused stream subscribes to nothing and holds no lease: the checks come first."""
+    from shared import keys
+    from shared.keys import live_channel
+
+    channel = f"sec.{unique}.quiet"
+    good = secured.tokens.issue([channel], subject=f"quiet-{unique}")[0]
+    other = secured.tokens.issue([f"sec.{unique}.other"], subject=f"quiet-{unique}")[0]
+    secret_register.add(good, other)
+    paths = [f"/streams?token={flip(good, 5)}", f"/streams?token={other}&channel={channel}",
+             f"/streams?token={good}&lastEventId=%0D", f"/streams?token={good}&channel=%0D"]
+    for path in paths:
+        assert request(secured.port, "GET", path).status in (400, 401, 403)
+    client = secured.stack.redis()
+    assert client.pubsub_numsub(live_channel(channel)) == [(live_channel(channel).encode(), 0)]
+    assert not client.exists(keys.subject_streams_key(f"quiet-{unique}"))
