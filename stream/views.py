@@ -105,6 +105,9 @@ def streams():
         )
     except Unavailable:
         subscriber.finish(sse.comment("redis unavailable, retry"))
+    except BaseException:
+        subscriber.close("error")  # gives its descriptor and its lease back
+        raise
     request.environ[HANDLED] = True
     return ""
 
