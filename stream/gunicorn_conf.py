@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from shared import metrics, sse
+from shared import gunicornerrors, metrics, sse
 from shared.config import Config
 from shared.errors import ConfigError
 
@@ -22,6 +22,8 @@ preload_app = False
 # up to EVENTGATE_MAX_TOKEN_BYTES, channel names and a cursor. gunicorn's default (4094) would
 # answer longer ones with its own HTML error; nginx answers anything longer with JSON.
 limit_request_line = 8190
+# gunicorn's own refusals (e.g. a control character in a header value) answer JSON, not HTML.
+gunicornerrors.install()
 
 
 def _log_format() -> str:

@@ -8,13 +8,15 @@ master must stay light, and ``kill -HUP`` must load fresh code into new workers.
 
 from __future__ import annotations
 
-from shared import metrics
+from shared import gunicornerrors, metrics
 from shared.config import Config
 from shared.errors import ConfigError
 
 # As long as nginx lets through (its 8k header buffers), so that gunicorn never answers with its
 # own HTML error page; nginx answers anything longer with JSON.
 limit_request_line = 8190
+# gunicorn's own refusals (e.g. a control character in a header value) answer JSON, not HTML.
+gunicornerrors.install()
 
 
 def _log_format() -> str:

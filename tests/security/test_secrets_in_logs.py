@@ -98,3 +98,16 @@ def test_the_search_would_find_a_leak(tmp_path):
     log.write_text(f"GET /streams?token={token} 200\n")
     assert log_files(tmp_path) == [log]
     assert TOKEN_SHAPE.findall(log.read_text()) == [token]
+
+
+def test_only_a_plain_request_id_reaches_the_logs(secured, unique):
+    # The caller's X-Request-ID is written into every log line: only a plain one is kept.
+    odd, plain = f"odd id <{unique}>", f"plain-{unique}"
+    assert request(secured.port, "GET", "/healthz", {"X-Request-ID": odd}).status == 200
+    assert request(secured.port, "GET", "/healthz", {"X-Request-ID": plain}).status == 200
+    logs = secured.stack.var_dir / "log"
+    wait_for(lambda: plain in (logs / "web.log").read_text(errors="replace")
+             and plain in (logs / "nginx-access.log").read_text(errors="replace"), 10,
+             "the plain id in both logs")
+    for path in log_files(logs):
+        assert unique not in path.read_text(errors="replace").replace(plain, ""), path
