@@ -19,6 +19,8 @@ from shared.publishkeys import parse_publish_keys
 
 ENV_FILE_NAME = "eventgate.env"
 MIN_SECRET_CHARS = 32
+#: "aaaa…" is long but not a secret; token_urlsafe(32) has about 30 different characters.
+MIN_DISTINCT_SECRET_CHARS = 10
 
 
 def _split_keys(raw: str) -> tuple[str, ...]:
@@ -133,11 +135,13 @@ class Config:
             )
         if self.environment == "production":
             publish = [entry.key for entry in parse_publish_keys(self.publish_keys)]
-            weak = [k for k in self.secret_keys + tuple(publish) if len(k) < MIN_SECRET_CHARS]
+            weak = [k for k in self.secret_keys + tuple(publish)
+                    if len(k) < MIN_SECRET_CHARS or len(set(k)) < MIN_DISTINCT_SECRET_CHARS]
             if weak:
                 raise ConfigError(
                     f"refusing to start in production with a secret shorter than "
-                    f"{MIN_SECRET_CHARS} characters."
+                    f"{MIN_SECRET_CHARS} characters (or of fewer than {MIN_DISTINCT_SECRET_CHARS} "
+                    "different characters): generate one with secrets.token_urlsafe(32)."
                 )
         if self.heartbeat_seconds <= 0:
             raise ConfigError("EVENTGATE_HEARTBEAT must be a positive number of seconds.")

@@ -37,6 +37,9 @@ def gunicorn(pool: str, tmp_path: Path, settings: dict[str, str]) -> subprocess.
 REFUSED = {
     "weak signing key": ({"EVENTGATE_SECRET_KEY": "changeme", "EVENTGATE_PUBLISH_KEY": STRONG},
                          "shorter than 32 characters"),
+    "long signing key of one repeated character": (
+        {"EVENTGATE_SECRET_KEY": "a" * 64, "EVENTGATE_PUBLISH_KEY": STRONG},
+        "shorter than 32 characters"),
     "weak publisher key": ({"EVENTGATE_SECRET_KEY": STRONG, "EVENTGATE_PUBLISH_KEY": "hunter2"},
                            "shorter than 32 characters"),
     "an old signing key still listed is weak": (

@@ -10,8 +10,9 @@ import pytest
 from shared.config import ENV_FILE_NAME, Config, read_env_file, write_dev_env
 from shared.errors import ConfigError
 
-STRONG = "s" * 40
-STRONG2 = "p" * 40
+# Long and varied, as secrets.token_urlsafe(32) makes them ("s" * 40 is long but weak).
+STRONG = "sK8qT2vX9mLpR4wZ7yB1nC6dF3gH5jE0aU-_oIxV"
+STRONG2 = "pQ3rS8tU1vW6xY9zA2bC5dE7fG0hJ4kL-_mNoP"
 
 
 @pytest.fixture

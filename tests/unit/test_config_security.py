@@ -69,3 +69,12 @@ def test_meaningless_limits_are_refused(field, value):
     base = Config.from_env(SECRETS)
     with pytest.raises(ConfigError):
         dataclasses.replace(base, **{field: value})
+
+
+def test_production_refuses_a_long_secret_of_few_characters():
+    strong = secrets.token_urlsafe(32)
+    for weak in ("a" * 64, "ab" * 20, "012345678" * 5):
+        with pytest.raises(ConfigError):
+            Config(secret_keys=(weak,), publish_keys=(strong,), environment="production")
+    Config(secret_keys=(strong,), publish_keys=(secrets.token_urlsafe(32),),
+           environment="production")
