@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import socket
 import time
 
 import gevent
@@ -48,33 +49,40 @@ class Replies:
     by a hiredis reader of our own. Only for a connection no one else reads (redis-py's PubSub
     only writes on it: SUBSCRIBE, UNSUBSCRIBE and PING all get their replies here).
 
-    ``read()`` waits up to ``wait_seconds`` and returns a list of raw replies (``[b"message",
-    channel, data]``, ``[b"subscribe", channel, count]``, ``[b"pong", b""]``...), empty on a
-    timeout. A closed connection or an error reply raises (the broker reconnects)."""
+    ``read()`` waits, with no timer (a timer per wait costs as much as the rest of a wake-up),
+    until the socket is readable and returns the raw replies (``[b"message", channel, data]``,
+    ``[b"subscribe", channel, count]``, ``[b"pong", b""]``...). A closed connection or an error
+    reply raises (the broker reconnects); ``interrupt()`` makes a waiting ``read()`` raise."""
 
-    def __init__(self, pubsub: redis.client.PubSub, wait_seconds: float) -> None:
+    def __init__(self, pubsub: redis.client.PubSub) -> None:
         self._pubsub = pubsub
-        self._wait = wait_seconds
-        connection = pubsub.connection
-        self._sock = getattr(connection, "_sock", None)
+        self._sock = getattr(pubsub.connection, "_sock", None)
         self._reader = None
+        self._watcher = None
         if hiredis is not None and self._sock is not None:
             self._reader = hiredis.Reader(
                 protocolError=redis.exceptions.InvalidResponse,
                 replyError=redis.exceptions.ResponseError,
             )
-            # Writes share the socket (under the broker's lock): they take this timeout too.
-            self._sock.settimeout(wait_seconds)
+            self._watcher = gevent.get_hub().loop.io(self._sock.fileno(), 1)
         self._buffer = bytearray(1 << 16)
+
+    def interrupt(self) -> None:
+        """End the connection under the reader: its ``read()`` raises ConnectionError."""
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
 
     def read(self) -> list:
         if self._reader is None:  # redis-py's own parser: one reply per call
-            reply = self._pubsub.parse_response(block=False, timeout=self._wait)
-            return [] if reply is None else [reply]
-        try:
-            size = self._sock.recv_into(self._buffer)
-        except TimeoutError:
-            return []
+            return [self._pubsub.parse_response(block=True)]
+        gevent.get_hub().wait(self._watcher)
+        size = self._sock.recv_into(self._buffer)  # readable: returns without waiting
         if size == 0:
             raise redis.ConnectionError("Redis closed the pub/sub connection")
         reader = self._reader
@@ -89,6 +97,19 @@ class Replies:
 
 def body_of(event_type: str | bytes, data: str | bytes) -> bytes:
     """SSE body of an event from Redis (validated again: the log is not ours alone)."""
+    if (
+        type(event_type) is bytes
+        and type(data) is bytes
+        and data.isascii()
+        and event_type.isascii()
+        and b"\n" not in data
+        and b"\r" not in data
+        and b"\n" not in event_type
+        and b"\r" not in event_type
+        and b"\0" not in event_type
+    ):
+        # The common case, byte for byte what sse.event_body makes of it, without decoding.
+        return b"event: " + event_type + b"\ndata: " + data + b"\n\n"
     if isinstance(event_type, bytes):
         event_type = event_type.decode("utf-8", "replace")
     if isinstance(data, bytes):
@@ -111,6 +132,7 @@ class Broker:
         self._lock = gevent.lock.Semaphore()
         self._greenlets: list[gevent.Greenlet] = []
         self._last_pong = 0.0
+        self._replies: Replies | None = None
         self.connected = False
         self.reconnects = 0
         self.backfills = 0
@@ -118,7 +140,9 @@ class Broker:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._greenlets = [gevent.spawn(self._run), gevent.spawn(self._janitor)]
+        self._greenlets = [
+            gevent.spawn(self._run), gevent.spawn(self._janitor), gevent.spawn(self._keepalive)
+        ]
 
     def stop(self) -> None:
         gevent.killall(self._greenlets, block=False)
@@ -212,21 +236,32 @@ class Broker:
                 pubsub.close()
 
     def _read(self) -> None:
-        ping_every = max(self.config.heartbeat_seconds, 1.0)
         pubsub = self._pubsub
         assert pubsub is not None
-        replies = Replies(pubsub, min(1.0, ping_every))
-        last_ping = time.monotonic()
+        self._replies = replies = Replies(pubsub)
+        try:
+            while True:
+                self._dispatch_all(pubsub, replies.read())
+        finally:
+            self._replies = None
+            replies.close()
+
+    def _keepalive(self) -> None:
+        """PING the pub/sub connection every heartbeat period (at least 1 s). A connection that
+        answered no PING for three periods is dead (Redis stopped, a network cut that closed
+        nothing): the reader is interrupted and reconnects."""
+        ping_every = max(self.config.heartbeat_seconds, 1.0)
         while True:
-            batch = replies.read()
-            now = time.monotonic()
-            if batch:
-                self._dispatch_all(pubsub, batch)
-            if now - last_ping >= ping_every:
-                if now - self._last_pong > 3 * ping_every:
-                    raise redis.ConnectionError("Redis stopped answering PING on pub/sub")
+            gevent.sleep(ping_every)
+            replies = self._replies
+            if not self.connected or replies is None:
+                continue
+            if time.monotonic() - self._last_pong > 3 * ping_every:
+                log.warning("Redis stopped answering PING on pub/sub")
+                replies.interrupt()
+                continue
+            with contextlib.suppress(*_ERRORS):
                 self._write("ping")
-                last_ping = now
 
     def _dispatch_all(self, pubsub: redis.client.PubSub, replies: list) -> None:
         """Accept the events of one wake-up in order, then deliver them together. Nothing
