@@ -29,16 +29,44 @@ class Unavailable(Exception):
 
 
 def start_positions(
-    client: redis.Redis, channels: list[str], requested: dict[str, str]
+    client: redis.Redis,
+    channels: list[str],
+    requested: dict[str, str],
+    hub: Hub | None = None,
+    broker: Broker | None = None,
 ) -> dict[str, str]:
     """Where the connection starts on each channel: the client's cursor, or for channels it
     names no position for, the log's current end. Call it before the response head goes out, so
-    that every event published after the client saw its 200 is delivered."""
+    that every event published after the client saw its 200 is delivered.
+
+    A channel this worker already follows live (given ``hub`` and a connected ``broker``)
+    starts where the hub stands, with no round trip: every later event reaches the connection
+    live. The hub may stand a few in-flight events behind the log's end; the client then gets
+    those too, which is no gap and no duplicate."""
+    following = {}
+    if hub is not None and broker is not None and broker.connected:
+        for name in channels:
+            position = None if name in requested else _live_position(hub, name)
+            if position is not None:
+                following[name] = position
     try:
-        heads = read_heads(client, [name for name in channels if name not in requested])
+        heads = read_heads(
+            client, [name for name in channels if name not in requested and name not in following]
+        )
     except (redis.RedisError, OSError) as error:
         raise Unavailable(str(error)) from None
-    return {name: requested.get(name) or heads[name] for name in channels}
+    return {
+        name: requested.get(name) or following.get(name) or heads[name] for name in channels
+    }
+
+
+def _live_position(hub: Hub, name: str) -> str | None:
+    """The id of the last event the hub delivered on ``name``, if it follows it without a gap
+    being read back right now; else None."""
+    channel = hub.channels.get(name)
+    if channel is None or channel.backfilling:
+        return None
+    return channel.last
 
 
 def open_stream(
@@ -59,7 +87,9 @@ def open_stream(
         if not broker.subscribe(list(subscriber.channels), timeout):
             raise Unavailable("Redis did not confirm the subscription in time")
         for name in subscriber.channels:
-            replay(subscriber, name, client, hub)
+            # Standing where the hub stands, there is nothing to read back: the rest comes live.
+            if _live_position(hub, name) != subscriber.positions[name]:
+                replay(subscriber, name, client, hub)
         hand_off(subscriber, hub, client, timeout)
     except (redis.RedisError, OSError) as error:
         raise Unavailable(str(error)) from None

@@ -88,7 +88,7 @@ def streams():
         state.limits.release(lease)  # no connection will ever close it (e.g. out of descriptors)
         raise
     try:
-        positions = start_positions(state.redis, channels, requested)
+        positions = start_positions(state.redis, channels, requested, state.hub, state.broker)
     except Unavailable:
         positions = None
     subscriber.send(_HEAD + _cors_header(state) + b"\r\n" + sse.retry(jittered(config.retry_ms)))
