@@ -74,9 +74,10 @@ def var_dir_from_env(environ: Mapping[str, str] | None = None) -> Path:
 class Config:
     """Every setting of both apps and the CLI. Build it with ``from_env`` or directly in tests."""
 
-    secret_keys: tuple[str, ...]
-    publish_keys: tuple[str, ...]
-    redis_url: str = "redis://127.0.0.1:6399/0"
+    # Secrets (and a URL that may hold a password) stay out of repr(): a logged Config leaks none.
+    secret_keys: tuple[str, ...] = field(repr=False)
+    publish_keys: tuple[str, ...] = field(repr=False)
+    redis_url: str = field(default="redis://127.0.0.1:6399/0", repr=False)
     port: int = 8080
     web_port: int = 8000
     stream_port: int = 8001
@@ -102,7 +103,7 @@ class Config:
     log_format: str = "text"
     #: Opens the ops status page (/status) outside development, as the HTTP basic-auth password.
     #: A secret: never rendered into a config file, never logged.
-    ops_key: str = ""
+    ops_key: str = field(default="", repr=False)
     #: How often stream workers write their status record and the web app its status event.
     status_interval_seconds: float = 2.0
     #: Streams one token subject may hold open at once, across all workers (0: no limit).

@@ -221,3 +221,16 @@ def test_two_installs_get_different_secrets(tmp_path):
     second = read_env_file(write_dev_env(tmp_path / "two"))
     assert first["EVENTGATE_SECRET_KEY"] != second["EVENTGATE_SECRET_KEY"]
     assert first["EVENTGATE_PUBLISH_KEY"] != second["EVENTGATE_PUBLISH_KEY"]
+
+
+def test_repr_holds_no_secret():
+    from shared.config import Config
+
+    config = Config(
+        secret_keys=("s" * 40,), publish_keys=("p" * 40,), ops_key="o" * 40,
+        redis_url="redis://:hunter2hunter2@127.0.0.1:6399/0",
+    )
+    text = repr(config)
+    assert "s" * 40 not in text and "p" * 40 not in text and "o" * 40 not in text
+    assert "hunter2" not in text
+
