@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from string import Template
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from shared.config import Config, var_dir_from_env, write_dev_env
@@ -172,23 +173,39 @@ def render_stack(
     return supervisord_conf
 
 
-def nginx_limits(config: Config) -> dict[str, str]:
+class NginxSettings(Protocol):
+    """What ``nginx_limits`` reads: a Config, or shared.production.Production (whose fields of
+    these names mean the same), so that the development and production nginx agree."""
+
+    connections_per_address: int
+    stream_connect_rate: int
+    stream_connect_burst: int
+    cors_origins: tuple[str, ...]
+    client_header_timeout_seconds: int
+    client_body_timeout_seconds: int
+    send_timeout_seconds: int
+    max_event_bytes: int  # these two: max_request_bytes()
+    max_batch_events: int
+
+
+def nginx_limits(config: NginxSettings, zone_size: str = "10m") -> dict[str, str]:
     """The nginx template's limit, timeout and CORS values: per client address, concurrent
     connections (``limit_conn``) and new streams per second (``limit_req`` on /streams), both
     answered 429 JSON; slow-client timeouts; the origins whose cross-origin streams get CORS
-    headers on nginx's own answers too. A limit of 0 renders as a comment: no limit."""
+    headers on nginx's own answers too. A limit of 0 renders as a comment: no limit.
+    ``zone_size``: the shared memory of each per-address zone (10m: at least 80,000 addresses)."""
     # Refusals are logged at info, below the error log's level: that line would hold the request
     # line, query string (a token) included. The access log has every 429 with the path only.
     zones = ["limit_conn_status 429;", "limit_req_status 429;",
              "limit_conn_log_level info;", "limit_req_log_level info;"]
     if config.connections_per_address:
-        zones.append("limit_conn_zone $binary_remote_addr zone=eventgate_addr:10m;")
+        zones.append(f"limit_conn_zone $binary_remote_addr zone=eventgate_addr:{zone_size};")
         limit_conn = f"limit_conn eventgate_addr {config.connections_per_address};"
     else:
         limit_conn = "# no limit_conn: EVENTGATE_CONNECTIONS_PER_ADDRESS=0"
     if config.stream_connect_rate:
         zones.append(
-            "limit_req_zone $binary_remote_addr zone=eventgate_connect:10m "
+            f"limit_req_zone $binary_remote_addr zone=eventgate_connect:{zone_size} "
             f"rate={config.stream_connect_rate}r/s;"
         )
         limit_req = (

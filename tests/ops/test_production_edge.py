@@ -1,0 +1,352 @@
+"""The production edge, run: deploy/production/ rendered for loopback (its own ports, loopback
+upstreams), started with the system's nginx, and asked over TLS what docs/security.md promises.
+
+The web node is a small echo server (it shows what nginx passed on, and can hold a request open);
+the stream node is a port nothing listens on, so every stream falls back to nginx's own answer.
+Each test that meets a per-address limit connects from its own loopback source address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from shared.production import Production, render_production
+from shared.requestsize import max_request_bytes
+from tests.ops.test_production_configs import ORIGIN, PATH, loopback_production
+from tests.security.rawhttp import Answer, build, connect, read_answer
+from tests.servers import LOOPBACK, free_port, port_open, wait_for
+
+HOLD_SECONDS = 30.0
+#: A stream token stand-in: it must never reach a log.
+TOKEN = "tok-" + secrets.token_urlsafe(24)
+GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")  # nginx's $request_id
+
+
+class Echo(ThreadingHTTPServer):
+    """The web node: answers every request with JSON of what it received; ``/hold`` waits until
+    ``release`` is set (a long request that keeps its client connection busy)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__((LOOPBACK, 0), _EchoHandler)
+        self.release = threading.Event()
+        self.held = 0
+        self.lock = threading.Lock()
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        pass  # nginx closing a held upstream connection is no error here
+
+
+class _EchoHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Echo
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.path.startswith("/hold"):
+            with self.server.lock:
+                self.server.held += 1
+            self.server.release.wait(HOLD_SECONDS)
+            with self.server.lock:
+                self.server.held -= 1
+        answer = json.dumps({
+            "path": self.path, "body_bytes": len(body),
+            "x-request-id": self.headers.get("X-Request-ID"),
+        }).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+@dataclass
+class Edge:
+    production: Production
+    echo: Echo
+    process: subprocess.Popen
+    error_output: Path
+
+    @property
+    def port(self) -> int:
+        return self.production.https_port
+
+    @property
+    def body_limit(self) -> int:
+        return max_request_bytes(self.production)  # a Production has the fields it reads
+
+    def send(self, data: bytes, source: str = LOOPBACK, port: int | None = None) -> Answer:
+        """Send raw bytes over TLS (or plain HTTP to ``port``) and read the whole answer."""
+        with self.open(source, port) as sock:
+            sock.sendall(data)
+            answer = read_answer(sock)
+            if answer.headers.get("content-type", "").startswith("text/event-stream"):
+                answer.body += _read_to_end(sock)
+            return answer
+
+    def request(self, method: str, target: str, headers: dict | None = None,
+                body: bytes = b"", source: str = LOOPBACK, port: int | None = None) -> Answer:
+        return self.send(build(method, target, port or self.port, headers, body), source, port)
+
+    def open(self, source: str = LOOPBACK, port: int | None = None) -> socket.socket:
+        raw = connect(port or self.port, source)
+        if port is not None:
+            return raw
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context.wrap_socket(raw, server_hostname="eventgate.test")
+
+    def logs(self, source: str) -> str:
+        """Both nginx logs, once the access log has a last request from ``source`` (the workers
+        buffer it: a reopen, or the 5 s flush, writes it out)."""
+        marker = f"/marker-{secrets.token_hex(8)}"
+        self.request("GET", marker, source=source)
+        log_dir = Path(self.production.nginx_log_dir)
+        os.kill(self.process.pid, signal.SIGUSR1)  # reopen, which flushes the buffer
+        wait_for(lambda: marker in (log_dir / "access.log").read_text(errors="replace"), 15,
+                 "the access log to be flushed")
+        return "".join((log_dir / name).read_text(errors="replace")
+                       for name in ("access.log", "error.log"))
+
+
+def _read_to_end(sock: socket.socket, timeout: float = 5.0) -> bytes:
+    data, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except (ssl.SSLError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory):
+    if shutil.which("nginx", path=PATH) is None:
+        pytest.skip("nginx is not installed")
+    tmp = tmp_path_factory.mktemp("edge")
+    echo = Echo()
+    threading.Thread(target=echo.serve_forever, daemon=True).start()
+    production = loopback_production(
+        tmp,
+        stream_nodes=(f"{LOOPBACK}:{free_port()}",),  # nothing listens there
+        web_nodes=(f"{LOOPBACK}:{echo.server_address[1]}",),
+        listen_address=LOOPBACK, http_port=free_port(), https_port=free_port(),
+        streams_per_nginx_worker=256, cors_origins=(ORIGIN,),
+        max_event_bytes=1024, max_batch_events=10,
+        connections_per_address=3, stream_connect_rate=1, stream_connect_burst=2,
+    )
+    render_production(production, tmp / "out")
+    error_output = tmp / "nginx.out"
+    with error_output.open("wb") as output:
+        process = subprocess.Popen(
+            ["nginx", "-c", str(tmp / "out" / "nginx" / "nginx.conf"),
+             "-p", production.nginx_temp_dir, "-g", "daemon off;"],
+            stdout=output, stderr=subprocess.STDOUT, env={"PATH": PATH},
+        )
+    try:
+        wait_for(lambda: port_open(production.https_port) and port_open(production.http_port),
+                 15, "the edge nginx to listen", error_output)
+        yield Edge(production, echo, process, error_output)
+    finally:
+        echo.release.set()
+        process.terminate()
+        process.wait(timeout=15)
+        echo.shutdown()
+        echo.server_close()
+
+
+def json_error(answer: Answer, status: int, error: str) -> None:
+    assert answer.status == status, answer
+    assert answer.is_json, answer
+    assert answer.json()["error"] == error and answer.json()["message"], answer
+
+
+# (2) and (4): while no stream node answers, a stream is a 200 retry, with CORS.
+
+
+def test_stream_fallback_is_a_200_retry_with_cors(edge):
+    answer = edge.request("GET", f"/streams?token={TOKEN}&channel=a", {"Origin": ORIGIN},
+                          source="127.0.0.31")
+    assert answer.status == 200, answer
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    assert answer.body == b"retry: 2000\n\n"
+    assert answer.headers["cache-control"] == "no-cache"
+    assert answer.headers["access-control-allow-origin"] == ORIGIN
+    assert answer.headers["access-control-allow-credentials"] == "true"
+    other = edge.request("GET", f"/streams?token={TOKEN}", {"Origin": "https://evil.example"},
+                         source="127.0.0.31")
+    assert other.status == 200
+    assert "access-control-allow-origin" not in other.headers
+    assert "access-control-allow-credentials" not in other.headers
+
+
+def test_stream_fallback_over_http2(edge):
+    curl = shutil.which("curl")
+    if curl is None or "HTTP2" not in subprocess.run(
+            [curl, "-V"], capture_output=True, text=True, check=False).stdout:
+        pytest.skip("no curl with HTTP/2")
+    result = subprocess.run(
+        [curl, "--http2", "-sk", "-D", "-", "--max-time", "10", "--interface", "127.0.0.32",
+         "-H", f"Origin: {ORIGIN}", f"https://{LOOPBACK}:{edge.port}/streams?token={TOKEN}"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert result.stdout.startswith("HTTP/2 200"), result
+    assert f"access-control-allow-origin: {ORIGIN}" in result.stdout.lower()
+    assert result.stdout.endswith("retry: 2000\n\n")
+
+
+def test_health_and_metrics_answers_are_json(edge):
+    for path in ("/streams/healthz", "/streams/readyz"):
+        answer = edge.request("GET", path, source="127.0.0.36")
+        json_error(answer, 503, "unavailable")  # a 503 stays a 503: no retry fallback here
+        assert answer.headers["retry-after"] == "2"
+    for path in ("/metrics", "/metrics/x", "/streams/metrics"):
+        json_error(edge.request("GET", path, source="127.0.0.36"), 404, "not_found")
+    # Anything else goes to the web nodes.
+    assert edge.request("GET", "/metricsx", source="127.0.0.36").json()["path"] == "/metricsx"
+
+
+# (1): the app's own body limit, answered 413 JSON by nginx.
+
+
+def test_body_limit_is_the_apps_own(edge):
+    limit = edge.body_limit
+    assert limit == 10 * (1024 + 1024)  # what the web app on the nodes computes
+    fits = edge.request("POST", "/api/events", {"Content-Type": "application/json"},
+                        b"x" * limit, source="127.0.0.37")
+    assert fits.status == 200 and fits.json()["body_bytes"] == limit, fits
+    head = (f"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Length: {limit + 1}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    json_error(edge.send(head, source="127.0.0.37"), 413, "content_too_large")
+    chunked = (b"POST /api/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+               b"Connection: close\r\n\r\n" + f"{limit + 1:x}\r\n".encode()
+               + b"x" * (limit + 1) + b"\r\n0\r\n\r\n")
+    json_error(edge.send(chunked, source="127.0.0.37"), 413, "content_too_large")
+    # On /streams too (its own error_page would hide the server's, without the proxy include's).
+    json_error(edge.send(head.replace(b"/api/events", b"/streams"), source="127.0.0.37"),
+               413, "content_too_large")
+
+
+# (2): nginx's own refusals, on both ports.
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["https", "http"])
+def test_malformed_requests_are_json(edge, plain):
+    port = edge.production.http_port if plain else None
+    long_uri = "/api/events?" + "a" * 9000
+    json_error(edge.request("GET", long_uri, source="127.0.0.38", port=port),
+               414, "uri_too_long")
+    json_error(edge.request("GET", "/", {"X-Big": "b" * 9000}, source="127.0.0.38", port=port),
+               400, "bad_request")
+    json_error(edge.send(b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", source="127.0.0.38",
+                         port=port), 400, "bad_request")
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\nConnection: close\r\n\r\n"
+    json_error(edge.send(head, source="127.0.0.38", port=port), 413, "content_too_large")
+
+
+def test_plain_http_redirects_to_https(edge):
+    answer = edge.request("GET", "/streams?channel=a", source="127.0.0.39",
+                          port=edge.production.http_port)
+    assert answer.status == 301
+    assert answer.headers["location"] == (
+        f"https://{LOOPBACK}:{edge.port}/streams?channel=a")
+
+
+# (3) and (4): per-address limits, 429 JSON with CORS; other addresses unaffected.
+
+
+def test_connections_per_address(edge):
+    source = "127.0.0.41"
+    held = []
+    try:
+        for _ in range(edge.production.connections_per_address):
+            sock = edge.open(source)
+            sock.sendall(build("GET", "/hold", edge.port))
+            held.append(sock)
+        wait_for(lambda: edge.echo.held == len(held), 10, "the web node to hold the requests")
+        refused = edge.request("GET", f"/streams?token={TOKEN}", {"Origin": ORIGIN},
+                               source=source)
+        json_error(refused, 429, "too_many_requests")
+        assert refused.headers["retry-after"] == "1"
+        assert refused.headers["access-control-allow-origin"] == ORIGIN
+        json_error(edge.request("GET", "/healthz", source=source), 429, "too_many_requests")
+        assert edge.request("GET", f"/streams?token={TOKEN}", source="127.0.0.42").status == 200
+    finally:
+        edge.echo.release.set()
+        for sock in held:
+            sock.close()
+    wait_for(lambda: edge.echo.held == 0, 10, "the held requests to end")
+    edge.echo.release.clear()
+
+
+def test_new_streams_per_address(edge):
+    source = "127.0.0.43"
+    answers = [edge.request("GET", f"/streams?token={TOKEN}", {"Origin": ORIGIN}, source=source)
+               for _ in range(6)]
+    statuses = [answer.status for answer in answers]
+    # rate 1/s, burst 2: the first three pass (as the retry fallback), then 429.
+    assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:], statuses
+    refused = next(answer for answer in answers if answer.status == 429)
+    json_error(refused, 429, "too_many_requests")
+    assert refused.headers["access-control-allow-origin"] == ORIGIN
+    assert edge.request("GET", f"/streams?token={TOKEN}", source="127.0.0.44").status == 200
+
+
+# (5): the caller's X-Request-ID only if plain.
+
+
+@pytest.mark.parametrize("sent, kept", [
+    ("req-1._:A", True), ("a" * 128, True), (None, False), ("a" * 129, False),
+    ("has space", False), ('quote"d', False), ("semi;colon", False), ("{json}", False),
+])
+def test_request_id_is_kept_only_when_plain(edge, sent, kept):
+    headers = {} if sent is None else {"X-Request-ID": sent}
+    answer = edge.request("GET", "/echo", headers, source="127.0.0.45")
+    assert answer.status == 200, answer
+    passed = answer.json()["x-request-id"]
+    if kept:
+        assert passed == sent
+    else:
+        assert GENERATED_ID.match(passed), passed
+
+
+# (7): no query string (no token) in either log.
+
+
+def test_logs_never_hold_the_query_string(edge):
+    source = "127.0.0.46"
+    for _ in range(5):  # the fallback, then 429s from the rate limit
+        edge.request("GET", f"/streams?token={TOKEN}&channel=a", source=source)
+    edge.send(f"GET /streams?token={TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n"
+              "Connection: close\r\n\r\n".encode(), source=source)
+    edge.request("GET", f"/streams?token={TOKEN}" + "a" * 9000, source=source)
+    logs = edge.logs(source)
+    assert f"{source} " in logs and '"GET /streams HTTP/1.1" 429' in logs
+    assert TOKEN not in logs
+    assert "?" not in "".join(line for line in logs.splitlines() if line.startswith(source))
