@@ -179,3 +179,22 @@ def test_hup_reload_refuses_nothing(stack):
         time.sleep(0.05)
     assert not failures
     assert "stream" in stack.supervisorctl("status").stdout
+
+
+@pytest.mark.parametrize("path", ["/streams", "/streams/healthz", "/streams/readyz", "/x"])
+def test_oversized_body_is_a_json_413_everywhere(stack, path):
+    # A location with its own error_page loses the server's: each must repeat the JSON 413.
+    import http.client
+
+    from shared.requestsize import max_request_bytes
+
+    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+    conn.putrequest("POST", path)
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(max_request_bytes(stack.config) + 1))
+    conn.endheaders()
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    assert response.status == 413
+    assert json.loads(body)["error"]
