@@ -321,6 +321,10 @@ class Publisher:
     def result(self) -> dict:
         return self.check(self.process.answer())
 
+    def sequence(self) -> dict[str, int]:
+        """The last sequence number published on each channel."""
+        return self.check(self.process.ask(json.dumps({"cmd": "seq"})))["seq"]
+
     def flood(self, seconds: float, batch: int, threads: int) -> dict:
         return self.check(self.process.ask(json.dumps(
             {"cmd": "flood", "seconds": seconds, "batch": batch, "threads": threads})))
@@ -520,7 +524,8 @@ class Bench:
                     continue
                 for repeat in range(self.plan.repeats):
                     best = None
-                    for deliveries in self.plan.s2_ladder:
+                    misses = 0
+                    for index, deliveries in enumerate(self.plan.s2_ladder):
                         rate = deliveries / subs
                         step = self._step(server, loadgen, publisher, rate,
                                           self.plan.s2_seconds, "first", subs)
@@ -528,14 +533,24 @@ class Bench:
                               and step["gaps"] == 0)
                         step["ok"] = ok
                         self.record(kind, f"s2.{subs}.steps", step)
+                        if index == 0:  # the same offered rate for every server: comparable
+                            self.record(kind, f"s2.{subs}.cpu_per_100k_first",
+                                        step["cpu_s"] / max(step["received"], 1) * 1e5)
                         log(f"S2 {kind} {subs} subs #{repeat + 1}: {deliveries}/s offered: "
                             f"{step['received']}/{step['expected']} p99 {step['p99_ms']:.1f} ms"
                             f" cpu {step['cpu_s']:.2f}s drops {step['drops']} "
                             f"{'ok' if ok else 'FAIL'}")
-                        if not ok:
-                            self._settle(server, loadgen)
+                        if ok:
+                            best = step
+                            misses = 0
+                            continue
+                        self._settle(server, loadgen)
+                        # Coalescing makes a worker more efficient as the rate rises, so one
+                        # p99 above the bound is not yet the end; falling behind (events not
+                        # delivered within the drain time) or two misses in a row is.
+                        misses += 1
+                        if step["received"] < step["expected"] or misses == 2:
                             break
-                        best = step
                     if best is None:
                         self.record(kind, f"s2.{subs}.fail",
                                     f"no rate sustained (from {self.plan.s2_ladder[0]}/s)")
@@ -611,8 +626,8 @@ class Bench:
                 old = server.kill_worker()
                 killed_at = time.time()
                 server.wait_new_worker(old)
-                published = publisher.result()
-                final = published["published"] + 1  # + the warm-up event, number 1
+                publisher.result()
+                final = publisher.sequence()[channel]
 
                 def done(loadgen: Loadgen = loadgen, final: int = final) -> bool:
                     report = loadgen.ask("report")
@@ -727,12 +742,16 @@ ROWS = [
     ("S2 1k subs: p99 ms at that rate", "s2.1000.p99_at_max", 1, True, "", None),
     ("S2 1k subs: CPU-s per 100k deliveries", "s2.1000.cpu_per_100k", 2, True, "≤ 0.9",
      lambda v: v <= 0.9),
+    ("S2 1k subs: CPU-s per 100k at the first rate", "s2.1000.cpu_per_100k_first", 2, True, "",
+     None),
     ("S2 5k subs: deliveries/s, p99 ≤ 100 ms", "s2.5000.max_deliveries", 0, False, "≥ 150,000",
      lambda v: v >= 150_000),
     ("S2 5k subs: p99 ms at that rate", "s2.5000.p99_at_max", 1, True, "≤ 100",
      lambda v: v <= 100),
     ("S2 5k subs: CPU-s per 100k deliveries", "s2.5000.cpu_per_100k", 2, True, "≤ 0.9",
      lambda v: v <= 0.9),
+    ("S2 5k subs: CPU-s per 100k at the first rate", "s2.5000.cpu_per_100k_first", 2, True, "",
+     None),
     ("S3 2k channels, 5k ev/s: p99 ms", "s3.5000.p99", 2, True, "", None),
     ("S3 2k channels, 10k ev/s: p99 ms", "s3.10000.p99", 2, True, "≤ 5", lambda v: v <= 5),
     ("S3 2k channels, 10k ev/s: CPU-s per 100k", "s3.10000.cpu_per_100k", 2, True, "", None),

@@ -19,7 +19,7 @@ from shared.config import Config
 POOL_WAIT_SECONDS = 2.0
 
 
-def connect(config: Config) -> redis.Redis:
+def connect(config: Config, pool_wait_seconds: float = POOL_WAIT_SECONDS) -> redis.Redis:
     """A client for commands (publish, replay, health). Fails fast: ``redis_timeout_seconds``
     per attempt and no retry. A retried EVALSHA whose first run stored the event but whose reply
     was lost (Redis stopping) would store it twice; a connection Redis closed is replaced by the
@@ -27,7 +27,7 @@ def connect(config: Config) -> redis.Redis:
     pool = redis.BlockingConnectionPool.from_url(
         config.redis_url,
         max_connections=config.redis_pool_size,
-        timeout=POOL_WAIT_SECONDS,
+        timeout=pool_wait_seconds,
         socket_timeout=config.redis_timeout_seconds,
         socket_connect_timeout=config.redis_connect_timeout_seconds,
         socket_keepalive=True,

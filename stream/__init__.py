@@ -22,6 +22,9 @@ from stream.hub import Hub
 from stream.limits import StreamLimits
 from stream.state import StreamState
 
+#: How long a stream set-up waits for a pooled Redis connection (the web tier waits 2 s).
+STORM_POOL_WAIT_SECONDS = 30.0
+
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the stream app and start its broker and heartbeat greenlets."""
@@ -29,7 +32,10 @@ def create_app(config: Config | None = None) -> Flask:
     logformat.configure(config.log_format)
     app = Flask(__name__)
     app.before_request(_bind_request_id)
-    client = connect(config)
+    # A reconnect storm (a worker restarted under thousands of streams) borrows the pool for
+    # thousands of replays at once: queue them rather than end streams after the web tier's
+    # fail-fast wait, or each client comes back seconds later and the work is done twice.
+    client = connect(config, pool_wait_seconds=STORM_POOL_WAIT_SECONDS)
     broker_ref: list[Broker] = []
     hub = Hub(on_last=lambda name: broker_ref[0].release(name))
     broker = Broker(config, hub, client, connect_pubsub(config))

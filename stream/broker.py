@@ -44,6 +44,20 @@ READ_BATCH = 500
 _ERRORS = (redis.RedisError, OSError)
 
 
+def entry_fields(entry_id: bytes | str, fields: dict) -> tuple[str, str, bytes | str, bytes | str]:
+    """``(id, prev, type, data)`` of an XRANGE entry, without decoding type and data (bytes from
+    our clients; str tolerated). A missing field raises KeyError."""
+    try:
+        return _text(entry_id), _text(fields[b"prev"]), fields[b"type"], fields[b"data"]
+    except KeyError:
+        event = Event.from_entry("", entry_id, fields)
+        return event.id, event.prev, event.type, event.data
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
 class Replies:
     """Every pub/sub reply the connection holds right now: one socket read per wake-up, parsed
     by a hiredis reader of our own. Only for a connection no one else reads (redis-py's PubSub
@@ -368,11 +382,11 @@ class Broker:
                 keys.log_key(name), min=f"({channel.last}", count=READ_BATCH
             )
             for entry_id, fields in entries:
-                event = Event.from_entry(name, entry_id, fields)
-                if event.prev != channel.last:
+                event_id, prev, event_type, data = entry_fields(entry_id, fields)
+                if prev != channel.last:
                     log.warning("channel %s: events after %s are no longer in the log", name,
                                 channel.last)
-                    self.hub.broadcast_loss(name, channel.last, event.prev)
-                self.hub.broadcast(name, event.id, event.prev, body_of(event.type, event.data))
+                    self.hub.broadcast_loss(name, channel.last, prev)
+                self.hub.broadcast(name, event_id, prev, body_of(event_type, data))
             if len(entries) < READ_BATCH:
                 return

@@ -14,8 +14,8 @@ import gevent
 import redis
 
 from shared import keys
-from shared.events import START, Event, id_key
-from stream.broker import READ_BATCH, Broker, body_of
+from shared.events import START, id_key
+from stream.broker import READ_BATCH, Broker, body_of, entry_fields
 from stream.hub import Hub, lost_body
 from stream.subscriber import Subscriber
 
@@ -129,13 +129,17 @@ def replay(
     while not subscriber.closed:
         position = subscriber.positions[name]
         entries = client.xrange(keys.log_key(name), min=f"({position}", count=READ_BATCH)
-        for entry_id, fields in entries:
-            event = Event.from_entry(name, entry_id, fields)
-            if event.prev != subscriber.positions[name]:
-                subscriber.emit(name, event.prev, lost_body(name, position, event.prev))
-                if hub is not None:
-                    hub.lost += 1
-            subscriber.emit(name, event.id, body_of(event.type, event.data))
+        subscriber.cork()  # one send per batch read: a resuming crowd replays the same events
+        try:
+            for entry_id, fields in entries:
+                event_id, prev, event_type, data = entry_fields(entry_id, fields)
+                if prev != subscriber.positions[name]:
+                    subscriber.emit(name, prev, lost_body(name, position, prev))
+                    if hub is not None:
+                        hub.lost += 1
+                subscriber.emit(name, event_id, body_of(event_type, data))
+        finally:
+            subscriber.uncork()
         if hub is not None:
             hub.replayed += len(entries)
         if len(entries) < READ_BATCH:
@@ -155,15 +159,19 @@ def hand_off(subscriber: Subscriber, hub: Hub, client: redis.Redis, timeout: flo
     while not subscriber.closed:
         pending, subscriber.pending = subscriber.pending, []
         gap = None
-        for index, (name, event_id, prev, body) in enumerate(pending):
-            position = subscriber.positions[name]
-            if id_key(event_id) <= id_key(position):
-                continue
-            if prev != position:
-                gap = name
-                subscriber.pending = pending[index:] + subscriber.pending
-                break
-            subscriber.emit(name, event_id, body)
+        subscriber.cork()
+        try:
+            for index, (name, event_id, prev, body) in enumerate(pending):
+                position = subscriber.positions[name]
+                if id_key(event_id) <= id_key(position):
+                    continue
+                if prev != position:
+                    gap = name
+                    subscriber.pending = pending[index:] + subscriber.pending
+                    break
+                subscriber.emit(name, event_id, body)
+        finally:
+            subscriber.uncork()
         if gap is not None:
             replay(subscriber, gap, client, hub)
             continue

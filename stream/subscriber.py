@@ -29,6 +29,7 @@ class Subscriber:
     __slots__ = (
         "sock", "fd", "channels", "multi", "positions", "live", "pending", "subject",
         "expires_at", "backlog", "backlog_bytes", "quiet", "closed", "close_reason", "written",
+        "_corked",
         "_loop", "_reader", "_writer", "_on_close", "_max_bytes", "_max_frames",
     )
 
@@ -59,6 +60,7 @@ class Subscriber:
         self.closed = False
         self.close_reason = ""
         self.written = 0  # bytes the kernel took, for metrics (stream/metrics.py)
+        self._corked: list[bytes] | None = None
         self._loop = loop
         self._on_close = on_close
         self._max_bytes = max_queue_bytes
@@ -116,9 +118,23 @@ class Subscriber:
         known.setdefault(channel, "0-0")
         return cursor.format(known, channel)
 
+    def cork(self) -> None:
+        """Hold what is sent until ``uncork()``, then write it in one send (a replay of many
+        events). Only around code that does not switch greenlets."""
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        corked, self._corked = self._corked, None
+        if corked:
+            self.send(b"".join(corked) if len(corked) > 1 else corked[0])
+
     def send(self, data: bytes) -> None:
         """Write now what the kernel takes; queue the rest; close when the queue is too long."""
         if self.closed:
+            return
+        if self._corked is not None:
+            self._corked.append(data)
             return
         self.quiet = 0
         if self.backlog:
