@@ -431,19 +431,23 @@ class Bench:
         """Open streams up to ``count`` and wait until each got one event; returns (held, s)."""
         start = time.monotonic()
         loadgen.ask(f"open {count}")
-        stats = {}
+        progress = {"mark": -1, "since": time.monotonic()}
 
         def all_sent() -> bool:
-            nonlocal stats
             stats = loadgen.ask("stats")
             settled = stats["unstarted"] == 0 and stats["connecting"] == 0
             if isinstance(server, Eventgate):
                 settled = settled and stats["answered"] + stats["done"] >= count
-            return settled
+            # A server out of descriptors stops taking connections: give up after 10 s of that.
+            mark = stats["head"] + stats["body"] + stats["done"]
+            if mark != progress["mark"]:
+                progress.update(mark=mark, since=time.monotonic())
+            return settled or time.monotonic() - progress["since"] > 10
 
         with contextlib.suppress(TimeoutError):
             wait_until(all_sent, 120, f"{count} streams to open", 0.1)
         self._idle(server)
+        got = -1
         for _ in range(6):
             publisher.pace(1, 0, "all")
             try:
@@ -451,8 +455,10 @@ class Bench:
                            "every stream's first event", 0.1)
                 break
             except TimeoutError:
-                if server.process.popen.poll() is not None:
+                now = loadgen.ask("stats")["with_events"]
+                if server.process.popen.poll() is not None or now == got:
                     break
+                got = now
                 self._idle(server)
         stats = loadgen.ask("stats")
         return stats["with_events"], time.monotonic() - start
