@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def send_secrets_everywhere(secured, secret_register, unique) -> str:
     X-Request-ID on the last one (to wait for the logs to be written)."""
     port, stack = secured.port, secured.stack
     token, _ = secured.tokens.issue([f"sec.{unique}"], subject=f"logs-{unique}")
-    wrong_key = "a" * 43  # key-shaped but not configured
+    # Key-shaped but not configured; random, so that no other test's log line matches it by chance.
+    wrong_key = secrets.token_urlsafe(32)
     secret_register.add(token, wrong_key)
     auth = {"Authorization": f"Bearer {stack.publish_key}", "Content-Type": "application/json"}
 
