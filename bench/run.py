@@ -357,9 +357,10 @@ class Plan:
 
 
 FULL = Plan(3, [1000, 5000, 10000], [1000, 5000],
-            [10_000, 25_000, 50_000, 100_000, 150_000, 200_000, 250_000, 300_000], 3.0,
+            [10_000, 25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000, 500_000,
+             600_000], 3.0,
             [5000, 10000], 4.0, 5000, 10.0, 4.0)
-QUICK = Plan(1, [1000, 5000], [5000], [25_000, 50_000, 100_000, 150_000, 200_000], 2.0,
+QUICK = Plan(1, [1000, 5000], [5000], [25_000, 100_000, 150_000, 300_000], 2.0,
              [10000], 3.0, 2000, 10.0, 3.0)
 
 
@@ -544,7 +545,8 @@ class Bench:
                                         step["cpu_s"] / max(step["received"], 1) * 1e5)
                         log(f"S2 {kind} {subs} subs #{repeat + 1}: {deliveries}/s offered: "
                             f"{step['received']}/{step['expected']} p99 {step['p99_ms']:.1f} ms"
-                            f" cpu {step['cpu_s']:.2f}s drops {step['drops']} "
+                            f" cpu {step['cpu_s']:.2f}s (loadgen {step['loadgen_cpu_s']:.2f}s)"
+                            f" drops {step['drops']} "
                             f"{'ok' if ok else 'FAIL'}")
                         if ok:
                             best = step
@@ -821,9 +823,13 @@ def table(results: dict, kinds: list[str], plan: Plan) -> str:
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               "?")
+    info = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    cpu = (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model "
+           f"{info.get('model', '?')}, {info.get('cpu MHz', '?')} MHz"
+           f"{', virtual machine' if 'hypervisor' in info.get('flags', '').split() else ''})")
     versions = []
     for package in ("gevent", "greenlet", "gunicorn", "redis", "hiredis", "flask", "flask-sse"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
