@@ -14,6 +14,10 @@ import json
 import socket
 
 from gunicorn import util
+from gunicorn.errors import AppImportError
+
+from shared.config import Config
+from shared.errors import ConfigError
 
 _CODES = {
     400: "bad_request",
@@ -41,3 +45,14 @@ def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: st
 def install() -> None:
     """Make gunicorn's own error answers JSON (call it from a gunicorn config file)."""
     util.write_error = write_json_error
+
+
+def refuse_bad_config() -> Config:
+    """``Config.from_env()`` for a pool's ``wsgi.py``; a configuration gunicorn must not run (a
+    production start with a missing or weak secret) halts the master with one line saying why
+    (gunicorn prints an AppImportError's message alone, exit status 4), not a traceback per
+    worker."""
+    try:
+        return Config.from_env()
+    except ConfigError as error:
+        raise AppImportError(f"eventgate: {error}") from None

@@ -12,6 +12,8 @@ import logging
 
 from gunicorn.glogging import Logger
 
+from shared.config import Config
+from shared.errors import ConfigError
 from shared.logformat import JsonFormatter, clean_request_id
 
 
@@ -45,3 +47,14 @@ class JsonLogger(Logger):
             "duration_ms": round(request_time.total_seconds() * 1000, 3),
         }
         self.access_log.info(json.dumps(line, separators=(",", ":"), default=str))
+
+
+def logger_class_from_env() -> str | None:
+    """The ``logger_class`` a pool's gunicorn config sets: JsonLogger when the environment asks
+    for JSON lines, else None (gunicorn's own). A refused configuration falls back to text: the
+    master only starts; the workers say what is wrong (see ``refuse_bad_config``)."""
+    try:
+        log_format = Config.from_env().log_format
+    except ConfigError:
+        return None
+    return "shared.gunicornlog.JsonLogger" if log_format == "json" else None

@@ -1,4 +1,5 @@
-"""gunicorn settings and hooks for the stream pool (``-c python:stream.gunicorn_conf``).
+"""gunicorn settings and hooks for the stream pool (``-c stream/gunicorn_conf.py``; loaded by path,
+by the master, so that it imports neither gevent nor the app before the fork).
 
 Streams never finish on their own, so gunicorn's "graceful" stop would just cut them at
 graceful_timeout — all at once, and on SIGTERM without running any cleanup. Instead, when a worker
@@ -11,8 +12,7 @@ from __future__ import annotations
 import random
 
 from shared import gunicornerrors, metrics, sse
-from shared.config import Config
-from shared.errors import ConfigError
+from shared.gunicornlog import logger_class_from_env
 
 worker_class = "gevent"
 keepalive = 0
@@ -25,16 +25,7 @@ limit_request_line = 8190
 # gunicorn's own refusals (e.g. a control character in a header value) answer JSON, not HTML.
 gunicornerrors.install()
 
-
-def _log_format() -> str:
-    try:
-        return Config.from_env().log_format
-    except ConfigError:  # the workers will say what is wrong; the master just starts
-        return "text"
-
-
-if _log_format() == "json":
-    logger_class = "shared.gunicornlog.JsonLogger"
+logger_class = logger_class_from_env() or "gunicorn.glogging.Logger"
 
 
 def worker_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature

@@ -9,8 +9,7 @@ master must stay light, and ``kill -HUP`` must load fresh code into new workers.
 from __future__ import annotations
 
 from shared import gunicornerrors, metrics
-from shared.config import Config
-from shared.errors import ConfigError
+from shared.gunicornlog import logger_class_from_env
 
 # As long as nginx lets through (its 8k header buffers), so that gunicorn never answers with its
 # own HTML error page; nginx answers anything longer with JSON.
@@ -18,16 +17,7 @@ limit_request_line = 8190
 # gunicorn's own refusals (e.g. a control character in a header value) answer JSON, not HTML.
 gunicornerrors.install()
 
-
-def _log_format() -> str:
-    try:
-        return Config.from_env().log_format
-    except ConfigError:  # the workers will say what is wrong; the master just starts
-        return "text"
-
-
-if _log_format() == "json":
-    logger_class = "shared.gunicornlog.JsonLogger"
+logger_class = logger_class_from_env() or "gunicorn.glogging.Logger"
 
 
 def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
