@@ -7,7 +7,8 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import EventgateError, TokenExpired, TooBusy
+from shared.errors import EventgateError
+from stream.opening import refusal_headers
 
 log = logging.getLogger("eventgate.stream")
 
@@ -17,11 +18,7 @@ def register(app: Flask) -> None:
     def eventgate_error(error: EventgateError):
         response = jsonify(error=error.code, message=error.message)
         response.status_code = error.status
-        if error.status == 401:
-            code = "token_expired" if isinstance(error, TokenExpired) else "invalid_token"
-            response.headers["WWW-Authenticate"] = f'Bearer error="{code}"'
-        if isinstance(error, TooBusy):
-            response.headers["Retry-After"] = str(error.retry_after)
+        response.headers.update(refusal_headers(error))
         return response
 
     @app.errorhandler(HTTPException)

@@ -52,6 +52,14 @@ def worker_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signa
             server.log.warning("stream leases not released at exit: %s", error)
 
 
+def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    """In the worker, with the app loaded and before its servers start: plain stream requests
+    take the accept fast path (stream/acceptor.py); everything else still goes through gunicorn."""
+    from stream import acceptor  # in the worker only, see worker_exit
+
+    acceptor.install(worker)
+
+
 def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
     """In the master, before any worker: start metrics afresh (see shared/metrics.py)."""
     metrics.clean_multiprocess_dir()

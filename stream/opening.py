@@ -1,0 +1,174 @@
+"""Opening a stream: every check, the response head, and the hand-over to the hub.
+
+Two front doors share this code: the accept fast path (stream/acceptor.py), which serves plain
+``GET /streams`` requests straight off the accepted socket, and the Flask view (stream/views.py),
+which serves everything the fast path declines. Both must behave the same, so what a stream
+request means — which token, which channels, which cursor, which refusal — is decided only here.
+
+Everything that can refuse (token, channels, cursor, limits) is checked before the first byte,
+so a refusal is a real HTTP status with a JSON body. Then the head goes out on our own socket,
+the connection is registered with the hub and resumed, and no greenlet stays behind for it
+(see design.md, "Write").
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from gevent import monkey
+
+from shared import cursor, sse
+from shared.errors import EventgateError, TokenExpired, TooBusy
+from stream.resume import Unavailable, open_stream, start_positions
+from stream.state import StreamState
+from stream.subscriber import Subscriber
+
+#: The OS's socket class, not gevent's cooperative one: the hub only ever sends without waiting,
+#: and a plain socket costs no libev watchers (less CPU per accept, less memory per stream).
+OsSocket = monkey.get_original("socket", "socket")
+
+_HEAD = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: text/event-stream; charset=utf-8\r\n"
+    b"Cache-Control: no-cache\r\n"
+    b"X-Accel-Buffering: no\r\n"
+    b"Connection: close\r\n"
+)
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """What a stream request asks for, however it arrived: the token (query, else cookie), the
+    requested channel names, the resume cursor (header, else ``lastEventId``), the Origin."""
+
+    token: str | None
+    channels: Sequence[str]
+    last_event_id: str | None
+    origin: str | None
+
+
+class StreamLimit(EventgateError):
+    code = "too_many_channels"
+    status = 400
+
+
+def open_connection(
+    state: StreamState, ask: StreamRequest, take_socket: Callable[[], socket.socket]
+) -> None:
+    """Check ``ask`` and, if it passes, make the connection the hub's. Raises EventgateError
+    (a refusal to answer) before anything is written or ``take_socket`` is called; after
+    that, nothing propagates but programming errors, and the connection answers for itself.
+
+    ``take_socket`` returns a non-blocking OS socket for the connection that the caller's
+    server will not close."""
+    config = state.config
+    grant = state.tokens.verify(ask.token)
+    channels = grant.resolve(ask.channels)
+    if len(channels) > config.max_channels_per_stream:
+        raise StreamLimit(
+            f"a stream carries at most {config.max_channels_per_stream} channels."
+        )
+    requested = cursor.parse(ask.last_event_id, channels)
+    lease = state.limits.admit(grant.subject)  # 503 worker full / 429 subject full
+
+    def closed(subscriber: Subscriber) -> None:
+        state.hub.remove(subscriber)
+        state.limits.release(lease)
+
+    try:
+        raw = take_socket()
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        subscriber = Subscriber(
+            raw,
+            channels,
+            loop=state.loop,
+            on_close=closed,
+            max_queue_bytes=config.max_queue_bytes,
+            max_queue_frames=config.max_queue_frames,
+            subject=grant.subject,
+            expires_at=grant.expires_at,
+        )
+    except BaseException:
+        state.limits.release(lease)  # no connection will ever close it (e.g. out of descriptors)
+        raise
+    try:
+        positions = start_positions(state.redis, channels, requested, state.hub, state.broker)
+    except Unavailable:
+        positions = None
+    subscriber.send(
+        _HEAD + _header_lines(cors_headers(state, ask.origin)) + b"\r\n"
+        + sse.retry(jittered(config.retry_ms))
+    )
+    try:
+        if positions is None:
+            raise Unavailable("Redis is unreachable")
+        open_stream(
+            subscriber,
+            positions,
+            hub=state.hub,
+            broker=state.broker,
+            client=state.redis,
+            timeout=max(2.0, config.heartbeat_seconds),
+        )
+    except Unavailable:
+        subscriber.finish(sse.comment("redis unavailable, retry"))
+    except BaseException:
+        subscriber.close("error")  # gives its descriptor and its lease back
+        raise
+
+
+def jittered(retry_ms: int) -> int:
+    """A reconnection delay spread over [retry_ms/2, retry_ms*3/2] so that clients cut at the
+    same moment (a worker restart) do not all come back in the same instant."""
+    return int(retry_ms * random.uniform(0.5, 1.5))
+
+
+def cors_headers(state: StreamState, origin: str | None) -> dict[str, str]:
+    """CORS headers for a request from a configured origin (``EVENTGATE_CORS_ORIGINS``), else
+    none. Credentials are allowed (the cookie token, ``withCredentials``), so the origin is
+    echoed — only after an exact match against the configured list, never a pattern."""
+    if not origin or origin not in state.cors_origins:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Credentials": "true",
+        "Vary": "Origin",
+    }
+
+
+def refusal_headers(error: EventgateError) -> dict[str, str]:
+    """The headers a refusal carries besides its JSON body: how to authenticate after a 401,
+    when to come back after a 429/503."""
+    headers = {}
+    if error.status == 401:
+        code = "token_expired" if isinstance(error, TokenExpired) else "invalid_token"
+        headers["WWW-Authenticate"] = f'Bearer error="{code}"'
+    if isinstance(error, TooBusy):
+        headers["Retry-After"] = str(error.retry_after)
+    return headers
+
+
+def refusal_response(state: StreamState, error: EventgateError, origin: str | None) -> bytes:
+    """A whole HTTP response refusing a stream, for the fast path (the Flask app renders the
+    same status, headers and body through stream/errors.py)."""
+    body = json.dumps(
+        {"error": error.code, "message": error.message}, separators=(",", ":")
+    ).encode() + b"\n"
+    headers = {
+        "Content-Type": "application/json",
+        "Content-Length": str(len(body)),
+        **refusal_headers(error),
+        **cors_headers(state, origin),
+        "Connection": "close",
+    }
+    status = f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n".encode("latin-1")
+    return status + _header_lines(headers) + b"\r\n" + body
+
+
+def _header_lines(headers: dict[str, str]) -> bytes:
+    return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1")
