@@ -22,6 +22,11 @@ from shared.events import encode_data
 from shared.names import validate_channel, validate_event_type
 
 # KEYS: log1, live1, log2, live2, …   ARGV: maxlen, max_age_ms, type1, data1, type2, data2, …
+# A log's newest id is looked up once per batch (XREVRANGE, or the last generated id when the
+# log exists but is empty); later events of the batch on that log chain to the id just added,
+# which is what the lookup would find again. Trimming by age happens once per log, after its
+# adds: the cut-off is one TIME for the whole batch, so the result is the same as trimming after
+# every add.
 _SCRIPT = """
 local maxlen, max_age_ms = ARGV[1], tonumber(ARGV[2])
 local minid = nil
@@ -29,25 +34,34 @@ if max_age_ms > 0 then
   local t = redis.call('TIME')
   minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - max_age_ms
 end
+local newest = {}
+local logs = {}
 local ids = {}
 for i = 1, #KEYS, 2 do
   local log, live = KEYS[i], KEYS[i + 1]
   local etype, data = ARGV[i + 2], ARGV[i + 3]
-  local prev = '0-0'
-  local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
-  if #last > 0 then
-    prev = last[1][1]
-  elseif redis.call('EXISTS', log) == 1 then
-    local info = redis.call('XINFO', 'STREAM', log)
-    for j = 1, #info, 2 do
-      if info[j] == 'last-generated-id' then prev = info[j + 1] end
+  local prev = newest[log]
+  if not prev then
+    prev = '0-0'
+    local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+    if #last > 0 then
+      prev = last[1][1]
+    elseif redis.call('EXISTS', log) == 1 then
+      local info = redis.call('XINFO', 'STREAM', log)
+      for j = 1, #info, 2 do
+        if info[j] == 'last-generated-id' then prev = info[j + 1] end
+      end
     end
+    logs[#logs + 1] = log
   end
   local id = redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*',
                         'type', etype, 'data', data, 'prev', prev)
-  if minid then redis.call('XTRIM', log, 'MINID', minid) end
+  newest[log] = id
   redis.call('PUBLISH', live, id .. '\\n' .. prev .. '\\n' .. etype .. '\\n' .. data)
   ids[#ids + 1] = id
+end
+if minid then
+  for _, log in ipairs(logs) do redis.call('XTRIM', log, 'MINID', minid) end
 end
 return ids
 """

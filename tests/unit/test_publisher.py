@@ -191,6 +191,26 @@ def test_publish_many_keeps_order_across_channels_in_one_script_run(
     assert [e.prev for e in log_entries(inspector, other)] == [START, ids[1]]
 
 
+def test_a_batch_chains_prev_through_repeated_channels_looking_each_log_up_once(
+    publisher, inspector, channel
+):
+    other, fresh = channel + ".b", channel + ".c"
+    before_batch = publisher.publish(channel, "already there")
+    publisher.publish(other, "warm-up")
+    inspector.xtrim(keys.log_key(other), maxlen=0, approximate=False)  # exists, but empty
+    last_of_other = inspector.xinfo_stream(keys.log_key(other))["last-generated-id"].decode()
+    order = [channel, other, fresh, channel, channel, fresh, other, channel]
+    lookups = inspector.info("commandstats").get("cmdstat_xrevrange", {}).get("calls", 0)
+    ids = publisher.publish_many([publisher.draft(ch, n) for n, ch in enumerate(order)])
+    after = inspector.info("commandstats")["cmdstat_xrevrange"]["calls"]
+    assert after - lookups == 3  # one per distinct log, not one per event
+    expected_prev = {channel: before_batch, other: last_of_other, fresh: START}
+    for ch, event_id in zip(order, ids, strict=True):
+        [event] = [e for e in log_entries(inspector, ch) if e.id == event_id]
+        assert event.prev == expected_prev[ch]
+        expected_prev[ch] = event_id
+
+
 def test_publish_many_of_nothing(publisher):
     assert publisher.publish_many([]) == []
 
@@ -219,6 +239,15 @@ def test_retention_by_age(make_publisher, inspector, channel):
     assert not set(old) & set(remaining), (
         f"events older than retention_seconds are still in the log: {remaining}"
     )
+
+
+def test_retention_by_age_in_a_batch(make_publisher, inspector, channel):
+    publisher = make_publisher(retention_seconds=1)
+    old = [publisher.publish(channel, n) for n in range(3)]
+    time.sleep(1.2)
+    ids = publisher.publish_many([publisher.draft(ch, n) for n, ch in enumerate([channel] * 3)])
+    assert [e.id for e in log_entries(inspector, channel)] == ids
+    assert log_entries(inspector, channel)[0].prev == old[-1]
 
 
 def test_prev_after_the_log_was_trimmed_to_empty(publisher, inspector, channel):
