@@ -4,7 +4,8 @@ Run by bench/run.py as a child process (pinned to the load core) and driven thro
 JSON command per line, one JSON answer per line:
 
     {"cmd": "pace", "rate": 2000, "seconds": 3, "pick": "random"}   -> {"published": n, ...}
-    {"cmd": "flood", "seconds": 5, "batch": 100, "threads": 2}       -> {"published": n, ...}
+    {"cmd": "flood", "seconds": 5, "batch": 100, "threads": 2, "keepalive": true}
+                                                                     -> {"published": n, ...}
 
 Every event's data is ``{"ts": <CLOCK_REALTIME µs>, "s": <sequence number on its channel>, "p":
 padding}``, 100 bytes of JSON, so the load generator measures publish→receive latency and checks
@@ -84,21 +85,33 @@ class ViaFlaskSse:
 
 
 class ViaHttp:
-    """POST /api/events with a raw socket per request (the sync web worker closes each one)."""
+    """POST /api/events from raw sockets. ``keepalive``: each client thread keeps one connection
+    and sends request after request on it, as nginx does with its upstream keep-alive pool
+    (deploy/nginx: ``keepalive``, HTTP/1.1, ``Connection: ""``); else one connection per request,
+    closed after the answer."""
 
     def __init__(self, port: int, publish_key: str) -> None:
         self.port = port
         self.key = publish_key
         self.failures = 0
+        self._local = threading.local()
 
-    def request(self, body: bytes) -> bytes:
+    def request(self, body: bytes, keepalive: bool = False) -> bytes:
+        close = "" if keepalive else "Connection: close\r\n"
         return (
             f"POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Authorization: Bearer {self.key}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            f"Content-Length: {len(body)}\r\n{close}\r\n"
         ).encode("ascii") + body
 
-    def post(self, payload: bytes) -> bool:
+    def post(self, payload: bytes, keepalive: bool = False) -> bool:
+        answer = self._exchange(payload) if keepalive else self._once(payload)
+        ok = answer.startswith(b"HTTP/1.1 201")
+        if not ok:
+            self.failures += 1
+        return ok
+
+    def _once(self, payload: bytes) -> bytes:
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
             sock.sendall(self.request(payload))
             # Half-close at once, as nginx in front of the web tier effectively does: gunicorn
@@ -108,12 +121,48 @@ class ViaHttp:
             answer = b""
             while chunk := sock.recv(65536):
                 answer += chunk
-        ok = answer.startswith(b"HTTP/1.1 201")
-        if not ok:
-            self.failures += 1
-        return ok
+        return answer
 
-    def send(self, batch: list[tuple[str, str]]) -> None:
+    def _exchange(self, payload: bytes) -> bytes:
+        """One request and its answer on this thread's kept-alive connection (opened on first
+        use, and again after the server closed it)."""
+        sock = getattr(self._local, "sock", None)
+        if sock is None:
+            sock = self._local.sock = socket.create_connection(("127.0.0.1", self.port), 10)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.sendall(self.request(payload, keepalive=True))
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("the server closed the connection")
+                answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            fields = dict(
+                line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line
+            )
+            fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
+            length = int(fields.get(b"content-length", b"0"))
+            while len(body) < length:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("the server closed the connection mid-answer")
+                body += chunk
+            if fields.get(b"connection", b"").lower() == b"close":
+                self.close()
+            return head
+        except OSError:
+            self.close()
+            return b""
+
+    def close(self) -> None:
+        sock = getattr(self._local, "sock", None)
+        if sock is not None:
+            self._local.sock = None
+            sock.close()
+
+    def send(self, batch: list[tuple[str, str]], keepalive: bool = False) -> None:
         if len(batch) == 1:
             channel, data = batch[0]
             body = f'{{"channel":"{channel}","type":"{EVENT_TYPE}","data":{data}}}'
@@ -121,7 +170,7 @@ class ViaHttp:
             body = "[" + ",".join(
                 f'{{"channel":"{ch}","type":"{EVENT_TYPE}","data":{data}}}' for ch, data in batch
             ) + "]"
-        self.post(body.encode())
+        self.post(body.encode(), keepalive)
 
 
 def pace(target, events: Events, rate: float, seconds: float, pick: str, batch_max: int) -> dict:
@@ -146,19 +195,23 @@ def pace(target, events: Events, rate: float, seconds: float, pick: str, batch_m
     return {"published": sent, "seconds": round(elapsed, 3), "max_lag_ms": round(max_lag * 1e3, 2)}
 
 
-def flood(http: ViaHttp, events: Events, seconds: float, batch: int, threads: int) -> dict:
-    """Unpaced: ``threads`` clients POST as fast as the web worker answers, for ``seconds``."""
+def flood(http: ViaHttp, events: Events, seconds: float, batch: int, threads: int,
+          keepalive: bool = False) -> dict:
+    """Unpaced: ``threads`` clients POST as fast as the web worker answers, for ``seconds``;
+    with ``keepalive`` each on one kept-alive connection, else a connection per request."""
     counts = [0] * threads
     deadline = time.perf_counter() + seconds
     lock = threading.Lock()
+    failures = http.failures
 
     def client(index: int) -> None:
         while time.perf_counter() < deadline:
             with lock:
                 chosen = events.pick("random", batch)
                 items = [(ch, events.data(ch)) for ch in chosen]
-            http.send(items)
+            http.send(items, keepalive)
             counts[index] += len(items)
+        http.close()
 
     start = time.perf_counter()
     workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
@@ -167,7 +220,8 @@ def flood(http: ViaHttp, events: Events, seconds: float, batch: int, threads: in
     for worker in workers:
         worker.join()
     elapsed = time.perf_counter() - start
-    return {"published": sum(counts), "seconds": round(elapsed, 3), "failures": http.failures}
+    return {"published": sum(counts), "seconds": round(elapsed, 3),
+            "failures": http.failures - failures}
 
 
 def main() -> None:
@@ -196,7 +250,7 @@ def main() -> None:
                               command.get("pick", "first"), args.batch_max)
             elif command["cmd"] == "flood":
                 answer = flood(target, events, command["seconds"], command.get("batch", 1),
-                               command.get("threads", 2))
+                               command.get("threads", 2), command.get("keepalive", False))
             elif command["cmd"] == "seq":
                 answer = {"seq": events.seq}
             else:

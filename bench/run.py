@@ -672,11 +672,12 @@ class Bench:
             "EVENTGATE_SECRET_KEY": self.secret, "EVENTGATE_PUBLISH_KEY": self.publish_key,
             "EVENTGATE_REDIS_URL": self.redis.url,
             "EVENTGATE_VAR_DIR": str(self.workdir / "var"),
+            # Metrics as the stack keeps them (one mmap file per process).
+            "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / f"metrics-web-{port}"),
         }
         web = Process(f"web-{port}", pinned(SERVER_CORE, [
-            str(BIN / "gunicorn"), "web.wsgi:app", "--bind", f"{LOOPBACK}:{port}", "--workers",
-            "1", "--worker-class", "sync", "--timeout", "30",
-            "--control-socket", str(self.workdir / f"web-{port}.ctl"),
+            str(BIN / "gunicorn"), "web.wsgi:app", *WEB_FLAGS, "--bind", f"{LOOPBACK}:{port}",
+            "--workers", "1", "--control-socket", str(self.workdir / f"web-{port}.ctl"),
         ]), self.workdir, env)
         tag = self.tag("publish")
         channels = [f"bench.pub.{tag}.c{i}" for i in range(100)]
@@ -684,9 +685,6 @@ class Bench:
             wait_until(lambda: urllib.request.urlopen(f"http://{LOOPBACK}:{port}/healthz",
                                                       timeout=2).status == 200, 30, "web")
             worker = children(web.popen.pid)[0]
-            server = Eventgate("publish", self.workdir, self.redis, self.secret,
-                               self.publish_key)
-            server.port = port
             channels_file = self.workdir / f"channels-{tag}.txt"
             channels_file.write_text("\n".join(channels) + "\n")
             client = Process(f"publish-{tag}", pinned(LOAD_CORE, [
@@ -696,16 +694,18 @@ class Bench:
             ]), self.workdir, stdin=True)
             client.answer()
             for repeat in range(self.plan.repeats):
-                for batch, key in ((1, "single"), (100, "batch100")):
+                for batch, keepalive, key in PUBLISH_POINTS:
                     cpu0 = cpu_seconds(worker)
                     result = Publisher.check(client.ask(json.dumps(
                         {"cmd": "flood", "seconds": self.plan.publish_seconds, "batch": batch,
-                         "threads": 2})))
+                         "threads": 2, "keepalive": keepalive})))
                     cpu1 = cpu_seconds(worker)
                     rate = result["published"] / result["seconds"]
+                    requests = result["published"] / batch
                     log(f"publish {key} #{repeat + 1}: {rate:.0f} events/s, "
                         f"{result['failures']} failed, web worker cpu "
-                        f"{(cpu1 - cpu0) / result['seconds'] * 100:.0f}%")
+                        f"{(cpu1 - cpu0) / result['seconds'] * 100:.0f}%, "
+                        f"{(cpu1 - cpu0) / max(requests, 1) * 1e6:.0f} µs per request")
                     if result["failures"]:
                         self.record("eventgate", f"publish.{key}.fail",
                                     f"{result['failures']} requests refused")
@@ -713,6 +713,21 @@ class Bench:
             client.stop()
         finally:
             web.stop()
+
+
+# The web program's flags in deploy/supervisor/supervisord.conf.tmpl (workers, port, control
+# socket and access log aside): the bench measures the worker the stack runs.
+WEB_FLAGS = [
+    "-c", str(ROOT / "web" / "gunicorn_conf.py"), "--worker-class", "gthread", "--threads", "4",
+    "--keep-alive", "75", "--timeout", "30", "--graceful-timeout", "10",
+]
+# (events per request, keep-alive, result key). Kept-alive connections are what nginx's upstream
+# pool gives the web tier; a connection per request is kept as a row of its own (a client
+# without keep-alive straight on the port, or the sync worker of before).
+PUBLISH_POINTS = [
+    (1, True, "single"), (100, True, "batch100"),
+    (1, False, "single_close"), (100, False, "batch100_close"),
+]
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -771,11 +786,17 @@ ROWS = [
      lambda v: v >= 3000),
     ("publish: POST /api/events, batches of 100, ev/s", "publish.batch100", 0, False,
      "≥ 30,000", lambda v: v >= 30000),
+    ("publish, a connection per request: single, ev/s", "publish.single_close", 0, False, "",
+     None),
+    ("publish, a connection per request: batches of 100", "publish.batch100_close", 0, False,
+     "", None),
 ]
 
 NOT_APPLICABLE = {
     "publish.single": "n/a: flask-sse has no publish endpoint",
     "publish.batch100": "n/a: flask-sse has no publish endpoint",
+    "publish.single_close": "n/a: flask-sse has no publish endpoint",
+    "publish.batch100_close": "n/a: flask-sse has no publish endpoint",
 }
 
 

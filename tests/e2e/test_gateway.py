@@ -1,4 +1,4 @@
-"""End to end through the deployed stack: nginx + web (sync gunicorn) + stream (gevent gunicorn)
+"""End to end through the deployed stack: nginx + web (gthread gunicorn) + stream (gevent gunicorn)
 + redis, all started by supervisord from the deploy templates. Clients are sseclient-py (the
 declared client) and raw sockets read by the strict parser."""
 

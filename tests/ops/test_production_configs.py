@@ -221,6 +221,8 @@ def test_edge_sizes_and_upstreams(production, tmp_path):
     assert [d.split()[1] for d in stream[1:]] == list(production.stream_nodes)
     web = directives(nginx_block(nginx, "upstream eventgate_web"))
     assert [d.split()[1] for d in web if d.startswith("server")] == list(production.web_nodes)
+    # The nodes' gunicorn keeps connections 75s: nginx must end idle ones first.
+    assert "keepalive 32" in web and "keepalive_timeout 60s" in web
     streams = directives(nginx_block(nginx, "location /streams"))
     for wanted in ("proxy_buffering off", "proxy_read_timeout 1h", "gzip off",
                    "error_page 502 503 504 = @stream_unavailable"):
@@ -260,7 +262,7 @@ def test_supervisor_reads_the_conf_d_file(production, tmp_path):
     assert stream.max_requests == 0 and not stream.preload_app
     assert stream.bind == [f"127.0.0.1:{production.stream_port}"]
     web = gunicorn_settings(shlex.split(programs["eventgate-web"].command))
-    assert web.worker_class_str == "sync" and web.workers == production.web_workers
+    assert web.worker_class_str == "gthread" and web.workers == production.web_workers
     text = (tmp_path / "out" / "supervisor" / "eventgate.conf").read_text()
     needed = production.stream_workers * production.worker_streams
     minfds = int(text.split("minfds=", 1)[1].split()[0].rstrip("`"))

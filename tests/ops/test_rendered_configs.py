@@ -129,13 +129,21 @@ def test_stream_gunicorn_conf_does_not_undo_the_flags():
     assert values.get("worker_class", "gevent") == "gevent"
 
 
-def test_web_pool_is_sync_with_its_own_control_socket(config):
+def test_web_pool_is_blocking_threads_with_its_own_control_socket(config):
     conf = render(config, web_workers=4)
     found = programs(conf)
     web = gunicorn_settings(shlex.split(found["web"][1].command))
     stream = gunicorn_settings(shlex.split(found["stream"][1].command))
 
-    assert web.worker_class_str == "sync"
+    # Blocking threads (never gevent) that keep nginx's upstream connections alive, and keep
+    # them longer than nginx does (its upstream keepalive_timeout): nginx ends idle ones.
+    assert web.worker_class_str == "gthread" and web.threads == 4
+    nginx = (conf.parent / "nginx.conf").read_text()
+    upstream = directives(nginx_block(nginx, "upstream eventgate_web"))
+    timeout = next(d for d in upstream if d.startswith("keepalive_timeout")).split()[1]
+    assert web.keepalive > int(timeout.removesuffix("s"))
+    location = directives(nginx_block(nginx, "location /"))
+    assert "proxy_http_version 1.1" in location and 'proxy_set_header Connection ""' in location
     assert web.workers == 4
     assert web.bind == [f"127.0.0.1:{config.web_port}"]
     assert web.control_socket == str(config.var_dir.resolve() / "run" / "web.ctl")
@@ -253,7 +261,7 @@ def test_streams_location_passes_events_through_at_once(config):
 def test_upstreams_and_listen_are_loopback_only(config):
     nginx = (render(config).parent / "nginx.conf").read_text()
     assert directives(nginx_block(nginx, "upstream eventgate_web")) == [
-        f"server 127.0.0.1:{config.web_port}"
+        f"server 127.0.0.1:{config.web_port}", "keepalive 16", "keepalive_timeout 60s"
     ]
     assert directives(nginx_block(nginx, "upstream eventgate_stream")) == [
         f"server 127.0.0.1:{config.stream_port}"
