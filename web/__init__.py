@@ -12,7 +12,7 @@ from flask.logging import default_handler
 from shared import logformat
 from shared.config import Config
 from shared.requestsize import MAX_REQUEST_BYTES_CAP, max_request_bytes
-from web import api, demo, health, metrics, opspage
+from web import api, demo, fastpublish, health, metrics, opspage
 from web.errors import register_error_handlers
 from web.extension import EventGate
 
@@ -30,13 +30,14 @@ def create_app(config: Config | None = None) -> Flask:
     app.before_request(_bind_request_id)
     app.config["MAX_CONTENT_LENGTH"] = max_request_bytes(config)
     # Registered first so that its after-request publish runs after every other hook.
-    EventGate(app, config)
+    gate = EventGate(app, config)
     register_error_handlers(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(demo.bp)
     app.register_blueprint(opspage.bp)
     metrics.init_app(app)
+    fastpublish.install(app, gate)
     return app
 
 

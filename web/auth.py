@@ -42,13 +42,19 @@ def matching_key(given: str, keys: Sequence[PublishKey]) -> PublishKey | None:
     return found
 
 
+def key_of(authorization: str, keys: Sequence[PublishKey]) -> PublishKey | None:
+    """The configured key an ``Authorization`` header value carries (``Bearer <key>``), or
+    None; every key is compared whatever the outcome (``matching_key``)."""
+    scheme, _, given = authorization.strip().partition(" ")
+    given = given.strip()
+    return matching_key(given, keys) if scheme.lower() == _SCHEME and given else None
+
+
 def require_publish_key() -> Response | None:
     """A ``before_request`` hook: None when the request carries a valid publisher key, else the
     401 JSON refusal (with ``WWW-Authenticate: Bearer``)."""
-    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
-    given = given.strip()
     keys = parse_publish_keys(current_eventgate().config.publish_keys)
-    entry = matching_key(given, keys) if scheme.lower() == _SCHEME and given else None
+    entry = key_of(request.headers.get("Authorization", ""), keys)
     if entry is not None:
         request.environ[_MATCHED] = entry
         return None

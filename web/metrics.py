@@ -44,11 +44,14 @@ class PublishMetrics:
             buckets=PUBLISH_BUCKETS_SECONDS,
             registry=registry,
         )
-        for outcome in ("stored", "failed", "discarded"):
-            self.published.labels(outcome)  # every outcome shows, at 0, from the start
+        # Every outcome shows, at 0, from the start; looked up once, not on every publish.
+        self._by_outcome = {
+            outcome: self.published.labels(outcome) for outcome in ("stored", "failed", "discarded")
+        }
 
     def observe(self, outcome: str, events: int, seconds: float | None = None) -> None:
-        self.published.labels(outcome).inc(events)
+        counter = self._by_outcome.get(outcome)
+        (counter or self.published.labels(outcome)).inc(events)
         if seconds is not None:
             self.latency.observe(seconds)
 

@@ -27,19 +27,24 @@ def publish_events():  # type: ignore[no-untyped-def]
     """Body: ``{"channel", "type"?, "data"?}`` → ``{"id"}``; or an array of those → ``{"ids"}``."""
     gate = current_eventgate()
     body = read_json()
+    drafts = drafts_of(gate, body)
+    require_scope(draft.channel for draft in drafts)
+    ids = gate.publish_many(drafts)
+    return (jsonify(ids=ids) if isinstance(body, list) else jsonify(id=ids[0])), 201
+
+
+def drafts_of(gate: EventGate, body: object) -> list[Draft]:
+    """The validated events of a parsed request body (an event object or an array of them).
+    Raises InvalidRequest, InvalidName or InvalidEvent naming the element at fault."""
     if isinstance(body, list):
         if not body:
             raise InvalidRequest("the batch is empty: send at least one event.")
         limit = gate.config.max_batch_events
         if len(body) > limit:
             raise InvalidRequest(f"a batch holds at most {limit} events, not {len(body)}.")
-        drafts = [_draft(gate, item, f"event {index}") for index, item in enumerate(body)]
-        require_scope(draft.channel for draft in drafts)
-        return jsonify(ids=gate.publish_many(drafts)), 201
+        return [_draft(gate, item, f"event {index}") for index, item in enumerate(body)]
     if isinstance(body, dict):
-        draft = _draft(gate, body, "the body")
-        require_scope([draft.channel])
-        return jsonify(id=gate.publish_many([draft])[0]), 201
+        return [_draft(gate, body, "the body")]
     raise InvalidRequest("the body must be an event object or a JSON array of them.")
 
 
