@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import socket
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
+import gevent
+import gevent.pool
+from gevent.socket import socket as GeventSocket  # noqa: N812 - the class, named apart from ours
+from gevent.socket import wait_read
 from werkzeug.http import parse_cookie
 
 from shared import logformat
@@ -44,17 +49,25 @@ Handler = Callable[[object, object, object], None]
 
 
 class Acceptor:
-    """Replaces a gunicorn gevent worker's connection handler (``worker.handle``); ``fallback``
-    is the handler it replaced."""
+    """Accepts the connections of a gunicorn gevent worker's listeners itself (see install).
+
+    Per connection: one raw greenlet, no gevent socket object. The greenlet peeks at the
+    request; a plain stream request is opened here and the greenlet ends (the connection is
+    the hub's); anything else becomes a gevent socket handed to gunicorn's handler, in a pool
+    of ``worker_connections`` greenlets, exactly as gunicorn's own server would have run it."""
 
     def __init__(
         self,
         state: StreamState,
         fallback: Handler,
+        listeners: list,
         *,
         max_line: int = 8190,
         max_fields: int = 100,
         max_field: int = 8190,
+        max_accept: int = 100,
+        fallback_connections: int = 1000,
+        first_byte_timeout: float = 30.0,
     ) -> None:
         self.state = state
         self.fallback = fallback
@@ -64,39 +77,108 @@ class Acceptor:
         # What one peek may read: the longest head gunicorn would accept is longer, but any head
         # that does not fit here simply takes the ordinary path.
         self.peek_bytes = max_line + 4096
+        self.max_accept = max_accept
+        self.first_byte_timeout = first_byte_timeout
+        self.accepting = False
+        self._fallbacks = gevent.pool.Pool(fallback_connections)
+        self._listeners = []
+        loop = gevent.get_hub().loop
+        for listener in listeners:
+            # Our own handle on the listening socket (the OS's class: no gevent watchers).
+            # TCP_NODELAY set here is inherited by every accepted socket (Linux).
+            sock = OsSocket(fileno=os.dup(listener.fileno()))
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            watcher = loop.io(sock.fileno(), 1)
+            self._listeners.append((listener, sock, watcher))
 
-    def handle(self, listener: object, client: socket.socket, addr: object) -> None:
-        """Called by gevent's StreamServer in a fresh greenlet per accepted connection; the
-        server closes ``client`` when this returns (a detached socket survives that)."""
+    def start(self) -> Acceptor:
+        self.accepting = True
+        for listener, sock, watcher in self._listeners:
+            watcher.start(self._on_acceptable, listener, sock)
+        return self
+
+    def close(self, graceful_timeout: float = 0.0) -> None:
+        """Stop accepting; give requests already on the ordinary path ``graceful_timeout``
+        seconds to finish (streams are not waited for: the worker ends them itself)."""
+        self.accepting = False
+        for _, sock, watcher in self._listeners:
+            watcher.stop()
+            sock.close()
+        self._listeners = []
+        self._fallbacks.join(timeout=graceful_timeout)
+
+    def _on_acceptable(self, listener: object, sock: socket.socket) -> None:
+        # In gevent's hub (a libev callback): accept what is waiting, never block.
+        for _ in range(self.max_accept):
+            try:
+                fd, addr = sock._accept()
+            except BlockingIOError:
+                return
+            except OSError as error:  # out of descriptors, mostly: the next wake-up retries
+                log.warning("accept failed: %s", error)
+                return
+            gevent.spawn_raw(self._serve, listener, fd, addr)
+
+    def _serve(self, listener: object, fd: int, addr: object) -> None:
+        conn = OsSocket(fileno=fd)
+        conn.setblocking(False)
+        taken = False
         try:
-            head = client.recv(self.peek_bytes, socket.MSG_PEEK)
+            head = self._peek(conn)
+            if not head:
+                return  # gone, or silent for first_byte_timeout
+            parsed = parse_stream_request(
+                head, max_line=self.max_line, max_fields=self.max_fields,
+                max_field=self.max_field,
+            )
+            if parsed is None:
+                client = GeventSocket(fileno=conn.detach())
+                self._fallbacks.spawn(self._ordinary, listener, client, addr)
+                return
+            ask, length, request_id = parsed
+            conn.recv(length)  # consume the head the peek left in the socket
+            logformat.bind_request_id(request_id)
+
+            def take_socket() -> OsSocket:
+                nonlocal taken
+                taken = True
+                return conn
+
+            try:
+                open_connection(self.state, ask, take_socket)
+            except EventgateError as error:
+                _answer(conn, refusal_response(self.state, error, ask.origin))
+            except Exception:
+                log.exception("unhandled error opening a stream")
+                if not taken:
+                    _answer(conn, _FAILED)
         except OSError:
-            return  # gone before it asked for anything
-        parsed = parse_stream_request(
-            head, max_line=self.max_line, max_fields=self.max_fields, max_field=self.max_field
-        )
-        if parsed is None:
+            pass  # the client left while we read its request or answered it
+        except Exception:  # a bug here must not print a traceback per connection from the hub
+            log.exception("unhandled error accepting a connection")
+        finally:
+            if not taken:
+                conn.close()
+
+    def _peek(self, conn: socket.socket) -> bytes:
+        """The request's first bytes, left in the socket; waits (cooperatively) only for the
+        first of them."""
+        try:
+            return conn.recv(self.peek_bytes, socket.MSG_PEEK)
+        except BlockingIOError:
+            pass
+        try:
+            wait_read(conn.fileno(), self.first_byte_timeout)
+        except TimeoutError:  # gevent's socket.timeout
+            return b""
+        return conn.recv(self.peek_bytes, socket.MSG_PEEK)
+
+    def _ordinary(self, listener: object, client: socket.socket, addr: object) -> None:
+        try:
             self.fallback(listener, client, addr)
-            return
-        ask, length, request_id = parsed
-        try:
-            client.recv(length)  # consume the head the peek left in the socket
-        except OSError:
-            return
-        logformat.bind_request_id(request_id)
-
-        def take_socket() -> OsSocket:
-            raw = OsSocket(fileno=client.detach())
-            raw.setblocking(False)
-            return raw
-
-        try:
-            open_connection(self.state, ask, take_socket)
-        except EventgateError as error:
-            _answer(client, refusal_response(self.state, error, ask.origin))
-        except Exception:
-            log.exception("unhandled error opening a stream")
-            _answer(client, _FAILED)
+        finally:
+            client.close()
 
 
 def parse_stream_request(
@@ -168,18 +250,29 @@ def _answer(client: socket.socket, response: bytes) -> None:
         client.sendall(response)
 
 
-def install(worker: object) -> None:
-    """Put the fast path in front of a gunicorn gevent worker's handler (its post_worker_init
-    hook; gevent's servers are built after it, from ``worker.handle``)."""
+def install(worker: object) -> Acceptor | None:
+    """Take over a gunicorn gevent worker's listeners (its post_worker_init hook, which runs
+    before the worker builds its servers): the worker then builds none, and this acceptor
+    serves stream requests itself and passes everything else to the worker's own handler.
+    Returns None, changing nothing, where the fast path does not apply (TLS, no stream app)."""
     app = getattr(worker, "wsgi", None)
     state = getattr(app, "extensions", {}).get("eventgate.stream")
-    if state is None:
-        return
     cfg = worker.cfg
-    worker.handle = Acceptor(
+    if state is None or cfg.is_ssl or not worker.sockets:
+        return None
+    acceptor = Acceptor(
         state,
         worker.handle,
+        worker.sockets,
         max_line=cfg.limit_request_line or 8190,
         max_fields=cfg.limit_request_fields,
         max_field=cfg.limit_request_field_size or 8190,
-    ).handle
+        # Several workers share the listeners: take one connection per wake-up, as gunicorn's
+        # own servers do then, so that connections spread over the workers.
+        max_accept=1 if cfg.workers > 1 else 100,
+        fallback_connections=cfg.worker_connections,
+        first_byte_timeout=float(cfg.timeout or 30),
+    )
+    worker.sockets = []
+    state.acceptor = acceptor.start()
+    return acceptor

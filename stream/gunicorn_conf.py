@@ -38,6 +38,8 @@ def worker_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signa
     # must not import the stream package (gevent, redis) before the fork.
     from stream import status
 
+    if state.acceptor is not None:
+        state.acceptor.close(graceful_timeout=server.cfg.graceful_timeout)
     status.withdraw(state)
     state.broker.stop()
     state.hub.finish_all(
@@ -53,8 +55,9 @@ def worker_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signa
 
 
 def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
-    """In the worker, with the app loaded and before its servers start: plain stream requests
-    take the accept fast path (stream/acceptor.py); everything else still goes through gunicorn."""
+    """In the worker, with the app loaded and before it builds its servers: the accept fast path
+    (stream/acceptor.py) takes the listeners; it opens plain stream requests itself and hands
+    everything else to gunicorn's handler."""
     from stream import acceptor  # in the worker only, see worker_exit
 
     acceptor.install(worker)

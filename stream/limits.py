@@ -24,7 +24,7 @@ import logging
 import math
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gevent.event
 import redis
@@ -74,7 +74,9 @@ class Lease:
     (no subject, no per-subject limit, or Redis was unreachable at admission)."""
 
     key: str | None = None
-    member: str = field(default_factory=lambda: secrets.token_hex(8))
+    #: Its member in the subject's set, drawn only when it takes a Redis lease (most streams
+    #: of an open worker never do, and the random draw is a system call per accept).
+    member: str = ""
     released: bool = False
 
 
@@ -115,6 +117,7 @@ class StreamLimits:
         if subject is None or not self.per_subject:
             return lease
         key = keys.subject_streams_key(subject)
+        lease.member = secrets.token_hex(8)
         lease_ms = int(self.lease_seconds * 1000)
         try:
             admitted = self._admit(keys=[key], args=[lease.member, self.per_subject, lease_ms])

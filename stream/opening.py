@@ -64,8 +64,8 @@ def open_connection(
     (a refusal to answer) before anything is written or ``take_socket`` is called; after
     that, nothing propagates but programming errors, and the connection answers for itself.
 
-    ``take_socket`` returns a non-blocking OS socket for the connection that the caller's
-    server will not close."""
+    ``take_socket`` returns a non-blocking OS socket (TCP_NODELAY set) for the connection that
+    the caller's server will not close."""
     config = state.config
     grant = state.tokens.verify(ask.token)
     channels = grant.resolve(ask.channels)
@@ -82,7 +82,6 @@ def open_connection(
 
     try:
         raw = take_socket()
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         subscriber = Subscriber(
             raw,
             channels,

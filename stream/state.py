@@ -29,5 +29,7 @@ class StreamState:
     #: stream.metrics.StreamMetrics, set by create_app.
     metrics: object = None
     started_at: float = field(default_factory=time.time)
+    #: stream.acceptor.Acceptor, when the accept fast path serves this worker's listeners.
+    acceptor: object = None
     #: Recent lag histogram snapshots (stream/status.py diffs the newest against the oldest).
     status_lag: object = None

@@ -9,6 +9,7 @@ duplicate of gunicorn's socket and tells stream/handover.py that the connection 
 from __future__ import annotations
 
 import os
+import socket
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -48,6 +49,7 @@ def streams():
         # Our own descriptor for the connection: gunicorn closes its socket when the view returns.
         raw = OsSocket(fileno=os.dup(gunicorn_socket.fileno()))
         raw.setblocking(False)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return raw
 
     open_connection(state, ask, take_socket)
