@@ -715,11 +715,14 @@ class Bench:
             web.stop()
 
 
-# The web program's flags in deploy/supervisor/supervisord.conf.tmpl (workers, port, control
-# socket and access log aside): the bench measures the worker the stack runs.
+# The web program's flags in deploy/supervisor/supervisord.conf.tmpl (workers, port and control
+# socket aside; tests/ops/test_rendered_configs.py checks they agree): the bench measures the
+# worker the stack runs, access log included (to its log file here, to supervisord there).
 WEB_FLAGS = [
     "-c", str(ROOT / "web" / "gunicorn_conf.py"), "--worker-class", "gthread", "--threads", "4",
     "--keep-alive", "75", "--timeout", "30", "--graceful-timeout", "10",
+    "--access-logfile", "-",
+    "--access-logformat", '%(t)s %({x-request-id}i)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms',
 ]
 # (events per request, keep-alive, result key). Kept-alive connections are what nginx's upstream
 # pool gives the web tier; a connection per request is kept as a row of its own (a client

@@ -151,6 +151,17 @@ def test_web_pool_is_blocking_threads_with_its_own_control_socket(config):
     assert not web.preload_app
 
 
+def test_the_bench_runs_the_web_worker_the_stack_runs(config):
+    """bench/run.py's WEB_FLAGS: the publish figures are those of the deployed web worker."""
+    bench = runpy.run_path(str(REPO_ROOT / "bench" / "run.py"))
+    _, web = programs(render(config))["web"]
+    deployed = gunicorn_settings(shlex.split(web.command))
+    benched = gunicorn_settings(["gunicorn", "web.wsgi:app", *bench["WEB_FLAGS"]])
+    for name in ("config", "worker_class_str", "threads", "keepalive", "timeout",
+                 "graceful_timeout", "accesslog", "access_log_format", "preload_app"):
+        assert getattr(benched, name) == getattr(deployed, name), name
+
+
 def test_web_access_log_has_the_path_but_never_the_query(config):
     _, web = programs(render(config))["web"]
     settings = gunicorn_settings(shlex.split(web.command))
