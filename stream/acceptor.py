@@ -34,7 +34,13 @@ from werkzeug.http import parse_cookie
 
 from shared import logformat
 from shared.errors import EventgateError
-from stream.opening import OsSocket, StreamRequest, open_connection, refusal_response
+from stream.opening import (
+    OsSocket,
+    StreamFailed,
+    StreamRequest,
+    open_connection,
+    refusal_response,
+)
 from stream.state import StreamState
 
 log = logging.getLogger("eventgate.stream")
@@ -152,7 +158,7 @@ class Acceptor:
             except Exception:
                 log.exception("unhandled error opening a stream")
                 if not taken:
-                    _answer(conn, _FAILED)
+                    _answer(conn, refusal_response(self.state, StreamFailed(), ask.origin))
         except OSError:
             pass  # the client left while we read its request or answered it
         except Exception:  # a bug here must not print a traceback per connection from the hub
@@ -236,13 +242,6 @@ def _first(args: list[tuple[str, str]], key: str) -> str | None:
         if name == key:
             return value
     return None
-
-
-_FAILED_BODY = b'{"error":"internal_error","message":"The stream server failed; retry."}\n'
-_FAILED = (
-    b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
-    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_FAILED_BODY), _FAILED_BODY)
-)
 
 
 def _answer(client: socket.socket, response: bytes) -> None:

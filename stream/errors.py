@@ -8,7 +8,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import EventgateError
-from stream.opening import refusal_headers
+from stream.opening import StreamFailed, refusal_headers
 
 log = logging.getLogger("eventgate.stream")
 
@@ -31,4 +31,5 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
         log.exception("unhandled error")
-        return jsonify(error="internal_error", message="The stream server failed; retry."), 500
+        failed = StreamFailed()
+        return jsonify(error=failed.code, message=failed.message), failed.status

@@ -52,6 +52,16 @@ class StreamRequest:
     origin: str | None
 
 
+class StreamFailed(EventgateError):
+    """A bug while opening a stream: the client is told to retry, never shown a traceback."""
+
+    code = "internal_error"
+    status = 500
+
+    def __init__(self) -> None:
+        super().__init__("The stream server failed; retry.")
+
+
 class StreamLimit(EventgateError):
     code = "too_many_channels"
     status = 400

@@ -16,7 +16,7 @@ def make_pool(redis_server, secret_keys, publish_key, tmp_path):
     """Factory: start a stream pool (stopped after the test) with EVENTGATE_* overrides."""
     pools: list[StreamPool] = []
 
-    def make(workers: int = 1, **settings: str) -> StreamPool:
+    def make(workers: int = 1, timeout: int = 30, **settings: str) -> StreamPool:
         env = {
             "EVENTGATE_SECRET_KEY": ",".join(secret_keys),
             "EVENTGATE_PUBLISH_KEY": publish_key,
@@ -26,7 +26,7 @@ def make_pool(redis_server, secret_keys, publish_key, tmp_path):
             "EVENTGATE_RETRY_MS": "300",
         }
         env.update({f"EVENTGATE_{k.upper()}": str(v) for k, v in settings.items()})
-        pool = StreamPool(tmp_path, env, workers).start()
+        pool = StreamPool(tmp_path, env, workers, timeout).start()
         pools.append(pool)
         return pool
 

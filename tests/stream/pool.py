@@ -16,11 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class StreamPool:
-    def __init__(self, workdir: Path, env: dict[str, str], workers: int = 1) -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str], workers: int = 1, timeout: int = 30
+    ) -> None:
         self.port = free_port()
         self.workdir = workdir
         self.env = env
         self.workers = workers
+        self.timeout = timeout
         self.log = workdir / f"stream-{self.port}.log"
         self.process: subprocess.Popen | None = None
 
@@ -31,7 +34,7 @@ class StreamPool:
             str(gunicorn), "stream.wsgi:app", "-c", str(ROOT / "stream" / "gunicorn_conf.py"),
             "--worker-class", "gevent", "--bind", f"{LOOPBACK}:{self.port}",
             "--workers", str(self.workers), "--keep-alive", "0", "--max-requests", "0",
-            "--timeout", "30", "--graceful-timeout", "5",
+            "--timeout", str(self.timeout), "--graceful-timeout", "5",
             "--control-socket", str(self.workdir / f"stream-{self.port}.ctl"),
         ]
         with open(self.log, "ab") as log:

@@ -108,3 +108,14 @@ def test_other_routes_still_go_through_flask(pool):
     assert answer.status == 200 and answer.json()["status"] == "ok"
     answer = rawhttp.request(pool.port, "OPTIONS", "/streams")
     assert answer.status == 204 and "GET" in answer.headers["allow"]
+
+
+def test_a_connection_that_never_asks_is_closed_after_the_timeout(make_pool, tokens, channel):
+    pool = make_pool(timeout=2)
+    with socket.create_connection((LOOPBACK, pool.port), timeout=10) as silent:
+        started = time.monotonic()
+        assert silent.recv(1) == b""  # closed by the server, not by our 10 s timeout
+        assert 1.5 < time.monotonic() - started < 8
+    token, _ = tokens.issue([channel])  # the worker still serves everyone else
+    answer = rawhttp.request(pool.port, "GET", "/streams?token=" + token)
+    assert answer.status == 200
