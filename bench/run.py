@@ -689,7 +689,7 @@ class Bench:
             channels_file.write_text("\n".join(channels) + "\n")
             client = Process(f"publish-{tag}", pinned(LOAD_CORE, [
                 sys.executable, str(ROOT / "bench" / "publish.py"), "--target", "http",
-                "--http-port", str(port), "--publish-key", self.publish_key,
+                "--http-port", str(port), f"--publish-key={self.publish_key}",  # may begin with "-"
                 "--channels", str(channels_file),
             ]), self.workdir, stdin=True)
             client.answer()
@@ -719,7 +719,8 @@ class Bench:
 # socket aside; tests/ops/test_rendered_configs.py checks they agree): the bench measures the
 # worker the stack runs, access log included (to its log file here, to supervisord there).
 WEB_FLAGS = [
-    "-c", str(ROOT / "web" / "gunicorn_conf.py"), "--worker-class", "gthread", "--threads", "4",
+    "-c", str(ROOT / "web" / "gunicorn_conf.py"),
+    "--worker-class", "shared.webworker.WebWorker", "--threads", "4",
     "--keep-alive", "75", "--timeout", "30", "--graceful-timeout", "10",
     "--access-logfile", "-",
     "--access-logformat", '%(t)s %({x-request-id}i)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms',

@@ -25,7 +25,7 @@ limit_request_line = 8190
 # gunicorn's own refusals (e.g. a control character in a header value) answer JSON, not HTML.
 gunicornerrors.install()
 
-logger_class = logger_class_from_env() or "gunicorn.glogging.Logger"
+logger_class = logger_class_from_env()
 
 
 def worker_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature

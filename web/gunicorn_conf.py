@@ -22,7 +22,7 @@ limit_request_line = 8190
 # gunicorn's own refusals (e.g. a control character in a header value) answer JSON, not HTML.
 gunicornerrors.install()
 
-logger_class = logger_class_from_env() or "gunicorn.glogging.Logger"
+logger_class = logger_class_from_env()
 
 
 def _date_of_this_second() -> Callable[[float | None], str]:

@@ -262,7 +262,8 @@ def test_supervisor_reads_the_conf_d_file(production, tmp_path):
     assert stream.max_requests == 0 and not stream.preload_app
     assert stream.bind == [f"127.0.0.1:{production.stream_port}"]
     web = gunicorn_settings(shlex.split(programs["eventgate-web"].command))
-    assert web.worker_class_str == "gthread" and web.workers == production.web_workers
+    assert web.worker_class_str == "shared.webworker.WebWorker"
+    assert web.workers == production.web_workers
     text = (tmp_path / "out" / "supervisor" / "eventgate.conf").read_text()
     needed = production.stream_workers * production.worker_streams
     minfds = int(text.split("minfds=", 1)[1].split()[0].rstrip("`"))

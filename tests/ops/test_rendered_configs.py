@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from gunicorn.config import Config as GunicornConfig
+from gunicorn.workers.gthread import ThreadWorker
 from supervisor.options import ServerOptions
 
 from shared.config import Config
@@ -137,7 +138,9 @@ def test_web_pool_is_blocking_threads_with_its_own_control_socket(config):
 
     # Blocking threads (never gevent) that keep nginx's upstream connections alive, and keep
     # them longer than nginx does (its upstream keepalive_timeout): nginx ends idle ones.
-    assert web.worker_class_str == "gthread" and web.threads == 4
+    # (gunicorn's gthread, serving a busy kept-alive connection on one thread: shared/webworker.py)
+    assert web.worker_class_str == "shared.webworker.WebWorker" and web.threads == 4
+    assert issubclass(web.worker_class, ThreadWorker)
     nginx = (conf.parent / "nginx.conf").read_text()
     upstream = directives(nginx_block(nginx, "upstream eventgate_web"))
     timeout = next(d for d in upstream if d.startswith("keepalive_timeout")).split()[1]

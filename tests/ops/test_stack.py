@@ -114,7 +114,7 @@ def test_each_pool_answers_on_its_own_control_socket(stack):
     assert web["control_socket"] != stream["control_socket"]
     assert web["bind"] == [f"127.0.0.1:{stack.web_port}"]
     assert stream["bind"] == [f"127.0.0.1:{stack.stream_port}"]
-    assert "ThreadWorker" in web["worker_class"]
+    assert "shared.webworker.WebWorker" in web["worker_class"]  # gthread, see the module
     # The effective stream settings, stream/gunicorn_conf.py included.
     assert "GeventWorker" in stream["worker_class"]
     assert stream["workers"] == stack.stream_workers

@@ -13,7 +13,7 @@ from shared.tokens import SALT, ChannelTokens
 from tests.clients import stream_path
 from tests.security.rawhttp import request
 from tests.servers import wait_for
-from tests.stack import http_get
+from tests.stack import http_get, process_tree, still_alive
 
 
 def write_env(stack, secret_keys: list[str], publish_keys: list[str]) -> None:
@@ -27,14 +27,23 @@ def stream_pid(stack) -> int:
     return json.loads(http_get(stack.url("/streams/healthz"))[2])["pid"]
 
 
+def web_workers(stack) -> dict[int, str]:
+    master = int(stack.supervisorctl("pid", "web").stdout.strip())
+    return {pid: started for pid, started in process_tree(master).items() if pid != master}
+
+
 def reload(stack) -> None:
-    """``make reload``, then wait until only the new stream worker answers: the old one keeps
-    accepting for a moment after the HUP, with the old keys."""
+    """``make reload``, then wait until only new workers answer: an old stream worker keeps
+    accepting for a moment after the HUP, and an old web worker answers a request that comes on
+    one of nginx's kept-alive connections while it stops (gunicorn's graceful stop) — both with
+    the old keys."""
     old = stream_pid(stack)
+    old_web = web_workers(stack)
     result = stack.supervisorctl("signal", "HUP", "web", "stream")
     assert result.returncode == 0, result.stdout + result.stderr
     wait_for(lambda: old not in {stream_pid(stack) for _ in range(10)}, 30,
              "the old stream worker to stop answering")
+    wait_for(lambda: not still_alive(old_web), 30, "the old web workers to exit")
 
 
 def stream_status(stack, token: str, channel: str) -> int:
