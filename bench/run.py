@@ -18,6 +18,7 @@ import os
 import platform
 import resource
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -365,8 +366,10 @@ QUICK = Plan(1, [1000, 5000], [5000], [25_000, 100_000, 150_000, 300_000], 2.0,
 
 
 class Bench:
-    def __init__(self, plan: Plan, workdir: Path, loadgen: Path) -> None:
+    def __init__(self, plan: Plan, workdir: Path, loadgen: Path,
+                 web_flags: list[str] | None = None) -> None:
         self.plan = plan
+        self.web_flags = web_flags or []
         self.workdir = workdir
         self.loadgen = loadgen
         self.redis = Redis(workdir)
@@ -676,7 +679,8 @@ class Bench:
             "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / f"metrics-web-{port}"),
         }
         web = Process(f"web-{port}", pinned(SERVER_CORE, [
-            str(BIN / "gunicorn"), "web.wsgi:app", *WEB_FLAGS, "--bind", f"{LOOPBACK}:{port}",
+            str(BIN / "gunicorn"), "web.wsgi:app", *WEB_FLAGS, *self.web_flags,
+            "--bind", f"{LOOPBACK}:{port}",
             "--workers", "1", "--control-socket", str(self.workdir / f"web-{port}.ctl"),
         ]), self.workdir, env)
         tag = self.tag("publish")
@@ -884,6 +888,9 @@ def main() -> None:
                         help="comma-separated scenarios (default: all)")
     parser.add_argument("--servers", default="eventgate,flask-sse")
     parser.add_argument("--repeats", type=int, default=0)
+    parser.add_argument("--web-flags", default="",
+                        help="gunicorn flags added after the web program's own for the publish "
+                        "scenario (an A/B: e.g. '--worker-class gthread')")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     if args.repeats:
@@ -898,7 +905,7 @@ def main() -> None:
     started = time.monotonic()
     before = machine()
     log(f"bench in {workdir}; {before}")
-    bench = Bench(plan, workdir, binary)
+    bench = Bench(plan, workdir, binary, shlex.split(args.web_flags))
     try:
         for kind in kinds:
             if "s1" in only:
