@@ -20,6 +20,7 @@ from shared.config import Config
 from shared.errors import InvalidEvent, PublishError
 from shared.events import encode_data
 from shared.names import validate_channel, validate_event_type
+from shared.redisconn import ThreadClients
 
 # KEYS: log1, live1, log2, live2, …   ARGV: maxlen, max_age_ms, type1, data1, type2, data2, …
 # A log's newest id is looked up once per batch (XREVRANGE, or the last generated id when the
@@ -77,10 +78,13 @@ class Draft:
 
 
 class Publisher:
-    """Publishes events; safe to share within a process (it holds a pooled client)."""
+    """Publishes events; safe to share within a process. Each thread that publishes keeps one of
+    the client's pooled connections while it lives (at most half the pool; see ThreadClients)."""
 
     def __init__(self, client: redis.Redis, config: Config) -> None:
         self._client = client
+        # Each publishing thread keeps a connection of the client's pool (see ThreadClients).
+        self._clients = ThreadClients(client)
         self._config = config
         self._script = client.register_script(_SCRIPT)
 
@@ -120,7 +124,7 @@ class Publisher:
             script_keys += [keys.log_key(draft.channel), keys.live_channel(draft.channel)]
             args += [draft.type, draft.data]
         try:
-            ids = self._script(keys=script_keys, args=args)
+            ids = self._script(keys=script_keys, args=args, client=self._clients.client())
         except redis.RedisError as error:
             raise PublishError(
                 f"Redis did not store the event ({type(error).__name__}); nothing was published."

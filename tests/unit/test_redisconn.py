@@ -3,12 +3,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import os
+import threading
+from dataclasses import replace
+
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shared.config import Config
-from shared.redisconn import connect, connect_pubsub
+from shared.redisconn import ThreadClients, connect, connect_pubsub
+from tests.servers import RedisServer
 
 CONFIG = Config(
     secret_keys=("k",),
@@ -78,3 +85,87 @@ def test_connections_made_by_the_pools_carry_the_settings():
 def test_each_call_builds_its_own_pool():
     # no module-level client: a pool is made by the caller, once per process
     assert connect(CONFIG).connection_pool is not connect(CONFIG).connection_pool
+
+
+# -- ThreadClients: a pooled connection kept per publishing thread (real redis-server) -----------
+
+
+def _connection_ids(server) -> set[int]:  # noqa: ANN001 - tests.servers.RedisServer
+    return {int(client["id"]) for client in server.client().client_list()}
+
+
+def test_a_thread_keeps_one_connection_for_all_its_commands(redis_server):
+    clients = ThreadClients(connect(replace(CONFIG, redis_url=redis_server.url)))
+    mine = clients.client()
+    assert mine is not clients.shared and mine is clients.client()
+    me = mine.client_id()
+    for _ in range(20):
+        assert clients.client().client_id() == me  # the same connection, never checked in
+
+
+def test_at_most_half_the_pool_is_kept_and_the_rest_share(redis_server):
+    shared = connect(replace(CONFIG, redis_url=redis_server.url, redis_pool_size=4))
+    clients = ThreadClients(shared)
+    seen: list[redis.Redis] = []
+    done = threading.Barrier(4)
+
+    def use() -> None:
+        client = clients.client()
+        client.ping()
+        seen.append(client)
+        done.wait(10)  # all four threads alive at once
+
+    threads = [threading.Thread(target=use) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert len(seen) == 4
+    assert sum(client is not shared for client in seen) == 2
+    assert sum(client is shared for client in seen) == 2
+
+
+def test_a_kept_connection_goes_back_when_its_thread_ends(redis_server):
+    clients = ThreadClients(connect(replace(CONFIG, redis_url=redis_server.url, redis_pool_size=2)))
+    kept = []
+    for _ in range(3):  # one connection may be kept at a time: each thread's is given back
+        thread = threading.Thread(
+            target=lambda: kept.append(clients.client() is not clients.shared))
+        thread.start()
+        thread.join(10)
+        gc.collect()
+    assert kept == [True, True, True]
+
+
+def test_a_kept_connection_reconnects_after_redis_restarts(tmp_path):
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        clients = ThreadClients(connect(replace(CONFIG, redis_url=server.url)))
+        clients.client().set("k", "before")
+        server.restart()
+        with contextlib.suppress(redis.ConnectionError):
+            clients.client().ping()  # the dropped connection fails once, and is closed
+        assert clients.client().set("k", "after")
+        assert server.client().get("k") == b"after"
+    finally:
+        server.stop()
+
+
+def test_a_forked_child_never_uses_its_parents_connection(redis_server):
+    clients = ThreadClients(connect(replace(CONFIG, redis_url=redis_server.url)))
+    parent = clients.client().client_id()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report the id of the connection it uses, and leave at once
+        try:
+            os.write(write_end, str(clients.client().client_id()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    child = int(os.read(read_end, 64) or b"0")
+    os.close(read_end)
+    assert child and child != parent
+    assert clients.client().client_id() == parent  # the parent's is still whole
+    assert parent in _connection_ids(redis_server)
