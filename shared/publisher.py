@@ -83,7 +83,6 @@ class Publisher:
 
     def __init__(self, client: redis.Redis, config: Config) -> None:
         self._client = client
-        # Each publishing thread keeps a connection of the client's pool (see ThreadClients).
         self._clients = ThreadClients(client)
         self._config = config
         self._script = client.register_script(_SCRIPT)
