@@ -38,6 +38,11 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def test_health_and_readiness_through_nginx(stack):
+    # The stack fixture waits for liveness (/healthz); readiness follows once every worker has
+    # its Redis connections. nginx spreads requests over the workers: ask each path a few times.
+    for path in ("/readyz", "/streams/readyz"):
+        wait_for(lambda path=path: all(http_get(stack.url(path))[0] == 200 for _ in range(4)),
+                 15, f"GET {path} answered 200 by every worker")
     for path in ("/healthz", "/readyz", "/streams/healthz", "/streams/readyz"):
         status, headers, body = http_get(stack.url(path))
         assert status == 200, (path, body)
