@@ -8,7 +8,9 @@ Prints µs of this thread's CPU per operation, each measured in turn against wha
   socket pair, body read;
 - one EVALSHA publish and one PING: through the pooled client (a pool checkout per command) vs
   through the thread's kept connection (``shared.redisconn.ThreadClients``), on a real
-  redis-server started here on a free loopback port.
+  redis-server started here on a free loopback port;
+- writing a publish's 201 answer on a loopback TCP connection: head and body in two sends (as
+  gunicorn's ``Response.write`` does) vs one joined send — a change weighed and not made.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,6 +107,36 @@ def request_parse() -> None:
     show("parse a publish request: Python → C (h1c)", parse("python"), parse("fast"), 5000)
 
 
+def response_sends() -> None:
+    head = (b"HTTP/1.1 201 CREATED\r\nServer: gunicorn\r\n"
+            b"Date: Tue, 01 Dec 2026 06:00:00 GMT\r\nConnection: keep-alive\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 25\r\n\r\n")
+    body = b'{"id":"1764568800000-0"}\n'
+    with socket.socket() as listener:
+        listener.bind((LOOPBACK, 0))
+        listener.listen()
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    for end in (client, server):
+        end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def drain() -> None:
+        while client.recv(65536):
+            pass
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+
+    def two() -> None:
+        server.sendall(head)
+        server.sendall(body)
+
+    show("201 answer: two sends → one", two, lambda: server.sendall(head + body), 20000)
+    server.close()
+    reader.join(10)
+    client.close()
+
+
 def redis_calls(workdir: Path) -> None:
     with socket.socket() as probe:
         probe.bind((LOOPBACK, 0))
@@ -141,6 +174,7 @@ def main() -> None:
         workdir = Path(tmp)
         access_lines(workdir)
         request_parse()
+        response_sends()
         redis_calls(workdir)
 
 
