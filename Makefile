@@ -81,7 +81,7 @@ test: test-deps
 lint: deps
 	$(VENV)/bin/ruff check .
 
-## bench: the benchmark (bench/run.py; about 20 min, QUICK=1 for a few-minute subset). Never part
+## bench: the benchmark (bench/run.py; about 11 min, QUICK=1 for a few-minute subset). Never part
 ## of `make test`. Installs the bench-only extra (flask-sse, the comparison) first.
 bench: deps $(VENV)/.bench-installed
 	$(PYTHON) bench/run.py $(if $(QUICK),--quick)
