@@ -38,6 +38,13 @@ def frame(cursor: str, event_type: str, data: str) -> bytes:
     return id_line(cursor) + event_body(event_type, data)
 
 
+def position(cursor: str) -> bytes:
+    """An ``id:`` field in a frame of its own. It dispatches no event, yet a client that follows
+    the WHATWG parser (EventSource) makes it its last event ID, so a stream that drops before
+    its first event still resumes from where it started instead of from "now"."""
+    return id_line(cursor) + b"\n"
+
+
 def retry(milliseconds: int) -> bytes:
     """A ``retry:`` field (reconnection delay) in a frame of its own; it dispatches nothing."""
     return f"retry: {int(milliseconds)}\n\n".encode("ascii")

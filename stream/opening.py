@@ -109,10 +109,17 @@ def open_connection(
         positions = start_positions(state.redis, channels, requested, state.hub, state.broker)
     except Unavailable:
         positions = None
-    subscriber.send(
+    opening = (
         _HEAD + _header_lines(cors_headers(state, ask.origin)) + b"\r\n"
         + sse.retry(jittered(config.retry_ms))
     )
+    if positions is not None:
+        # The client's cursor from the first byte: were the stream to end before its first
+        # event (a worker killed, Redis gone before the subscription was confirmed), the
+        # reconnect resumes here; without it, it would start at the log's end again and miss
+        # whatever was published in between.
+        opening += sse.position(cursor.format(positions, channels[0]))
+    subscriber.send(opening)
     try:
         if positions is None:
             raise Unavailable("Redis is unreachable")

@@ -5,7 +5,8 @@ Order matters: the connection is registered with the hub and its channels are su
 then ``pending`` is released, skipping what the replay already sent. A replayed event whose
 ``prev`` is not the connection's position means history was lost: a documented ``eventgate.lost``
 control event is sent first — never silent loss. Channels without a cursor start at the log's
-current end, so the first cursor the client sees already pins every channel.
+current end; the stream's opening frame already carries the cursor of every start position
+(stream/opening.py), so even a stream that ends before its first event resumes without a gap.
 """
 
 from __future__ import annotations

@@ -223,10 +223,11 @@ class EventSourceClient:
 
     def _take(self, client: StreamClient, seen: int) -> int:
         new = client.events[seen:]
-        for event in new:
-            self.events.append(event)
-            if event.last_event_id:
-                self.last_event_id = event.last_event_id
+        self.events.extend(new)
+        # Like a browser: the parser's last event ID, which frames with no data (the opening
+        # cursor) set too, not only the ids of dispatched events.
+        if client.parser.last_event_id:
+            self.last_event_id = client.parser.last_event_id
         return seen + len(new)
 
     def data(self, event_type: str = "message") -> list:

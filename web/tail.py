@@ -130,7 +130,8 @@ class Tail:
         raise TailError(f"the stream was refused ({response.status}): {message}")
 
     def _follow(self, response: http.client.HTTPResponse, out: TextIO) -> None:
-        for event in sseclient.SSEClient(_chunks(response)).events():
+        chunks = _remember_bare_ids(_chunks(response), self._remember)
+        for event in sseclient.SSEClient(chunks).events():
             if event.id is not None:
                 self._cursor = event.id or None
             if event.event == TOKEN_EXPIRED_EVENT:
@@ -138,6 +139,9 @@ class Tail:
             out.write(self._line(event) + "\n")
             out.flush()
             self._printed += 1
+
+    def _remember(self, cursor: str) -> None:
+        self._cursor = cursor or None
 
     def _line(self, event: sseclient.Event) -> str:
         channel, event_id = self._locate(event.id)
@@ -162,6 +166,31 @@ class Tail:
 
 def _chunks(response: http.client.HTTPResponse) -> Iterator[bytes]:
     while chunk := response.read1(READ_BYTES):
+        yield chunk
+
+
+def _remember_bare_ids(chunks: Iterator[bytes], remember: Callable[[str], None]) -> Iterator[bytes]:
+    """Pass ``chunks`` through, handing ``remember`` the ``id:`` of every frame without data.
+
+    sseclient-py yields only frames with data, so it drops the stream's opening frame, the
+    cursor the server sends before any event (stream/opening.py). EventSource keeps it as its
+    last event ID, and so must tail: a stream cut before its first event then resumes from where
+    it started. Each chunk is looked at before sseclient-py gets it, so an event's own id, seen
+    later, still wins. Our server ends lines with LF only."""
+    partial = b""
+    bare_id: bytes | None = None
+    has_data = False
+    for chunk in chunks:
+        *lines, partial = (partial + chunk).split(b"\n")
+        for line in lines:
+            if not line:
+                if bare_id is not None and not has_data:
+                    remember(bare_id.decode("ascii", "replace"))
+                bare_id, has_data = None, False
+            elif line.startswith(b"id:"):
+                bare_id = line[4:] if line.startswith(b"id: ") else line[3:]
+            elif line.startswith(b"data"):
+                has_data = True
         yield chunk
 
 

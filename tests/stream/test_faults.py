@@ -115,3 +115,30 @@ def test_pubsub_output_buffer_limit_drop_is_backfilled(
         assert [d["n"] for d in got] == list(range(100))
         client.stop()
     assert "pub/sub connection lost" in pool.log_text()
+
+
+def test_stream_cut_before_its_first_event_resumes_from_its_opening_cursor(
+    make_pool, tokens, publisher, channel
+):
+    # Every event below is published while the clients are between connections (the worker
+    # is dead, their reconnect waits at least half of retry_ms): none reaches them live. Only
+    # the cursor of the opening frame, sent before any event existed, can bring it to them.
+    pool = make_pool(retry_ms="1000")
+    channels = [channel, f"{channel}.b"]
+    clients = connect_clients(pool.port, tokens, channels)
+    assert all(c.last_event_id for c in clients)  # a cursor before any event
+    assert not any(c.events for c in clients)
+    [worker] = pool.worker_pids()
+    os.kill(worker, signal.SIGKILL)
+    for n in range(20):
+        for name in channels:
+            publisher.publish(name, {"n": n, "on": name})
+    expected = [{"n": n, "on": channel} for n in range(20)]
+    for client in clients[:3]:
+        assert client.wait_data(expected) == expected
+    both = clients[3].wait_data(expected * 2)
+    for name in channels:
+        assert [d for d in both if d["on"] == name] == [{"n": n, "on": name} for n in range(20)]
+    for client in clients:
+        assert client.connections >= 2 and client.failed_status is None
+        client.stop()

@@ -122,3 +122,24 @@ def test_heartbeat_on_idle_stream(make_pool, tokens, channel):
     assert beats >= 3, client.raw
     assert client.events == []
     client.close()
+
+
+def test_opening_frame_carries_the_start_cursor(make_pool, tokens, publisher, channel):
+    # The frame after retry: is an id: with no data. It dispatches nothing, yet a WHATWG parser
+    # (EventSource) takes it as the last event ID: a stream cut before its first event resumes
+    # from here (tests/stream/test_faults.py shows the resume).
+    pool = make_pool()
+    other = f"{channel}.b"
+    newest = publisher.publish(channel, {"n": 0})
+    token, _ = tokens.issue([channel, other])
+    one = StreamClient(pool.port, stream_path(token, (channel,))).start()
+    two = StreamClient(pool.port, stream_path(token, (channel, other), f"{other}=0-0")).start()
+    wait_for(lambda: b"\n\nid: " in one.raw and b"\n\nid: " in two.raw, 5, "the opening frames")
+    for client, cursor in ((one, newest), (two, f"{channel}={newest},{other}=0-0")):
+        body = client.raw.partition(b"\r\n\r\n")[2]
+        retry, opening = body.split(b"\n\n")[:2]
+        assert retry.startswith(b"retry: ")
+        assert opening == f"id: {cursor}".encode()
+        assert client.events == []  # nothing dispatched
+        assert client.parser.last_event_id == cursor
+        client.close()

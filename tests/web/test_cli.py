@@ -165,7 +165,7 @@ def test_no_command_prints_usage_and_exits_2(run_cli):
 class ScriptedStreams:
     """An HTTP server whose n-th ``/streams`` request gets the n-th scripted body, then EOF."""
 
-    def __init__(self, bodies: list[tuple[int, bytes]]) -> None:
+    def __init__(self, bodies: list[tuple[int, bytes | list[bytes]]]) -> None:
         self.bodies = list(bodies)
         self.requests: list[tuple[str, dict[str, str]]] = []
         owner = self
@@ -179,7 +179,8 @@ class ScriptedStreams:
                 self.send_header("Content-Type", kind)
                 self.send_header("Connection", "close")
                 self.end_headers()
-                for piece in (body[:7], body[7:]):  # split mid-frame, like a real network
+                # Split mid-frame, like a real network (a list: those pieces).
+                for piece in body if isinstance(body, list) else (body[:7], body[7:]):
                     self.wfile.write(piece)
                     self.wfile.flush()
 
@@ -238,6 +239,19 @@ def test_tail_prints_events_and_resumes_from_the_last_id_after_the_stream_ends()
     assert path1 == "/streams?token=tok&channel=orders.1"
     assert headers1["Last-Event-ID"] == "0-1"
     assert headers2["Last-Event-ID"] == "2-0"  # resumes after the control event's cursor too
+
+
+def test_tail_keeps_the_opening_cursor_of_a_stream_cut_before_its_first_event():
+    # The server's opening frame (an id: with no data) is split over chunks here on purpose.
+    first = [b"retry: 1000\n\nid: a=7-0,", b"b=0-0\n", b"\n"]
+    second = b"id: a=8-0,b=0-0\nevent: t\ndata: 1\n\n"
+    with ScriptedStreams([(200, first), (200, second)]) as server:
+        lines = _follow(server.url, ["a", "b"], 1)
+
+    assert lines == ["a t 1"]
+    (_, headers1), (_, headers2) = server.requests
+    assert "Last-Event-ID" not in headers1
+    assert headers2["Last-Event-ID"] == "a=7-0,b=0-0"
 
 
 def test_tail_json_names_the_channel_from_a_multi_channel_cursor():
