@@ -16,7 +16,7 @@ export EVENTGATE_VAR_DIR
 
 CONF := $(EVENTGATE_VAR_DIR)/conf/supervisord.conf
 SUPERVISORCTL := $(VENV)/bin/supervisorctl -c $(CONF)
-RENDER := $(PYTHON) -m shared.deploy render \
+RENDER := $(PYTHON) -m eventgate.deploy.stack render \
 	--web-workers $(EVENTGATE_WEB_WORKERS) --stream-workers $(EVENTGATE_STREAM_WORKERS)
 
 .PHONY: deps system-deps test-deps init run up down status restart reload test lint bench
@@ -39,7 +39,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## init: write $(EVENTGATE_VAR_DIR)/eventgate.env with fresh dev secrets (first run only)
 init: deps
-	@$(PYTHON) -m shared.deploy init >/dev/null
+	@$(PYTHON) -m eventgate.deploy.stack init >/dev/null
 
 ## run: the whole stack in the foreground; Ctrl-C stops it all
 run: init
@@ -54,14 +54,14 @@ up: init
 	else \
 		$(VENV)/bin/supervisord -c $(CONF); \
 	fi
-	@$(PYTHON) -m shared.deploy wait-healthy --timeout 60
+	@$(PYTHON) -m eventgate.deploy.stack wait-healthy --timeout 60
 	@$(SUPERVISORCTL) status || true
 
 ## down: stop the stack and wait until every process is gone (does nothing when it is down)
 down:
 	@if [ -f $(CONF) ] && [ -x $(VENV)/bin/supervisorctl ]; then \
 		$(SUPERVISORCTL) shutdown >/dev/null 2>&1 || true; \
-		$(PYTHON) -m shared.deploy wait-stopped --timeout 90; \
+		$(PYTHON) -m eventgate.deploy.stack wait-stopped --timeout 90; \
 	fi
 
 status:

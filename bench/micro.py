@@ -32,11 +32,11 @@ from gunicorn.http.parser import RequestParser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared import keys  # noqa: E402
-from shared.config import Config  # noqa: E402
-from shared.gunicornlog import TextLogger  # noqa: E402
-from shared.publisher import Publisher  # noqa: E402
-from shared.redisconn import ThreadClients, connect  # noqa: E402
+from eventgate.shared import keys  # noqa: E402
+from eventgate.shared.config import Config  # noqa: E402
+from eventgate.shared.gunicornlog import TextLogger  # noqa: E402
+from eventgate.shared.publisher import Publisher  # noqa: E402
+from eventgate.shared.redisconn import ThreadClients, connect  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 ROUNDS = 3

@@ -59,9 +59,9 @@ class Events:
 
 class ViaPublisher:
     def __init__(self, redis_url: str) -> None:
-        from shared.config import Config
-        from shared.publisher import Draft, Publisher
-        from shared.redisconn import connect
+        from eventgate.shared.config import Config
+        from eventgate.shared.publisher import Draft, Publisher
+        from eventgate.shared.redisconn import connect
 
         config = Config(secret_keys=("bench",), publish_keys=("bench",), redis_url=redis_url)
         self._publisher = Publisher(connect(config), config)

@@ -37,7 +37,7 @@ LOOPBACK = "127.0.0.1"
 TICK = os.sysconf("SC_CLK_TCK")
 
 sys.path.insert(0, str(ROOT))
-from shared.tokens import ChannelTokens  # noqa: E402
+from eventgate.shared.tokens import ChannelTokens  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -230,7 +230,7 @@ class Server:
 class Eventgate(Server):
     def gunicorn_args(self) -> list[str]:
         # The flags of deploy/supervisor/supervisord.conf.tmpl (worker count and port aside).
-        return ["stream.wsgi:app", "-c", str(ROOT / "stream" / "gunicorn_conf.py")]
+        return ["eventgate.stream.wsgi:app", "-c", "python:eventgate.stream.gunicorn_conf"]
 
     def env(self) -> dict:
         return {
@@ -679,7 +679,7 @@ class Bench:
             "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / f"metrics-web-{port}"),
         }
         web = Process(f"web-{port}", pinned(SERVER_CORE, [
-            str(BIN / "gunicorn"), "web.wsgi:app", *WEB_FLAGS, *self.web_flags,
+            str(BIN / "gunicorn"), "eventgate.web.wsgi:app", *WEB_FLAGS, *self.web_flags,
             "--bind", f"{LOOPBACK}:{port}",
             "--workers", "1", "--control-socket", str(self.workdir / f"web-{port}.ctl"),
         ]), self.workdir, env)
@@ -723,8 +723,8 @@ class Bench:
 # socket aside; tests/ops/test_rendered_configs.py checks they agree): the bench measures the
 # worker the stack runs, access log included (to its log file here, to supervisord there).
 WEB_FLAGS = [
-    "-c", str(ROOT / "web" / "gunicorn_conf.py"),
-    "--worker-class", "shared.webworker.WebWorker", "--threads", "4",
+    "-c", "python:eventgate.web.gunicorn_conf",
+    "--worker-class", "eventgate.web.worker.WebWorker", "--threads", "4",
     "--keep-alive", "75", "--timeout", "30", "--graceful-timeout", "10",
     "--access-logfile", "-",
     "--access-logformat", '%(t)s %({x-request-id}i)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms',

@@ -2,7 +2,7 @@
 ``EVENTGATE_*`` settings (or var/eventgate.env): ``gunicorn --chdir docs example_app:app``."""
 from flask import Flask, abort, jsonify, request
 
-from web.extension import EventGate
+from eventgate.web.extension import EventGate
 
 app = Flask(__name__)
 gate = EventGate(app)  # or: gate = EventGate(); gate.init_app(app) in an app factory

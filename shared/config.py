@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.errors import ConfigError
-from shared.publishkeys import parse_publish_keys
+from eventgate.shared.errors import ConfigError
+from eventgate.shared.publishkeys import parse_publish_keys
 
 ENV_FILE_NAME = "eventgate.env"
 MIN_SECRET_CHARS = 32

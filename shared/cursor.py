@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from shared.errors import InvalidCursor, InvalidName
-from shared.events import id_key
-from shared.names import validate_channel
+from eventgate.shared.errors import InvalidCursor, InvalidName
+from eventgate.shared.events import id_key
+from eventgate.shared.names import validate_channel
 
 MAX_CURSOR_CHARS = 8192
 

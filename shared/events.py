@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from shared.errors import InvalidEvent
+from eventgate.shared.errors import InvalidEvent
 
 START = "0-0"
 

@@ -16,8 +16,8 @@ import socket
 from gunicorn import util
 from gunicorn.errors import AppImportError
 
-from shared.config import Config
-from shared.errors import ConfigError
+from eventgate.shared.config import Config
+from eventgate.shared.errors import ConfigError
 
 _CODES = {
     400: "bad_request",

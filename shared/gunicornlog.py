@@ -23,9 +23,9 @@ from datetime import timedelta
 
 from gunicorn.glogging import Logger
 
-from shared.config import Config
-from shared.errors import ConfigError
-from shared.logformat import JsonFormatter, clean_request_id
+from eventgate.shared.config import Config
+from eventgate.shared.errors import ConfigError
+from eventgate.shared.logformat import JsonFormatter, clean_request_id
 
 
 def _status(resp, req, environ, took: timedelta) -> object:  # noqa: ANN001
@@ -162,4 +162,4 @@ def logger_class_from_env() -> str:
         log_format = Config.from_env().log_format
     except ConfigError:
         log_format = "text"
-    return f"shared.gunicornlog.{'JsonLogger' if log_format == 'json' else 'TextLogger'}"
+    return f"eventgate.shared.gunicornlog.{'JsonLogger' if log_format == 'json' else 'TextLogger'}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from shared.errors import InvalidName
+from eventgate.shared.errors import InvalidName
 
 _CHANNEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _EVENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")

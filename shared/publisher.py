@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import redis
 
-from shared import keys
-from shared.config import Config
-from shared.errors import InvalidEvent, PublishError
-from shared.events import encode_data
-from shared.names import validate_channel, validate_event_type
-from shared.redisconn import ThreadClients
+from eventgate.shared import keys
+from eventgate.shared.config import Config
+from eventgate.shared.errors import InvalidEvent, PublishError
+from eventgate.shared.events import encode_data
+from eventgate.shared.names import validate_channel, validate_event_type
+from eventgate.shared.redisconn import ThreadClients
 
 # KEYS: log1, live1, log2, live2, …   ARGV: maxlen, max_age_ms, type1, data1, type2, data2, …
 # A log's newest id is looked up once per batch (XREVRANGE, or the last generated id when the

@@ -21,8 +21,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from shared.errors import ConfigError, InvalidName
-from shared.names import grant_covers, grant_within, validate_grant
+from eventgate.shared.errors import ConfigError, InvalidName
+from eventgate.shared.names import grant_covers, grant_within, validate_grant
 
 _KEY = re.compile(r"[\x21-\x7e]+")
 _NOT_IN_KEY = (",", ":")

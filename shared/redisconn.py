@@ -15,7 +15,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from shared.config import Config
+from eventgate.shared.config import Config
 
 #: Seconds a caller waits for a free pooled connection before giving up.
 POOL_WAIT_SECONDS = 2.0

@@ -7,7 +7,7 @@ then answers 502 (our 503 ``unavailable``) instead of the app's 413.
 
 from __future__ import annotations
 
-from shared.config import Config
+from eventgate.shared.config import Config
 
 #: Request bodies above this are refused with 413 whatever the batch settings allow.
 MAX_REQUEST_BYTES_CAP = 4 * 1024 * 1024

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 
-from shared.errors import ChannelNotGranted, TokenError, TokenExpired
-from shared.names import grant_covers, validate_channel, validate_grant
+from eventgate.shared.errors import ChannelNotGranted, TokenError, TokenExpired
+from eventgate.shared.names import grant_covers, validate_channel, validate_grant
 
 SALT = "eventgate.stream-token.v1"
 _TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_.-]+")

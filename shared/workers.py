@@ -15,7 +15,7 @@ import time
 
 import redis
 
-from shared import keys
+from eventgate.shared import keys
 
 #: A record is good for this many status intervals (a worker that misses one is not gone yet).
 TTL_INTERVALS = 3

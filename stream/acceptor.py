@@ -32,16 +32,16 @@ from gevent.socket import socket as GeventSocket  # noqa: N812 - the class, name
 from gevent.socket import wait_read
 from werkzeug.http import parse_cookie
 
-from shared import logformat
-from shared.errors import EventgateError
-from stream.opening import (
+from eventgate.shared import logformat
+from eventgate.shared.errors import EventgateError
+from eventgate.stream.opening import (
     OsSocket,
     StreamFailed,
     StreamRequest,
     open_connection,
     refusal_response,
 )
-from stream.state import StreamState
+from eventgate.stream.state import StreamState
 
 log = logging.getLogger("eventgate.stream")
 

@@ -32,10 +32,10 @@ try:
 except ImportError:  # redis[hiredis] is a dependency; without it the read loop is slower
     hiredis = None
 
-from shared import keys, sse
-from shared.config import Config
-from shared.events import Event, id_key
-from stream.hub import Channel, Hub
+from eventgate.shared import keys, sse
+from eventgate.shared.config import Config
+from eventgate.shared.events import Event, id_key
+from eventgate.stream.hub import Channel, Hub
 
 log = logging.getLogger("eventgate.stream.broker")
 

@@ -7,8 +7,8 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import EventgateError
-from stream.opening import StreamFailed, refusal_headers
+from eventgate.shared.errors import EventgateError
+from eventgate.stream.opening import StreamFailed, refusal_headers
 
 log = logging.getLogger("eventgate.stream")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import random
 
-from shared import gunicornerrors, metrics, sse
-from shared.gunicornlog import logger_class_from_env
+from eventgate.shared import gunicornerrors, metrics, sse
+from eventgate.shared.gunicornlog import logger_class_from_env
 
 worker_class = "gevent"
 keepalive = 0
@@ -36,7 +36,7 @@ def worker_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signa
     retry_ms = state.config.retry_ms
     # Imported here, in the worker (which has loaded it already): the master loads this file and
     # must not import the stream package (gevent, redis) before the fork.
-    from stream import status
+    from eventgate.stream import status
 
     if state.acceptor is not None:
         state.acceptor.close(graceful_timeout=server.cfg.graceful_timeout)
@@ -58,7 +58,7 @@ def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signatur
     """In the worker, with the app loaded and before it builds its servers: the accept fast path
     (stream/acceptor.py) takes the listeners; it opens plain stream requests itself and hands
     everything else to gunicorn's handler."""
-    from stream import acceptor  # in the worker only, see worker_exit
+    from eventgate.stream import acceptor  # in the worker only, see worker_exit
 
     acceptor.install(worker)
 

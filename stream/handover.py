@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from gunicorn.workers.base_async import ALREADY_HANDLED
 
-from stream.views import HANDLED
+from eventgate.stream.views import HANDLED
 
 
 class Handover:

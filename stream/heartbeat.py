@@ -12,9 +12,9 @@ import time
 
 import gevent
 
-from shared import sse
-from stream.hub import Hub
-from stream.subscriber import Subscriber
+from eventgate.shared import sse
+from eventgate.stream.hub import Hub
+from eventgate.stream.subscriber import Subscriber
 
 TOKEN_EXPIRED_EVENT = "eventgate.token_expired"
 _COMMENT = sse.comment("hb")

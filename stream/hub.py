@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 
-from shared import sse
-from stream.lag import LagHistogram
-from stream.subscriber import Subscriber
+from eventgate.shared import sse
+from eventgate.stream.lag import LagHistogram
+from eventgate.stream.subscriber import Subscriber
 
 LOST_EVENT = "eventgate.lost"
 

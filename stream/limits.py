@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import gevent.event
 import redis
 
-from shared import keys
-from shared.config import Config
-from shared.errors import TooBusy, TooManyStreams
+from eventgate.shared import keys
+from eventgate.shared.config import Config
+from eventgate.shared.errors import TooBusy, TooManyStreams
 
 log = logging.getLogger("eventgate.stream")
 

@@ -19,9 +19,9 @@ import gevent
 from flask import Blueprint, Response, current_app, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from shared import metrics as exposition
-from stream import status
-from stream.lag import BUCKETS_SECONDS
+from eventgate.shared import metrics as exposition
+from eventgate.stream import status
+from eventgate.stream.lag import BUCKETS_SECONDS
 
 log = logging.getLogger("eventgate.stream.metrics")
 

@@ -22,11 +22,11 @@ from http import HTTPStatus
 
 from gevent import monkey
 
-from shared import cursor, sse
-from shared.errors import EventgateError, TokenExpired, TooBusy
-from stream.resume import Unavailable, open_stream, start_positions
-from stream.state import StreamState
-from stream.subscriber import Subscriber
+from eventgate.shared import cursor, sse
+from eventgate.shared.errors import EventgateError, TokenExpired, TooBusy
+from eventgate.stream.resume import Unavailable, open_stream, start_positions
+from eventgate.stream.state import StreamState
+from eventgate.stream.subscriber import Subscriber
 
 #: The OS's socket class, not gevent's cooperative one: the hub only ever sends without waiting,
 #: and a plain socket costs no libev watchers (less CPU per accept, less memory per stream).

@@ -14,11 +14,11 @@ from __future__ import annotations
 import gevent
 import redis
 
-from shared import keys
-from shared.events import START, id_key
-from stream.broker import READ_BATCH, Broker, body_of, entry_fields
-from stream.hub import Hub, lost_body
-from stream.subscriber import Subscriber
+from eventgate.shared import keys
+from eventgate.shared.events import START, id_key
+from eventgate.stream.broker import READ_BATCH, Broker, body_of, entry_fields
+from eventgate.stream.hub import Hub, lost_body
+from eventgate.stream.subscriber import Subscriber
 
 #: A replay pauses while this much is still queued for a slow socket (bytes).
 _REPLAY_PAUSE_BYTES = 256 * 1024

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 import redis
 
-from shared.config import Config
-from shared.tokens import ChannelTokens
-from stream.broker import Broker
-from stream.hub import Hub
-from stream.limits import StreamLimits
+from eventgate.shared.config import Config
+from eventgate.shared.tokens import ChannelTokens
+from eventgate.stream.broker import Broker
+from eventgate.stream.hub import Hub
+from eventgate.stream.limits import StreamLimits
 
 
 @dataclass

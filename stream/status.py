@@ -18,8 +18,8 @@ from collections import deque
 
 import redis
 
-from shared import workers
-from stream.lag import quantile
+from eventgate.shared import workers
+from eventgate.stream.lag import quantile
 
 log = logging.getLogger("eventgate.stream.status")
 

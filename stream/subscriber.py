@@ -17,7 +17,7 @@ import socket
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from shared import cursor, sse
+from eventgate.shared import cursor, sse
 
 _READ, _WRITE = 1, 2
 

@@ -13,9 +13,9 @@ import socket
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from shared.errors import EventgateError
-from stream.opening import OsSocket, StreamRequest, cors_headers, open_connection
-from stream.state import StreamState
+from eventgate.shared.errors import EventgateError
+from eventgate.stream.opening import OsSocket, StreamRequest, cors_headers, open_connection
+from eventgate.stream.state import StreamState
 
 bp = Blueprint("stream", __name__)
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from shared.config import Config
+from eventgate.shared.config import Config
 from tests.servers import RedisServer
 from tests.stack import Stack
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 
-from shared.tokens import ChannelTokens
+from eventgate.shared.tokens import ChannelTokens
 from tests.clients import EventSourceClient
 from tests.servers import wait_for
 from tests.stream.paced import PacedPublisher

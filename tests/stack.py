@@ -1,7 +1,8 @@
 """Stack: the whole deployment (redis, web, stream, nginx under supervisord) on free loopback ports.
 
-It renders the real templates with shared.deploy.render_stack into a temporary var dir, so what the
-tests exercise is what ``make run`` deploys. Every wait has a deadline; a failure shows the logs.
+It renders the real templates with deploy/stack.py:render_stack into a temporary var dir, so
+what the tests exercise is what ``make run`` deploys. Every wait has a deadline; a failure shows
+the logs.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import redis
 
-from shared.config import ENV_FILE_NAME, Config
-from shared.deploy import render_stack, stack_processes
+from eventgate.deploy.stack import render_stack, stack_processes
+from eventgate.shared.config import ENV_FILE_NAME, Config
 from tests.servers import LOOPBACK, child_env, free_port, port_open, wait_for
 
 REPO_ROOT = Path(__file__).absolute().parent.parent

@@ -15,10 +15,10 @@ from collections.abc import Iterable, Sequence
 
 from flask import Response, request
 
-from shared.errors import ChannelNotGranted
-from shared.publishkeys import PublishKey, parse_publish_keys
-from web.errors import error_response
-from web.extension import current_eventgate
+from eventgate.shared.errors import ChannelNotGranted
+from eventgate.shared.publishkeys import PublishKey, parse_publish_keys
+from eventgate.web.errors import error_response
+from eventgate.web.extension import current_eventgate
 
 _SCHEME = "bearer"
 # The matched key lives in the WSGI environ: it dies with the request.

@@ -18,15 +18,21 @@ from pathlib import Path
 
 import redis
 
-from shared.config import Config, var_dir_from_env, write_dev_env
-from shared.errors import ConfigError, EventgateError, InvalidEvent, InvalidName, PublishError
-from shared.names import validate_channel
-from shared.publisher import Publisher
-from shared.redisconn import connect
-from shared.tokens import ChannelTokens
-from web.opscli import print_status
-from web.opscli import replay as replay_log
-from web.tail import Tail, TailError
+from eventgate.shared.config import Config, var_dir_from_env, write_dev_env
+from eventgate.shared.errors import (
+    ConfigError,
+    EventgateError,
+    InvalidEvent,
+    InvalidName,
+    PublishError,
+)
+from eventgate.shared.names import validate_channel
+from eventgate.shared.publisher import Publisher
+from eventgate.shared.redisconn import connect
+from eventgate.shared.tokens import ChannelTokens
+from eventgate.web.opscli import print_status
+from eventgate.web.opscli import replay as replay_log
+from eventgate.web.tail import Tail, TailError
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, render_template
 
-from web.errors import InvalidRequest
-from web.extension import current_eventgate
-from web.isotime import iso_utc
-from web.jsonbody import read_fields, read_json
+from eventgate.web.errors import InvalidRequest
+from eventgate.web.extension import current_eventgate
+from eventgate.web.isotime import iso_utc
+from eventgate.web.jsonbody import read_fields, read_json
 
 DEMO_CHANNEL = "demo.lobby"
 DEMO_EVENT_TYPE = "demo.message"

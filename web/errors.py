@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from shared.errors import EventgateError, PublishError
+from eventgate.shared.errors import EventgateError, PublishError
 
 
 class InvalidRequest(EventgateError, ValueError):

@@ -23,12 +23,12 @@ from typing import TypeVar
 import redis
 from flask import Flask, Response, current_app, has_request_context, request
 
-from shared.config import Config
-from shared.errors import InvalidEvent, PublishError
-from shared.publisher import Draft, Publisher
-from shared.redisconn import connect
-from shared.tokens import ChannelTokens
-from web.errors import publish_failed_response
+from eventgate.shared.config import Config
+from eventgate.shared.errors import InvalidEvent, PublishError
+from eventgate.shared.publisher import Draft, Publisher
+from eventgate.shared.redisconn import connect
+from eventgate.shared.tokens import ChannelTokens
+from eventgate.web.errors import publish_failed_response
 
 _T = TypeVar("_T")
 

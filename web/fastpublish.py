@@ -23,14 +23,14 @@ from collections.abc import Callable, Iterable
 
 from flask import Flask
 
-from shared import logformat
-from shared.errors import PublishError
-from shared.publisher import Draft
-from shared.publishkeys import parse_publish_keys
-from web.api.events import drafts_of
-from web.auth import key_of
-from web.errors import publish_failed_response
-from web.extension import EventGate
+from eventgate.shared import logformat
+from eventgate.shared.errors import PublishError
+from eventgate.shared.publisher import Draft
+from eventgate.shared.publishkeys import parse_publish_keys
+from eventgate.web.api.events import drafts_of
+from eventgate.web.auth import key_of
+from eventgate.web.errors import publish_failed_response
+from eventgate.web.extension import EventGate
 
 PATH = "/api/events"
 _JSON = "application/json"

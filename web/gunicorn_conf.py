@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from gunicorn import util
 
-from shared import gunicornerrors, metrics
-from shared.gunicornlog import logger_class_from_env
+from eventgate.shared import gunicornerrors, metrics
+from eventgate.shared.gunicornlog import logger_class_from_env
 
 # As long as nginx lets through (its 8k header buffers), so that gunicorn never answers with its
 # own HTML error page; nginx answers anything longer with JSON.
@@ -67,6 +67,6 @@ def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signatur
     if gate is None:
         return
     # Imported here, in the worker (which has loaded the web package already): see above.
-    from web.statusfeed import StatusFeed
+    from eventgate.web.statusfeed import StatusFeed
 
     app.extensions["eventgate.statusfeed"] = StatusFeed(gate).start()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import redis
 from flask import Blueprint, Response, jsonify
 
-from web.errors import error_response
-from web.extension import current_eventgate
+from eventgate.web.errors import error_response
+from eventgate.web.extension import current_eventgate
 
 bp = Blueprint("health", __name__)
 

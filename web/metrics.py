@@ -15,9 +15,9 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from shared import metrics as exposition
-from web.errors import error_response
-from web.extension import EXTENSION_KEY
+from eventgate.shared import metrics as exposition
+from eventgate.web.errors import error_response
+from eventgate.web.extension import EXTENSION_KEY
 
 METRICS_KEY = "eventgate.metrics"
 PUBLISH_BUCKETS_SECONDS = (

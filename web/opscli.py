@@ -15,9 +15,9 @@ from typing import TextIO
 import redis
 from tqdm import tqdm
 
-from shared import keys
-from shared.events import START, Event, id_key
-from web.overview import log_lengths, overview
+from eventgate.shared import keys
+from eventgate.shared.events import START, Event, id_key
+from eventgate.web.overview import log_lengths, overview
 
 REPLAY_BATCH = 1000
 

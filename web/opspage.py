@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, render_template, request
 
-from web.auth import key_matches
-from web.errors import error_response
-from web.extension import current_eventgate
-from web.isotime import iso_utc
-from web.statusfeed import STATUS_CHANNEL, STATUS_EVENT_TYPE
+from eventgate.web.auth import key_matches
+from eventgate.web.errors import error_response
+from eventgate.web.extension import current_eventgate
+from eventgate.web.isotime import iso_utc
+from eventgate.web.statusfeed import STATUS_CHANNEL, STATUS_EVENT_TYPE
 
 TOKEN_TTL_SECONDS = 300
 

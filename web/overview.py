@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import redis
 
-from shared import keys, workers
+from eventgate.shared import keys, workers
 
 #: Summed over workers for the totals line.
 SUMMED = (

@@ -19,11 +19,11 @@ import threading
 
 import redis
 
-from shared import keys
-from shared.errors import EventgateError
-from web.extension import EventGate
-from web.isotime import iso_utc
-from web.overview import overview
+from eventgate.shared import keys
+from eventgate.shared.errors import EventgateError
+from eventgate.web.extension import EventGate
+from eventgate.web.isotime import iso_utc
+from eventgate.web.overview import overview
 
 STATUS_CHANNEL = "eventgate.status"
 STATUS_EVENT_TYPE = "status"

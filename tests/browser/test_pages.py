@@ -12,10 +12,10 @@ import time
 
 import pytest
 
+from eventgate.web.demo import DEMO_CHANNEL, DEMO_EVENT_TYPE
 from tests.e2e.test_faults_stack import http_post
 from tests.servers import wait_for
 from tests.stack import http_get
-from web.demo import DEMO_CHANNEL, DEMO_EVENT_TYPE
 
 pytestmark = pytest.mark.stack(
     stream_workers=1,

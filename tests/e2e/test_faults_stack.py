@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import time
 
-from shared.publisher import Publisher
-from shared.redisconn import connect
-from shared.tokens import ChannelTokens
+from eventgate.shared.publisher import Publisher
+from eventgate.shared.redisconn import connect
+from eventgate.shared.tokens import ChannelTokens
 from tests.sequences import assert_sequences, connect_clients
 from tests.servers import wait_for
 from tests.stack import http_get

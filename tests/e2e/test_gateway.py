@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pytest
 import sseclient
 
-from shared.tokens import ChannelTokens
+from eventgate.shared.tokens import ChannelTokens
 from tests.clients import StreamClient, stream_path
 from tests.servers import wait_for
 from tests.stack import http_get
@@ -121,7 +121,7 @@ def test_150_clients_on_one_worker_share_one_pubsub_connection(stack, channel):
         client.close()
     wait_for(lambda: stack_health(stack)["streams"] == 0, 10, "stream count back to zero")
     assert stack_health(stack)["channels"] == 0
-    from shared.keys import live_channel
+    from eventgate.shared.keys import live_channel
 
     wait_for(lambda: not dict(stack.redis().pubsub_numsub(live_channel(channel)))[
         live_channel(channel).encode()], 5, "the subscription to be gone")
@@ -137,7 +137,7 @@ def test_refusals_through_nginx(stack, channel, kind, monkeypatch):
         "bad_name": stream_path(token, ("bad\rname",)),
     }
     if kind == "expired":
-        import shared.tokens as token_module
+        import eventgate.shared.tokens as token_module
 
         real = time.time
         monkeypatch.setattr(token_module.time, "time", lambda: real() - 7200)

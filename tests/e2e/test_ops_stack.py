@@ -12,12 +12,12 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.tokens import ChannelTokens
+from eventgate.shared.tokens import ChannelTokens
+from eventgate.web.statusfeed import STATUS_CHANNEL
 from tests.clients import EventSourceClient
 from tests.e2e.test_faults_stack import http_post
 from tests.servers import child_env, wait_for
 from tests.stack import REPO_ROOT, http_get
-from web.statusfeed import STATUS_CHANNEL
 
 pytestmark = pytest.mark.stack(
     stream_workers=2, web_workers=2,
@@ -92,7 +92,7 @@ def test_status_events_and_the_status_command(stack):
     assert statuses[-1]["totals"]["streams"] >= 1  # the watcher itself
 
     result = subprocess.run(
-        [sys.executable, "-m", "web.cli", "status", "--json"], cwd=REPO_ROOT,
+        [sys.executable, "-m", "eventgate.web.cli", "status", "--json"], cwd=REPO_ROOT,
         env=child_env(EVENTGATE_VAR_DIR=str(stack.var_dir),
                       EVENTGATE_REDIS_PORT=str(stack.redis_port)),
         capture_output=True, text=True, timeout=30, check=False,

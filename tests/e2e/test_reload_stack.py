@@ -9,7 +9,7 @@ import json
 import threading
 import time
 
-from shared import keys
+from eventgate.shared import keys
 from tests.servers import wait_for
 from tests.stack import process_tree
 

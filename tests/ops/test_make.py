@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from shared.deploy import stack_processes
+from eventgate.deploy.stack import stack_processes
 from tests.servers import child_env, free_port, port_open, wait_for
 from tests.stack import REPO_ROOT, http_get
 

@@ -25,11 +25,17 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ENV_FILE_NAME, Config
-from shared.deploy import NginxSettings, render_stack
-from shared.errors import ConfigError
-from shared.production import APP_SETTINGS, EDGE_LIMITS, Production, main, render_production
-from shared.requestsize import max_request_bytes
+from eventgate.deploy.production import (
+    APP_SETTINGS,
+    EDGE_LIMITS,
+    Production,
+    main,
+    render_production,
+)
+from eventgate.deploy.stack import NginxSettings, render_stack
+from eventgate.shared.config import ENV_FILE_NAME, Config
+from eventgate.shared.errors import ConfigError
+from eventgate.shared.requestsize import max_request_bytes
 from tests.ops.test_rendered_configs import (
     directives,
     gunicorn_settings,
@@ -262,7 +268,7 @@ def test_supervisor_reads_the_conf_d_file(production, tmp_path):
     assert stream.max_requests == 0 and not stream.preload_app
     assert stream.bind == [f"127.0.0.1:{production.stream_port}"]
     web = gunicorn_settings(shlex.split(programs["eventgate-web"].command))
-    assert web.worker_class_str == "shared.webworker.WebWorker"
+    assert web.worker_class_str == "eventgate.web.worker.WebWorker"
     assert web.workers == production.web_workers
     text = (tmp_path / "out" / "supervisor" / "eventgate.conf").read_text()
     needed = production.stream_workers * production.worker_streams
@@ -525,14 +531,14 @@ def test_request_id_is_kept_only_when_plain(production, tmp_path):
             assert "proxy_set_header X-Request-ID $eventgate_request_id" in body, name
 
 
-# (6) Both pools load their gunicorn conf file by path.
+# (6) Both pools load their gunicorn conf module from the installed package.
 
 
-def test_pools_load_their_gunicorn_conf_by_path(production, tmp_path):
+def test_pools_load_their_gunicorn_conf_from_the_package(production, tmp_path):
     programs = conf_d_programs(production, tmp_path)
     for program, package in (("eventgate-web", "web"), ("eventgate-stream", "stream")):
         settings = gunicorn_settings(shlex.split(programs[program].command))
-        assert settings.config == f"{production.root}/{package}/gunicorn_conf.py", program
+        assert settings.config == f"python:eventgate.{package}.gunicorn_conf", program
         assert programs[program].directory == production.root
         assert (REPO_ROOT / package / "gunicorn_conf.py").is_file()
 

@@ -19,9 +19,9 @@ from gunicorn.config import Config as GunicornConfig
 from gunicorn.workers.gthread import ThreadWorker
 from supervisor.options import ServerOptions
 
-from shared.config import Config
-from shared.deploy import ENV_NAMES, render_stack
-from shared.requestsize import max_request_bytes
+from eventgate.deploy.stack import ENV_NAMES, render_stack
+from eventgate.shared.config import Config
+from eventgate.shared.requestsize import max_request_bytes
 from tests.stack import REPO_ROOT
 
 SECRET = "s3cret-signing-key-that-must-not-leak-000000"
@@ -107,7 +107,7 @@ def test_stream_pool_keeps_streams_open(config):
     settings = gunicorn_settings(argv)
     var = config.var_dir.resolve()
 
-    assert argv[1] == "stream.wsgi:app"
+    assert argv[1] == "eventgate.stream.wsgi:app"
     assert "--preload" not in argv and settings.preload_app is False
     assert settings.max_requests == 0  # a recycled worker would cut every stream it holds
     assert settings.keepalive == 0
@@ -117,9 +117,21 @@ def test_stream_pool_keeps_streams_open(config):
     assert settings.bind == [f"127.0.0.1:{config.stream_port}"]
     assert settings.graceful_timeout == GRACEFUL_TIMEOUT
     assert settings.control_socket == str(var / "run" / "stream.ctl")
-    # Loaded by path: importing the package would import gevent, Flask and redis in the master
-    # before the worker monkey-patches (the --preload trap).
-    assert settings.config == str(REPO_ROOT / "stream" / "gunicorn_conf.py")
+    # Loaded as a module of the installed package (no checkout needed); the package __init__
+    # files hold no code, so this loads neither Flask nor redis in the master before the worker
+    # monkey-patches (the --preload trap): test_gunicorn_confs_load_no_app_in_the_master.
+    assert settings.config == "python:eventgate.stream.gunicorn_conf"
+
+
+@pytest.mark.parametrize("pool", ["web", "stream"])
+def test_gunicorn_confs_load_no_app_in_the_master(pool):
+    code = (
+        "import importlib, sys; "
+        f"importlib.import_module('eventgate.{pool}.gunicorn_conf'); "
+        "bad = sorted(m for m in ('flask', 'redis', 'werkzeug') if m in sys.modules); "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=30)
 
 
 def test_stream_gunicorn_conf_does_not_undo_the_flags():
@@ -138,8 +150,8 @@ def test_web_pool_is_blocking_threads_with_its_own_control_socket(config):
 
     # Blocking threads (never gevent) that keep nginx's upstream connections alive, and keep
     # them longer than nginx does (its upstream keepalive_timeout): nginx ends idle ones.
-    # (gunicorn's gthread, serving a busy kept-alive connection on one thread: shared/webworker.py)
-    assert web.worker_class_str == "shared.webworker.WebWorker" and web.threads == 4
+    # (gunicorn's gthread, serving a busy kept-alive connection on one thread: web/worker.py)
+    assert web.worker_class_str == "eventgate.web.worker.WebWorker" and web.threads == 4
     assert issubclass(web.worker_class, ThreadWorker)
     nginx = (conf.parent / "nginx.conf").read_text()
     upstream = directives(nginx_block(nginx, "upstream eventgate_web"))
@@ -159,7 +171,7 @@ def test_the_bench_runs_the_web_worker_the_stack_runs(config):
     bench = runpy.run_path(str(REPO_ROOT / "bench" / "run.py"))
     _, web = programs(render(config))["web"]
     deployed = gunicorn_settings(shlex.split(web.command))
-    benched = gunicorn_settings(["gunicorn", "web.wsgi:app", *bench["WEB_FLAGS"]])
+    benched = gunicorn_settings(["gunicorn", "eventgate.web.wsgi:app", *bench["WEB_FLAGS"]])
     for name in ("config", "worker_class_str", "threads", "keepalive", "timeout",
                  "graceful_timeout", "accesslog", "access_log_format", "preload_app"):
         assert getattr(benched, name) == getattr(deployed, name), name
@@ -227,7 +239,7 @@ def test_every_setting_reaches_the_apps_and_round_trips(config):
     """What the apps read back from the rendered environment is the config that was rendered."""
     secret_fields = {"secret_keys", "publish_keys", "ops_key"}
     fields = {field.name for field in dataclasses.fields(Config)} - secret_fields
-    assert fields == set(ENV_NAMES), "a Config field has no EVENTGATE_* name in shared.deploy"
+    assert fields == set(ENV_NAMES), "a Config field has no EVENTGATE_* name in deploy/stack.py"
 
     found = programs(render(config))
     for name in ("web", "stream"):
@@ -326,7 +338,7 @@ def test_nginx_accepts_the_rendered_config(config):
 
 def test_shared_deploy_imports_neither_flask_nor_gevent():
     code = (
-        "import sys, shared.deploy; "
+        "import sys, eventgate.deploy.stack; "
         "bad = [m for m in ('flask', 'gevent') if m in sys.modules]; "
         "assert not bad, bad"
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.tokens import ChannelTokens
+from eventgate.shared.tokens import ChannelTokens
 from tests.servers import LOOPBACK, wait_for
 from tests.stack import http_get
 
@@ -114,7 +114,7 @@ def test_each_pool_answers_on_its_own_control_socket(stack):
     assert web["control_socket"] != stream["control_socket"]
     assert web["bind"] == [f"127.0.0.1:{stack.web_port}"]
     assert stream["bind"] == [f"127.0.0.1:{stack.stream_port}"]
-    assert "shared.webworker.WebWorker" in web["worker_class"]  # gthread, see the module
+    assert "eventgate.web.worker.WebWorker" in web["worker_class"]  # gthread, see the module
     # The effective stream settings, stream/gunicorn_conf.py included.
     assert "GeventWorker" in stream["worker_class"]
     assert stream["workers"] == stack.stream_workers
@@ -186,7 +186,7 @@ def test_oversized_body_is_a_json_413_everywhere(stack, path):
     # A location with its own error_page loses the server's: each must repeat the JSON 413.
     import http.client
 
-    from shared.requestsize import max_request_bytes
+    from eventgate.shared.requestsize import max_request_bytes
 
     conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
     conn.putrequest("POST", path)

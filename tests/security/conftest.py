@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from shared.tokens import ChannelTokens
+from eventgate.shared.tokens import ChannelTokens
 from tests.stack import Stack
 from tests.stream.conftest import make_pool, publisher, tokens  # noqa: F401 - shared fixtures
 

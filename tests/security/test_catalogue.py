@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from shared.tokens import SALT, ChannelTokens
+from eventgate.shared.tokens import SALT, ChannelTokens
 from tests.security.conftest import Secured
 from tests.security.rawhttp import Answer, request
 
@@ -486,8 +486,8 @@ def check(answer: Answer, row: Row, used: list[str], is_stream: bool = True) -> 
 
 def test_refusals_touch_nothing_in_redis(secured, secret_register, unique):
     """A refused stream subscribes to nothing and holds no lease: the checks come first."""
-    from shared import keys
-    from shared.keys import live_channel
+    from eventgate.shared import keys
+    from eventgate.shared.keys import live_channel
 
     channel = f"sec.{unique}.quiet"
     good = secured.tokens.issue([channel], subject=f"quiet-{unique}")[0]

@@ -20,7 +20,7 @@ from collections import Counter
 
 import pytest
 
-from shared.tokens import ChannelTokens
+from eventgate.shared.tokens import ChannelTokens
 from tests.security.rawhttp import connect, read_answer, request
 from tests.servers import wait_for
 from tests.wsse import Parser

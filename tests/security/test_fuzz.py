@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from shared import keys
-from shared.events import Event
-from shared.names import CONTROL_PREFIX
+from eventgate.shared import keys
+from eventgate.shared.events import Event
+from eventgate.shared.names import CONTROL_PREFIX
+from eventgate.web.app import create_app
 from tests.security.conftest import RESTRICTED_SCOPE
-from web import create_app
 
 # Characters that break line-based protocols or fool readers: CR, LF, NUL, Unicode line breaks,
 # bidi and zero-width marks, a homoglyph, a BOM, quotes and glob characters.
@@ -103,7 +103,7 @@ def same_json(a: object, b: object) -> bool:
 
 @pytest.fixture(scope="module")
 def fuzz_app(redis_server, tmp_path_factory):
-    from shared.config import Config
+    from eventgate.shared.config import Config
 
     key, restricted = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     config = Config(

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from shared.publisher import Publisher
-from shared.redisconn import connect as redis_connect
-from shared.tokens import ChannelTokens
+from eventgate.shared.publisher import Publisher
+from eventgate.shared.redisconn import connect as redis_connect
+from eventgate.shared.tokens import ChannelTokens
 from tests.security.rawhttp import connect, read_answer, request
 from tests.servers import wait_for
 from tests.stack import http_get

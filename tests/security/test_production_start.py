@@ -16,8 +16,8 @@ from tests.stack import REPO_ROOT, http_get
 STRONG = secrets.token_urlsafe(32)
 STRONG_TOO = secrets.token_urlsafe(32)
 POOLS = {
-    "web": ["web.wsgi:app"],
-    "stream": ["-k", "gevent", "stream.wsgi:app"],
+    "web": ["eventgate.web.wsgi:app"],
+    "stream": ["-k", "gevent", "eventgate.stream.wsgi:app"],
 }
 
 

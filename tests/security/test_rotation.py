@@ -8,8 +8,8 @@ import secrets
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from shared.config import ENV_FILE_NAME
-from shared.tokens import SALT, ChannelTokens
+from eventgate.shared.config import ENV_FILE_NAME
+from eventgate.shared.tokens import SALT, ChannelTokens
 from tests.clients import stream_path
 from tests.security.rawhttp import request
 from tests.servers import wait_for

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 
-from shared import keys
+from eventgate.shared import keys
 from tests.clients import StreamClient, stream_path
 from tests.servers import wait_for
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import Config
-from shared.publisher import Publisher
-from shared.redisconn import connect
-from shared.tokens import ChannelTokens
+from eventgate.shared.config import Config
+from eventgate.shared.publisher import Publisher
+from eventgate.shared.redisconn import connect
+from eventgate.shared.tokens import ChannelTokens
 from tests.stream.pool import StreamPool
 
 

@@ -8,9 +8,9 @@ import time
 
 import redis
 
-from shared import keys
-from shared.errors import PublishError
-from shared.publisher import Publisher
+from eventgate.shared import keys
+from eventgate.shared.errors import PublishError
+from eventgate.shared.publisher import Publisher
 
 
 class PacedPublisher:

@@ -1,5 +1,5 @@
-"""A real stream pool: ``gunicorn -k gevent stream.wsgi:app`` on a free loopback port, started
-with the flags the supervisor template uses, for tests that need the stream tier alone."""
+"""A real stream pool: ``gunicorn -k gevent eventgate.stream.wsgi:app`` on a free loopback port,
+started with the flags the supervisor template uses, for tests that need the stream tier alone."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ class StreamPool:
         self.workdir.mkdir(parents=True, exist_ok=True)
         gunicorn = Path(sys.executable).parent / "gunicorn"
         args = [
-            str(gunicorn), "stream.wsgi:app", "-c", str(ROOT / "stream" / "gunicorn_conf.py"),
+            str(gunicorn), "eventgate.stream.wsgi:app",
+            "-c", "python:eventgate.stream.gunicorn_conf",
             "--worker-class", "gevent", "--bind", f"{LOOPBACK}:{self.port}",
             "--workers", str(self.workers), "--keep-alive", "0", "--max-requests", "0",
             "--timeout", str(self.timeout), "--graceful-timeout", "5",

@@ -14,9 +14,9 @@ from bisect import bisect_left
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared import workers
-from stream.lag import BUCKETS_SECONDS, LagHistogram, quantile
-from stream.metrics import add_to_histogram
+from eventgate.shared import workers
+from eventgate.stream.lag import BUCKETS_SECONDS, LagHistogram, quantile
+from eventgate.stream.metrics import add_to_histogram
 from tests.clients import StreamClient, stream_path
 from tests.servers import LOOPBACK, wait_for
 from tests.stack import http_get

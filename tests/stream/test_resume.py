@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import time
 
-from shared.config import Config
-from shared.publisher import Publisher
-from shared.redisconn import connect
+from eventgate.shared.config import Config
+from eventgate.shared.publisher import Publisher
+from eventgate.shared.redisconn import connect
 from tests.clients import EventSourceClient, StreamClient, stream_path
 from tests.stream.paced import PacedPublisher
 

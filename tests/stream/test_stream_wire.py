@@ -11,7 +11,7 @@ from tests.servers import wait_for
 
 
 def numsub(redis_server, channel: str) -> int:
-    from shared.keys import live_channel
+    from eventgate.shared.keys import live_channel
 
     return dict(redis_server.client().pubsub_numsub(live_channel(channel)))[
         live_channel(channel).encode()
@@ -80,7 +80,7 @@ def test_refusals_are_json_with_real_statuses(make_pool, tokens, channel, secret
 
 def test_expired_token_is_401_token_expired(make_pool, tokens, channel, monkeypatch):
     pool = make_pool()
-    import shared.tokens as token_module
+    import eventgate.shared.tokens as token_module
 
     real_time = time.time
     monkeypatch.setattr(token_module.time, "time", lambda: real_time() - 3600)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.acceptor import parse_stream_request
+from eventgate.stream.acceptor import parse_stream_request
 
 LIMITS = {"max_line": 8190, "max_fields": 100, "max_field": 8190}
 

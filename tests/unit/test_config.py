@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ENV_FILE_NAME, Config, read_env_file, write_dev_env
-from shared.errors import ConfigError
+from eventgate.shared.config import ENV_FILE_NAME, Config, read_env_file, write_dev_env
+from eventgate.shared.errors import ConfigError
 
 # Long and varied, as secrets.token_urlsafe(32) makes them ("s" * 40 is long but weak).
 STRONG = "sK8qT2vX9mLpR4wZ7yB1nC6dF3gH5jE0aU-_oIxV"
@@ -224,7 +224,7 @@ def test_two_installs_get_different_secrets(tmp_path):
 
 
 def test_repr_holds_no_secret():
-    from shared.config import Config
+    from eventgate.shared.config import Config
 
     config = Config(
         secret_keys=("s" * 40,), publish_keys=("p" * 40,), ops_key="o" * 40,

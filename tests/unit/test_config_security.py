@@ -7,8 +7,8 @@ import secrets
 
 import pytest
 
-from shared.config import Config
-from shared.errors import ConfigError
+from eventgate.shared.config import Config
+from eventgate.shared.errors import ConfigError
 
 SECRETS = {"EVENTGATE_SECRET_KEY": secrets.token_urlsafe(32),
            "EVENTGATE_PUBLISH_KEY": secrets.token_urlsafe(32),

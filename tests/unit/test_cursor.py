@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared import cursor
-from shared.errors import InvalidCursor
-from shared.sse import id_line
+from eventgate.shared import cursor
+from eventgate.shared.errors import InvalidCursor
+from eventgate.shared.sse import id_line
 from tests.wsse import parse
 
 ONE = ["orders.42"]

@@ -10,7 +10,7 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 
-from shared.gunicornlog import LazyAtoms, TextLogger, logger_class_from_env
+from eventgate.shared.gunicornlog import LazyAtoms, TextLogger, logger_class_from_env
 
 DEPLOYED_FORMAT = '%(t)s %({x-request-id}i)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
 
@@ -102,8 +102,8 @@ def test_text_unless_json_is_asked_for(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("EVENTGATE_SECRET_KEY", "k" * 20 + "0123456789abcdef")
     monkeypatch.setenv("EVENTGATE_PUBLISH_KEY", "p" * 20 + "0123456789abcdef")
     monkeypatch.setenv("EVENTGATE_LOG_FORMAT", "json")
-    assert logger_class_from_env() == "shared.gunicornlog.JsonLogger"
+    assert logger_class_from_env() == "eventgate.shared.gunicornlog.JsonLogger"
     monkeypatch.setenv("EVENTGATE_LOG_FORMAT", "text")
-    assert logger_class_from_env() == "shared.gunicornlog.TextLogger"
+    assert logger_class_from_env() == "eventgate.shared.gunicornlog.TextLogger"
     monkeypatch.setenv("EVENTGATE_LOG_FORMAT", "xml")  # refused: the workers will say so
-    assert logger_class_from_env() == "shared.gunicornlog.TextLogger"
+    assert logger_class_from_env() == "eventgate.shared.gunicornlog.TextLogger"

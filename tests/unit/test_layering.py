@@ -1,6 +1,14 @@
-"""The package direction (style.md): web → shared, stream → shared; web and stream never import
-each other; shared imports neither Flask nor gevent (safe in every process). Checked on the
-source with ``ast``, so it covers every file that exists, imported by a test or not."""
+"""The package's architecture, checked on the source with ``ast`` (so it covers every file that
+exists, imported by a test or not):
+
+- one import name: code imports ``eventgate.…`` only, never a bare ``web`` / ``stream`` /
+  ``shared`` / ``deploy`` (the repository's folders, which a checkout could also put on
+  ``sys.path``: a module reachable under two names is loaded twice, with two copies of its state);
+- direction (style.md): web → shared, stream → shared; web and stream never import each other;
+  shared imports neither Flask nor gevent (safe in every process);
+- nobody inside the package imports its public face (``eventgate/__init__.py``), which only
+  re-exports: importing it from inside would make the facade a dependency of its own parts.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +21,32 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# package → top-level modules it must never import
+#: folder in the repository → its name in the package
+SUBPACKAGES = {
+    "eventgate": ["eventgate"],
+    "shared": ["eventgate", "shared"],
+    "web": ["eventgate", "web"],
+    "stream": ["eventgate", "stream"],
+    "deploy": ["eventgate", "deploy"],
+}
+BARE = {"web", "stream", "shared", "deploy"}
+
+# folder → modules (by full dotted prefix) it must never import
 FORBIDDEN = {
-    "web": {"stream"},
-    "stream": {"web"},
+    "web": {"eventgate.stream"},
+    "stream": {"eventgate.web"},
     # werkzeug is Flask's own stack and greenlet is gevent's: same reason as their parents
-    "shared": {"flask", "werkzeug", "gevent", "greenlet", "web", "stream"},
+    "shared": {
+        "flask", "werkzeug", "gevent", "greenlet", "eventgate.web", "eventgate.stream",
+        "eventgate.deploy",
+    },
+    "deploy": {"flask", "werkzeug", "gevent", "greenlet", "eventgate.web", "eventgate.stream"},
+    "eventgate": set(),
 }
 
 
-def python_files(package: str) -> list[Path]:
-    return sorted(p for p in (ROOT / package).rglob("*.py") if "__pycache__" not in p.parts)
+def python_files(folder: str) -> list[Path]:
+    return sorted(p for p in (ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts)
 
 
 def imported_modules(source: str, package: list[str]) -> set[str]:
@@ -53,23 +76,59 @@ def imported_modules(source: str, package: list[str]) -> set[str]:
     return names
 
 
-def violations(package: str) -> list[str]:
+def _matches(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def module_package(path: Path) -> list[str]:
+    """The dotted package of a file: web/api/events.py → eventgate.web.api."""
+    folder, *rest = path.relative_to(ROOT).parts[:-1]
+    return [*SUBPACKAGES.get(folder, [folder]), *rest]
+
+
+def violations(folder: str, forbidden: set[str]) -> list[str]:
     found = []
-    for path in python_files(package):
+    for path in python_files(folder):
         source = path.read_text(encoding="utf-8")
-        # a module's package: web/api/events.py → web.api; web/api/__init__.py → web.api too
-        module_package = list(path.relative_to(ROOT).parts[:-1])
-        for name in sorted(imported_modules(source, module_package)):
-            if name.split(".")[0] in FORBIDDEN[package]:
+        for name in sorted(imported_modules(source, module_package(path))):
+            if any(_matches(name, bad) for bad in forbidden):
                 found.append(f"{path.relative_to(ROOT)} imports {name}")
     return found
 
 
-@pytest.mark.parametrize("package", sorted(FORBIDDEN))
-def test_package_direction(package):
-    if not python_files(package):
-        pytest.skip(f"{package}/ has no Python files yet")
-    assert violations(package) == []
+@pytest.mark.parametrize("folder", sorted(FORBIDDEN))
+def test_package_direction(folder):
+    assert python_files(folder), f"{folder}/ has no Python files"
+    assert violations(folder, FORBIDDEN[folder]) == []
+
+
+@pytest.mark.parametrize("folder", [*sorted(SUBPACKAGES), "tests", "bench"])
+def test_one_import_name(folder):
+    assert violations(folder, BARE) == [], "import through eventgate.… only"
+
+
+@pytest.mark.parametrize("folder", sorted(BARE))
+def test_nobody_inside_imports_the_public_face(folder):
+    found = []
+    for path in python_files(folder):
+        source = path.read_text(encoding="utf-8")
+        if "eventgate" in imported_modules(source, module_package(path)):
+            found.append(str(path.relative_to(ROOT)))
+    assert found == []
+
+
+def test_package_init_files_hold_no_code():
+    """Code lives in named modules (app.py, …); an __init__ that ran code would run it on every
+    import of a sibling (the gunicorn master imports eventgate.stream.gunicorn_conf)."""
+    holding = []
+    for folder in BARE:
+        for path in (ROOT / folder).rglob("__init__.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            body = [n for n in tree.body if not (isinstance(n, ast.Expr)
+                                                 and isinstance(n.value, ast.Constant))]
+            if body:
+                holding.append(str(path.relative_to(ROOT)))
+    assert holding == []
 
 
 def test_the_checker_sees_imports():
@@ -85,21 +144,27 @@ def test_the_checker_sees_imports():
         "importlib.import_module('stream.views')\n"
         "__import__('web')\n"
     )
-    assert imported_modules(source, ["web", "api"]) == {
+    assert imported_modules(source, ["eventgate", "web", "api"]) == {
         "flask",
         "gevent.monkey",
         "werkzeug.wrappers",
-        "web",
-        "web.stream",
-        "web.stream.hub",
-        "web.api",
-        "web.api.sibling",
+        "eventgate.web",
+        "eventgate.web.stream",
+        "eventgate.web.stream.hub",
+        "eventgate.web.api",
+        "eventgate.web.api.sibling",
         "importlib",
         "stream.views",
+        "web",
     }
-    assert imported_modules("from . import names", ["shared"]) == {"shared", "shared.names"}
+    assert module_package(ROOT / "web" / "api" / "events.py") == ["eventgate", "web", "api"]
+    assert imported_modules("from .. import stream", ["eventgate", "web"]) >= {"eventgate.stream"}
     real = ROOT / "shared" / "publisher.py"
-    assert {"redis", "shared.events"} <= imported_modules(real.read_text(), ["shared"])
+    assert {"redis", "eventgate.shared.events"} <= imported_modules(
+        real.read_text(), module_package(real)
+    )
+    assert _matches("eventgate.stream.hub", "eventgate.stream")
+    assert not _matches("eventgate.streams", "eventgate.stream")
 
 
 def test_importing_shared_loads_neither_flask_nor_gevent():
@@ -107,9 +172,10 @@ def test_importing_shared_loads_neither_flask_nor_gevent():
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}:\n"
-        "    importlib.import_module('shared.' + name)\n"
+        "    importlib.import_module('eventgate.shared.' + name)\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'flask', 'werkzeug', 'gevent', 'greenlet', 'web', 'stream'})\n"
+        "{'flask', 'werkzeug', 'gevent', 'greenlet', 'web', 'stream', 'shared'} "
+        "or m.startswith(('eventgate.web', 'eventgate.stream')))\n"
         "print(','.join(bad))\n"
     )
     result = subprocess.run(

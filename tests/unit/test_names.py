@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import InvalidName
-from shared.names import (
+from eventgate.shared.errors import InvalidName
+from eventgate.shared.names import (
     CONTROL_PREFIX,
     grant_covers,
     validate_channel,

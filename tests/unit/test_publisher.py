@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from shared import keys
-from shared.errors import InvalidEvent, InvalidName, PublishError
-from shared.events import START, Event
-from shared.publisher import Publisher
-from shared.redisconn import connect
+from eventgate.shared import keys
+from eventgate.shared.errors import InvalidEvent, InvalidName, PublishError
+from eventgate.shared.events import START, Event
+from eventgate.shared.publisher import Publisher
+from eventgate.shared.redisconn import connect
 from tests.servers import free_port, wait_for
 
 

@@ -6,10 +6,10 @@ import secrets
 
 import pytest
 
-from shared.config import Config
-from shared.errors import ConfigError
-from shared.names import grant_within
-from shared.publishkeys import PublishKey, parse_publish_key, parse_publish_keys
+from eventgate.shared.config import Config
+from eventgate.shared.errors import ConfigError
+from eventgate.shared.names import grant_within
+from eventgate.shared.publishkeys import PublishKey, parse_publish_key, parse_publish_keys
 
 KEY = secrets.token_urlsafe(32)
 

@@ -13,8 +13,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from shared.config import Config
-from shared.redisconn import ThreadClients, connect, connect_pubsub
+from eventgate.shared.config import Config
+from eventgate.shared.redisconn import ThreadClients, connect, connect_pubsub
 from tests.servers import RedisServer
 
 CONFIG = Config(

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import sse
-from shared.errors import InvalidEvent
-from shared.events import encode_data
+from eventgate.shared import sse
+from eventgate.shared.errors import InvalidEvent
+from eventgate.shared.events import encode_data
 from tests.wsse import ParsedEvent, Parser, parse, parse_chunks
 
 # --- exact bytes -------------------------------------------------------------------------------

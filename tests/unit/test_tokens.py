@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-import shared.tokens as tokens_module
-from shared.errors import ChannelNotGranted, InvalidName, TokenError, TokenExpired
-from shared.tokens import SALT, ChannelTokens, Grant
+import eventgate.shared.tokens as tokens_module
+from eventgate.shared.errors import ChannelNotGranted, InvalidName, TokenError, TokenExpired
+from eventgate.shared.tokens import SALT, ChannelTokens, Grant
 
 T0 = 1_800_000_000.0
 
@@ -431,7 +431,7 @@ def test_token_signed_slightly_in_the_future_is_accepted(channel_tokens, clock):
 
 def test_token_signed_beyond_the_skew_is_invalid_not_expired(channel_tokens, clock):
     # "expired" would make a client fetch another token from the same fast clock, forever.
-    from shared.tokens import MAX_CLOCK_SKEW_SECONDS
+    from eventgate.shared.tokens import MAX_CLOCK_SKEW_SECONDS
 
     clock.now = T0 + MAX_CLOCK_SKEW_SECONDS + 5
     token, _ = channel_tokens.issue(["a"], ttl=600)

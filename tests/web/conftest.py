@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared import keys
-from shared.events import Event
+from eventgate.shared import keys
+from eventgate.shared.events import Event
+from eventgate.web.app import create_app
 from tests.servers import free_port
-from web import create_app
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from web import create_app
-from web.auth import key_matches
+from eventgate.web.app import create_app
+from eventgate.web.auth import key_matches
 
 
 @pytest.mark.parametrize("path", ["/api/events", "/api/tokens"])

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from shared import keys
-from shared.tokens import ChannelTokens
+from eventgate.shared import keys
+from eventgate.shared.tokens import ChannelTokens
+from eventgate.web.tail import Tail
 from tests.servers import LOOPBACK, child_env, free_port
-from web.tail import Tail
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def run_cli(redis_server, secret_keys, publish_key, tmp_path):
         }
         settings = {k: v for k, v in settings.items() if v is not None}
         return subprocess.run(
-            [sys.executable, "-m", "web.cli", *args], cwd=ROOT, env=child_env(**settings),
+            [sys.executable, "-m", "eventgate.web.cli", *args], cwd=ROOT, env=child_env(**settings),
             capture_output=True, text=True, timeout=30,
         )
 

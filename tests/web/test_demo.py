@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.tokens import ChannelTokens
-from web.demo import DEMO_CHANNEL, DEMO_EVENT_TYPE, MAX_TEXT_CHARS
+from eventgate.shared.tokens import ChannelTokens
+from eventgate.web.demo import DEMO_CHANNEL, DEMO_EVENT_TYPE, MAX_TEXT_CHARS
 
 STATIC = Path(__file__).resolve().parents[2] / "web" / "static"
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from shared.events import id_key
-from web import create_app
+from eventgate.shared.events import id_key
+from eventgate.web.app import create_app
 
 
 def test_publish_one_event_stores_it_before_answering(client, auth, channel, read_log):

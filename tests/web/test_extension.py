@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from flask import Flask, abort, jsonify
 
-from shared.errors import InvalidName
-from shared.tokens import ChannelTokens
-from web import create_app
-from web.extension import EventGate, current_eventgate
+from eventgate.shared.errors import InvalidName
+from eventgate.shared.tokens import ChannelTokens
+from eventgate.web.app import create_app
+from eventgate.web.extension import EventGate, current_eventgate
 
 
 class Boom(Exception):

@@ -10,10 +10,10 @@ import logging
 import pytest
 from flask import request_started
 
-from shared.errors import PublishError
-from shared.logformat import current_request_id
-from web import create_app
-from web.fastpublish import FastPublish
+from eventgate.shared.errors import PublishError
+from eventgate.shared.logformat import current_request_id
+from eventgate.web.app import create_app
+from eventgate.web.fastpublish import FastPublish
 
 
 @pytest.fixture

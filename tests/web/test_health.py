@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from web import create_app
+from eventgate.web.app import create_app
 
 
 def test_healthz_and_readyz_are_200_with_redis_up(client):

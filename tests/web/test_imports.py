@@ -12,8 +12,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 _CHECK = """
 import sys
-import web, web.api, web.auth, web.cli, web.demo, web.errors, web.extension, web.health, web.tail
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("stream", "gevent"))
+import eventgate.web.app, eventgate.web.api.blueprint, eventgate.web.auth, eventgate.web.cli
+import eventgate.web.demo, eventgate.web.errors, eventgate.web.extension, eventgate.web.health
+import eventgate.web.tail
+loaded = sorted(m for m in sys.modules
+                if m.split(".")[0] == "gevent" or m.startswith("eventgate.stream"))
 assert not loaded, loaded
 print("ok")
 """
@@ -31,7 +34,7 @@ def test_web_imports_without_settings_and_without_stream_or_gevent(tmp_path):
 
 
 def test_wsgi_app_is_built_from_the_environment(tmp_path, secret_keys, publish_key):
-    check = "from web.wsgi import app; print(app.config['MAX_CONTENT_LENGTH'])"
+    check = "from eventgate.web.wsgi import app; print(app.config['MAX_CONTENT_LENGTH'])"
     result = subprocess.run(
         [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60,
         env=child_env(EVENTGATE_VAR_DIR=str(tmp_path), EVENTGATE_SECRET_KEY=secret_keys[0],

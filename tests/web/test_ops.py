@@ -12,12 +12,12 @@ import pytest
 from flask import jsonify
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared import keys, logformat, workers
-from shared.tokens import ChannelTokens
+from eventgate.shared import keys, logformat, workers
+from eventgate.shared.tokens import ChannelTokens
+from eventgate.web.app import create_app
+from eventgate.web.extension import current_eventgate
+from eventgate.web.statusfeed import STATUS_CHANNEL, StatusFeed
 from tests.web.test_cli import run_cli as run_cli  # the fixture, shared
-from web import create_app
-from web.extension import current_eventgate
-from web.statusfeed import STATUS_CHANNEL, StatusFeed
 
 
 def samples(client) -> dict[str, float]:
@@ -114,9 +114,9 @@ def test_status_feed_publishes_one_event_per_interval(make_config, redis_server,
 
 
 def test_status_feed_keeps_a_short_log(make_config, redis_server, monkeypatch):
-    import web.statusfeed
+    import eventgate.web.statusfeed as statusfeed_module
 
-    monkeypatch.setattr(web.statusfeed, "STATUS_EVENTS_KEPT", 5)
+    monkeypatch.setattr(statusfeed_module, "STATUS_EVENTS_KEPT", 5)
     app = create_app(make_config(status_interval_seconds=0.01))
     client = redis_server.client()
     feed = StatusFeed(app.extensions["eventgate"])
@@ -154,8 +154,8 @@ def test_cli_status_without_redis_is_one_line(run_cli, dead_redis_url):
 
 @pytest.fixture
 def publisher_for_cli(make_config):
-    from shared.publisher import Publisher
-    from shared.redisconn import connect
+    from eventgate.shared.publisher import Publisher
+    from eventgate.shared.redisconn import connect
 
     config = make_config()
     publisher = Publisher(connect(config), config)

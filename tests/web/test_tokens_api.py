@@ -9,8 +9,8 @@ from datetime import datetime
 
 import pytest
 
-from shared.tokens import ChannelTokens
-from web import create_app
+from eventgate.shared.tokens import ChannelTokens
+from eventgate.web.app import create_app
 
 
 @pytest.fixture

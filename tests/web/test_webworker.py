@@ -1,4 +1,4 @@
-"""shared/webworker.py under a real gunicorn: a busy kept-alive connection is served by the thread
+"""web/worker.py under a real gunicorn: a busy kept-alive connection is served by the thread
 that answered its last request, pipelined requests are all answered, and a connection whose
 thread lingers never keeps another connection's request waiting for long."""
 
@@ -52,7 +52,7 @@ class Gunicorn:
 def make_gunicorn(tmp_path: Path) -> Iterator:
     started: list[Gunicorn] = []
 
-    def make(worker_class: str = "shared.webworker.WebWorker", threads: int = 4) -> Gunicorn:
+    def make(worker_class: str = "eventgate.web.worker.WebWorker", threads: int = 4) -> Gunicorn:
         started.append(Gunicorn(tmp_path, worker_class, threads))
         return started[-1]
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from shared.errors import InvalidEvent, InvalidName
-from shared.publisher import Draft
-from web.auth import require_scope
-from web.errors import InvalidRequest
-from web.extension import EventGate, current_eventgate
-from web.jsonbody import read_fields, read_json
+from eventgate.shared.errors import InvalidEvent, InvalidName
+from eventgate.shared.publisher import Draft
+from eventgate.web.auth import require_scope
+from eventgate.web.errors import InvalidRequest
+from eventgate.web.extension import EventGate, current_eventgate
+from eventgate.web.jsonbody import read_fields, read_json
 
 bp = Blueprint("events", __name__)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from shared.errors import InvalidName
-from shared.names import validate_grant
-from web.auth import require_scope
-from web.errors import InvalidRequest
-from web.extension import current_eventgate
-from web.isotime import iso_utc
-from web.jsonbody import read_fields, read_json
+from eventgate.shared.errors import InvalidName
+from eventgate.shared.names import validate_grant
+from eventgate.web.auth import require_scope
+from eventgate.web.errors import InvalidRequest
+from eventgate.web.extension import current_eventgate
+from eventgate.web.isotime import iso_utc
+from eventgate.web.jsonbody import read_fields, read_json
 
 bp = Blueprint("tokens", __name__)
 

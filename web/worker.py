@@ -1,7 +1,7 @@
 """WebWorker: gunicorn's gthread worker, serving a kept-alive connection's next request on the
 thread that answered the last one when it comes at once.
 
-The web pool runs ``--worker-class shared.webworker.WebWorker`` (blocking threads, as gthread).
+The web pool runs ``--worker-class eventgate.web.worker.WebWorker`` (blocking threads, as gthread).
 In gunicorn's gthread, every request on a kept-alive connection — what nginx's upstream pool
 sends — crosses threads twice: the main thread's poller sees it readable and hands it to a pool
 thread (a wake-up), and the answered connection goes back to the main thread through a pipe

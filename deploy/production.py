@@ -1,11 +1,12 @@
 """render_production(...): the production supervisor and nginx files, from deploy/production/.
 
-The development stack (shared/deploy.py) runs everything under one supervisord on loopback;
+The development stack (deploy/stack.py) runs everything under one supervisord on loopback;
 production splits it: app nodes run ``/etc/supervisor/conf.d/eventgate.conf`` (the web and
 stream pools; Redis and nginx are the distribution's services), and an edge runs nginx with an
 upstream of every stream node and every web node. docs/deploy.md walks through it.
 
-``python -m shared.production render --out DIR --server-name NAME --stream-node HOST:PORT …``
+``python -m eventgate.deploy.production render --out DIR --server-name NAME
+--stream-node HOST:PORT …``
 writes ``DIR/supervisor/eventgate.conf``, ``DIR/nginx/nginx.conf``,
 ``DIR/nginx/eventgate-proxy.conf`` and ``DIR/nginx/eventgate-errors.conf``. Rendered files hold
 addresses, paths and sizes, never a secret; tests/ops/test_production_configs.py renders them
@@ -13,7 +14,7 @@ with loopback addresses and checks them with ``nginx -t`` and supervisor's own p
 tests/ops/test_production_edge.py runs the edge nginx on loopback.
 
 The edge's limits, timeouts and CORS origins are the development stack's
-(``shared.deploy.nginx_limits``, fed with this module's Production instead of a Config: the
+(``eventgate.deploy.stack.nginx_limits``, fed with this module's Production instead of a Config: the
 fields have the same names and meanings). The request size and the CORS origins go into the app
 nodes' environment too, so that the edge and the apps cannot disagree.
 """
@@ -26,12 +27,14 @@ import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from shared.config import _ORIGIN, Config
-from shared.deploy import _render as render_template  # one template syntax for dev and prod
-from shared.deploy import _supervisor_environment, nginx_limits
-from shared.errors import ConfigError
+from eventgate.deploy.stack import (
+    _render as render_template,  # one template syntax for dev and prod
+)
+from eventgate.deploy.stack import _supervisor_environment, nginx_limits
+from eventgate.shared.config import _ORIGIN, Config
+from eventgate.shared.errors import ConfigError
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "deploy" / "production"
+TEMPLATES = Path(__file__).resolve().parent / "production"
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
 _SAFE = re.compile(r"^[\w./@+:-]+$")
 _LISTEN_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)?$")
@@ -210,7 +213,8 @@ def _temp_paths(temp_dir: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.production", description=__doc__,
+    parser = argparse.ArgumentParser(
+        prog="python -m eventgate.deploy.production", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     render = commands.add_parser("render", help="write the production files")

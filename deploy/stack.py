@@ -4,7 +4,8 @@ The stack (``make run``/``make up``) and the tests render the same templates, so
 what is deployed. Rendered files hold paths, ports and settings, never a secret: the apps read
 secrets from ``<var>/eventgate.env`` (or the environment they inherit).
 
-``python -m shared.deploy init|render|wait-healthy|wait-stopped`` is what the Makefile runs.
+``python -m eventgate.deploy.stack init|render|wait-healthy|wait-stopped`` is what the Makefile
+runs.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from string import Template
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from shared.config import Config, var_dir_from_env, write_dev_env
-from shared.errors import ConfigError
-from shared.requestsize import max_request_bytes
+from eventgate.shared.config import Config, var_dir_from_env, write_dev_env
+from eventgate.shared.errors import ConfigError
+from eventgate.shared.requestsize import max_request_bytes
 
-SUPERVISOR_TEMPLATE = Path("deploy/supervisor/supervisord.conf.tmpl")
-NGINX_TEMPLATE = Path("deploy/nginx/nginx.conf.tmpl")
+# Package data: found beside this module, in a checkout and in an installed wheel alike.
+TEMPLATES = Path(__file__).resolve().parent
+SUPERVISOR_TEMPLATE = TEMPLATES / "supervisor" / "supervisord.conf.tmpl"
+NGINX_TEMPLATE = TEMPLATES / "nginx" / "nginx.conf.tmpl"
 RUNTIME_DIRS = ("conf", "run", "log", "redis", "nginx")
 
 #: Open files wanted for supervisord and its children; lowered to the hard limit when not root.
@@ -167,14 +170,14 @@ def render_stack(
         **nginx_limits(config),
     }
     conf = var / "conf"
-    (conf / "nginx.conf").write_text(_render(root / NGINX_TEMPLATE, nginx_values))
+    (conf / "nginx.conf").write_text(_render(NGINX_TEMPLATE, nginx_values))
     supervisord_conf = conf / "supervisord.conf"
-    supervisord_conf.write_text(_render(root / SUPERVISOR_TEMPLATE, supervisor_values))
+    supervisord_conf.write_text(_render(SUPERVISOR_TEMPLATE, supervisor_values))
     return supervisord_conf
 
 
 class NginxSettings(Protocol):
-    """What ``nginx_limits`` reads: a Config, or shared.production.Production (whose fields of
+    """What ``nginx_limits`` reads: a Config, or deploy.production.Production (whose fields of
     these names mean the same), so that the development and production nginx agree."""
 
     connections_per_address: int
@@ -350,7 +353,7 @@ def _ancestors(pid: int) -> set[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.deploy", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m eventgate.deploy.stack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("init", help="write <var>/eventgate.env with dev secrets, once")
     render = commands.add_parser("render", help="render supervisord.conf and nginx.conf")

@@ -1,0 +1,92 @@
+"""eventgate: a real-time SSE event gateway for Flask shops.
+
+The public API, on one screen. Publish from a Flask app with :class:`EventGate`, from a job worker
+with :class:`Publisher` (``Publisher.from_url(url)``); mint stream tokens for browsers with
+:class:`ChannelTokens`; every setting is a field of :class:`Config`. Every refusal is an
+:class:`EventgateError` whose subclass carries the contract's error code and HTTP status.
+
+This module only re-exports. It does so lazily (PEP 562): the subpackages ``eventgate.shared``,
+``eventgate.web``, ``eventgate.stream`` and ``eventgate.deploy`` import through this package, and
+an eager ``from eventgate.web.extension import EventGate`` here would load Flask into every
+process that only needs ``eventgate.shared`` and load the web app into the stream pool.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "Config": "eventgate.shared.config",
+    "ChannelTokens": "eventgate.shared.tokens",
+    "Grant": "eventgate.shared.tokens",
+    "Publisher": "eventgate.shared.publisher",
+    "Draft": "eventgate.shared.publisher",
+    "EventGate": "eventgate.web.extension",
+    "EventgateError": "eventgate.shared.errors",
+    "ConfigError": "eventgate.shared.errors",
+    "InvalidName": "eventgate.shared.errors",
+    "InvalidEvent": "eventgate.shared.errors",
+    "InvalidCursor": "eventgate.shared.errors",
+    "TokenError": "eventgate.shared.errors",
+    "TokenExpired": "eventgate.shared.errors",
+    "ChannelNotGranted": "eventgate.shared.errors",
+    "PublishError": "eventgate.shared.errors",
+    "TooBusy": "eventgate.shared.errors",
+    "TooManyStreams": "eventgate.shared.errors",
+    "__version__": "eventgate.shared.version",
+}
+
+__all__ = [
+    "ChannelNotGranted",
+    "ChannelTokens",
+    "Config",
+    "ConfigError",
+    "Draft",
+    "EventGate",
+    "EventgateError",
+    "Grant",
+    "InvalidCursor",
+    "InvalidEvent",
+    "InvalidName",
+    "PublishError",
+    "Publisher",
+    "TokenError",
+    "TokenExpired",
+    "TooBusy",
+    "TooManyStreams",
+    "__version__",
+]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ below does the work
+    from eventgate.shared.config import Config
+    from eventgate.shared.errors import (
+        ChannelNotGranted,
+        ConfigError,
+        EventgateError,
+        InvalidCursor,
+        InvalidEvent,
+        InvalidName,
+        PublishError,
+        TokenError,
+        TokenExpired,
+        TooBusy,
+        TooManyStreams,
+    )
+    from eventgate.shared.publisher import Draft, Publisher
+    from eventgate.shared.tokens import ChannelTokens, Grant
+    from eventgate.shared.version import __version__
+    from eventgate.web.extension import EventGate
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'eventgate' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
