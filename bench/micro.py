@@ -3,7 +3,7 @@
     .venv/bin/python bench/micro.py
 
 Prints µs of this thread's CPU per operation, each measured in turn against what it replaced:
-- the access-log line: gunicorn's ``Logger.access`` vs ``shared.gunicornlog.TextLogger``;
+- the access-log line: gunicorn's ``Logger.access`` vs ``shared.pools.TextLogger``;
 - parsing a publish request: gunicorn's Python parser vs its C parser (gunicorn_h1c), from a
   socket pair, body read;
 - one EVALSHA publish and one PING: through the pooled client (a pool checkout per command) vs
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eventgate.shared import keys  # noqa: E402
 from eventgate.shared.config import Config  # noqa: E402
-from eventgate.shared.gunicornlog import TextLogger  # noqa: E402
+from eventgate.shared.pools import TextLogger  # noqa: E402
 from eventgate.shared.publisher import Publisher  # noqa: E402
 from eventgate.shared.redisconn import ThreadClients, connect  # noqa: E402
 

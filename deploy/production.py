@@ -92,7 +92,7 @@ class Production:
     #: Shared memory of each per-address limit zone (20m: at least 160,000 addresses).
     limit_zone_size: str = "20m"
     # Both the apps and the edge (APP_SETTINGS); the largest request body follows from the first
-    # two (shared/requestsize.py).
+    # two (shared/config.py).
     max_event_bytes: int = _app_default("max_event_bytes")
     max_batch_events: int = _app_default("max_batch_events")
     cors_origins: tuple[str, ...] = ()

@@ -27,9 +27,8 @@ from string import Template
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from eventgate.shared.config import Config, var_dir_from_env, write_dev_env
+from eventgate.shared.config import Config, max_request_bytes, var_dir_from_env, write_dev_env
 from eventgate.shared.errors import ConfigError
-from eventgate.shared.requestsize import max_request_bytes
 
 # Package data: found beside this module, in a checkout and in an installed wheel alike.
 TEMPLATES = Path(__file__).resolve().parent
@@ -226,7 +225,7 @@ def nginx_limits(config: NginxSettings, zone_size: str = "10m") -> dict[str, str
         "client_header_timeout": f"{config.client_header_timeout_seconds}s",
         "client_body_timeout": f"{config.client_body_timeout_seconds}s",
         "send_timeout": f"{config.send_timeout_seconds}s",
-        # The app's own limit: nginx refuses first, with JSON (see shared/requestsize.py).
+        # The app's own limit: nginx refuses first, with JSON (see shared/config.py).
         "client_max_body_size": max_request_bytes(config),
     }
 

@@ -39,5 +39,5 @@ def subject_streams_key(subject: str) -> str:
 
 #: A hash: stream worker id (``host:pid``) -> its JSON status record (stream/status.py).
 WORKERS = f"{PREFIX}workers"
-#: Held for a moment by the web worker that publishes the ops status event (web/statusfeed.py).
+#: Held for a moment by the web worker that publishes the ops status event (web/ops.py).
 STATUS_FEED_LOCK = f"{PREFIX}status-feed-lock"

@@ -11,8 +11,8 @@ import gevent
 from flask import Flask, request
 
 from eventgate.shared import logformat
-from eventgate.shared import metrics as exposition
 from eventgate.shared.config import Config
+from eventgate.shared.pools import app_registry
 from eventgate.shared.redisconn import connect, connect_pubsub
 from eventgate.shared.tokens import ChannelTokens
 from eventgate.stream import errors, heartbeat, metrics, views
@@ -63,7 +63,7 @@ def create_app(config: Config | None = None) -> Flask:
     broker.start()
     state.greenlets = [gevent.spawn(heartbeat.run, hub, config.heartbeat_seconds)]
     state.greenlets.append(gevent.spawn(state.limits.keep))
-    state.metrics = metrics.StreamMetrics(hub, broker, exposition.app_registry())
+    state.metrics = metrics.StreamMetrics(hub, broker, app_registry())
     state.greenlets.append(gevent.spawn(metrics.run, state))
     return app
 

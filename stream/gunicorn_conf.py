@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import random
 
-from eventgate.shared import gunicornerrors, metrics, sse
-from eventgate.shared.gunicornlog import logger_class_from_env
+from eventgate.shared import pools, sse
 
 worker_class = "gevent"
 keepalive = 0
@@ -23,9 +22,9 @@ preload_app = False
 # answer longer ones with its own HTML error; nginx answers anything longer with JSON.
 limit_request_line = 8190
 # gunicorn's own refusals (e.g. a control character in a header value) answer JSON, not HTML.
-gunicornerrors.install()
+pools.install_json_errors()
 
-logger_class = logger_class_from_env()
+logger_class = pools.logger_class_from_env()
 
 
 def worker_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
@@ -64,10 +63,10 @@ def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signatur
 
 
 def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
-    """In the master, before any worker: start metrics afresh (see shared/metrics.py)."""
-    metrics.clean_multiprocess_dir()
+    """In the master, before any worker: start metrics afresh (see shared/pools.py)."""
+    pools.clean_multiprocess_dir()
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
     """In the master, for every worker that ended (a kill -9 too): drop its live gauges."""
-    metrics.forget_process(worker.pid)
+    pools.forget_process(worker.pid)

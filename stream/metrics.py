@@ -19,7 +19,7 @@ import gevent
 from flask import Blueprint, Response, current_app, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from eventgate.shared import metrics as exposition
+from eventgate.shared.pools import exposition, is_proxied
 from eventgate.stream import status
 from eventgate.stream.lag import BUCKETS_SECONDS
 
@@ -163,7 +163,7 @@ def run(state, interval_seconds: float = SYNC_SECONDS) -> None:  # noqa: ANN001 
 
 @bp.get("/metrics")
 def scrape() -> Response:
-    if exposition.is_proxied(request.headers):
+    if is_proxied(request.headers):
         return Response(
             '{"error": "not_found", "message": "There is nothing at this address."}\n',
             404, mimetype="application/json",
@@ -171,5 +171,5 @@ def scrape() -> Response:
     state = current_app.extensions["eventgate.stream"]
     with contextlib.suppress(Exception):
         state.metrics.sync()  # single-process mode: show the freshest values
-    body, content_type = exposition.exposition(state.metrics.registry)
+    body, content_type = exposition(state.metrics.registry)
     return Response(body, 200, headers={"Content-Type": content_type})

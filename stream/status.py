@@ -3,7 +3,7 @@
 Lag figures (p50, p99 as bucket bounds, mean) cover the last minute of events.
 
 Written by the metrics greenlet (stream/metrics.py) every ``status_interval_seconds`` through
-shared/workers.py, and withdrawn when the worker stops. Walking every connection to sum the
+shared/status.py, and withdrawn when the worker stops. Walking every connection to sum the
 queues costs about a microsecond per stream, once per interval, off the delivery path.
 """
 
@@ -18,7 +18,7 @@ from collections import deque
 
 import redis
 
-from eventgate.shared import workers
+from eventgate.shared.status import TTL_INTERVALS, remove_record, write_record
 from eventgate.stream.lag import quantile
 
 log = logging.getLogger("eventgate.stream.status")
@@ -68,9 +68,9 @@ def record(state) -> dict:  # noqa: ANN001 - StreamState
 
 def write(state) -> None:  # noqa: ANN001 - StreamState
     """Write this worker's record; Redis being away is not an error here (readyz says it)."""
-    ttl = state.config.status_interval_seconds * workers.TTL_INTERVALS
+    ttl = state.config.status_interval_seconds * TTL_INTERVALS
     try:
-        workers.write(state.redis, worker_id(), record(state), ttl)
+        write_record(state.redis, worker_id(), record(state), ttl)
     except (redis.RedisError, OSError) as error:
         log.debug("status record not written: %s", type(error).__name__)
 
@@ -78,7 +78,7 @@ def write(state) -> None:  # noqa: ANN001 - StreamState
 def withdraw(state) -> None:  # noqa: ANN001 - StreamState
     """Remove this worker's record as it stops, so ``eventgate status`` drops it at once."""
     with contextlib.suppress(redis.RedisError, OSError):
-        workers.remove(state.redis, worker_id())
+        remove_record(state.redis, worker_id())
 
 
 def _finite(value: float | None) -> float | str | None:

@@ -10,9 +10,8 @@ from flask import Flask, request
 from flask.logging import default_handler
 
 from eventgate.shared import logformat
-from eventgate.shared.config import Config
-from eventgate.shared.requestsize import MAX_REQUEST_BYTES_CAP, max_request_bytes
-from eventgate.web import demo, fastpublish, health, metrics, opspage
+from eventgate.shared.config import MAX_REQUEST_BYTES_CAP, Config, max_request_bytes
+from eventgate.web import demo, fastpublish, health, metrics, ops
 from eventgate.web.api import blueprint as api
 from eventgate.web.errors import register_error_handlers
 from eventgate.web.extension import EventGate
@@ -36,7 +35,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(demo.bp)
-    app.register_blueprint(opspage.bp)
+    ops.init_app(app)
     metrics.init_app(app)
     fastpublish.install(app, gate)
     return app

@@ -1,9 +1,9 @@
-"""gunicorn hooks for the web pool (``-c web/gunicorn_conf.py``; loaded by path, by the master).
+"""gunicorn hooks for the web pool (``-c python:eventgate.web.gunicorn_conf``; run by the master).
 
-The master keeps the metrics directory honest (shared/metrics.py): cleaned when the pool
+The master keeps the metrics directory honest (shared/pools.py): cleaned when the pool
 starts, a worker's live gauges dropped when it exits, however it ended. Each worker, once
-booted, starts the ops status feed (web/statusfeed.py). Nothing here imports the web app: the
-master must stay light, and ``kill -HUP`` must load fresh code into new workers.
+booted, starts the ops status feed its app holds (web/ops.py). Nothing here imports the web app:
+the master must stay light, and ``kill -HUP`` must load fresh code into new workers.
 """
 
 from __future__ import annotations
@@ -13,16 +13,15 @@ from collections.abc import Callable
 
 from gunicorn import util
 
-from eventgate.shared import gunicornerrors, metrics
-from eventgate.shared.gunicornlog import logger_class_from_env
+from eventgate.shared import pools
 
 # As long as nginx lets through (its 8k header buffers), so that gunicorn never answers with its
 # own HTML error page; nginx answers anything longer with JSON.
 limit_request_line = 8190
 # gunicorn's own refusals (e.g. a control character in a header value) answer JSON, not HTML.
-gunicornerrors.install()
+pools.install_json_errors()
 
-logger_class = logger_class_from_env()
+logger_class = pools.logger_class_from_env()
 
 
 def _date_of_this_second() -> Callable[[float | None], str]:
@@ -53,20 +52,16 @@ util.http_date = _date_of_this_second()
 
 
 def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
-    metrics.clean_multiprocess_dir()
+    pools.clean_multiprocess_dir()
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
-    metrics.forget_process(worker.pid)
+    pools.forget_process(worker.pid)
 
 
 def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
-    """In the worker, with the app loaded: start its status feed thread."""
-    app = worker.wsgi
-    gate = getattr(app, "extensions", {}).get("eventgate")
-    if gate is None:
-        return
-    # Imported here, in the worker (which has loaded the web package already): see above.
-    from eventgate.web.statusfeed import StatusFeed
-
-    app.extensions["eventgate.statusfeed"] = StatusFeed(gate).start()
+    """In the worker, with the app loaded: start its status feed thread (web/ops.py builds the
+    feed, keyed ``eventgate.statusfeed``; an app without one starts nothing)."""
+    feed = getattr(worker.wsgi, "extensions", {}).get("eventgate.statusfeed")
+    if feed is not None:
+        feed.start()

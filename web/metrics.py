@@ -7,7 +7,7 @@ queue, the demo), so the numbers are the same whichever way an event was sent. O
 
 ``/metrics`` answers on the web port for a scraper on the machine; nginx answers 404 for it on
 the public entry, and a request that came through a proxy is refused here too. Under gunicorn
-the numbers of every worker are summed (shared/metrics.py, multiprocess mode).
+the numbers of every worker are summed (shared/pools.py, multiprocess mode).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from eventgate.shared import metrics as exposition
+from eventgate.shared.pools import app_registry, exposition, is_proxied
 from eventgate.web.errors import error_response
 from eventgate.web.extension import EXTENSION_KEY
 
@@ -58,7 +58,7 @@ class PublishMetrics:
 
 def init_app(app: Flask) -> PublishMetrics:
     """Count the publishes of ``app``'s EventGate and serve ``/metrics``; call after EventGate."""
-    publish_metrics = PublishMetrics(exposition.app_registry())
+    publish_metrics = PublishMetrics(app_registry())
     app.extensions[EXTENSION_KEY].metrics = publish_metrics
     app.extensions[METRICS_KEY] = publish_metrics
     app.register_blueprint(bp)
@@ -67,7 +67,7 @@ def init_app(app: Flask) -> PublishMetrics:
 
 @bp.get("/metrics")
 def scrape() -> Response:
-    if exposition.is_proxied(request.headers):
+    if is_proxied(request.headers):
         return error_response("not_found", "there is nothing at this URL.", 404)
-    body, content_type = exposition.exposition(current_app.extensions[METRICS_KEY].registry)
+    body, content_type = exposition(current_app.extensions[METRICS_KEY].registry)
     return Response(body, 200, headers={"Content-Type": content_type})

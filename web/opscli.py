@@ -1,6 +1,6 @@
 """``eventgate status`` and ``eventgate replay``: the ops commands, for a terminal or a script.
 
-``status`` reads what every stream worker wrote to Redis (shared/workers.py) plus Redis's
+``status`` reads what every stream worker wrote to Redis (shared/status.py) plus Redis's
 memory and its channel logs' lengths; ``replay`` prints a channel's log after an event id, in
 batches, with a progress bar on stderr when stderr is a terminal (or ``--progress``). Both only
 read Redis (``status`` also deletes expired worker records).
@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from eventgate.shared import keys
 from eventgate.shared.events import START, Event, id_key
-from eventgate.web.overview import log_lengths, overview
+from eventgate.shared.status import log_lengths, overview
 
 REPLAY_BATCH = 1000
 

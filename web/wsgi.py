@@ -5,7 +5,7 @@ A configuration gunicorn must not run (a production start with a missing or weak
 the pool with one line saying why, not a traceback per worker.
 """
 
-from eventgate.shared.gunicornerrors import refuse_bad_config
+from eventgate.shared.pools import refuse_bad_config
 from eventgate.web.app import create_app
 
 app = create_app(refuse_bad_config())

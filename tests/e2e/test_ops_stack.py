@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from eventgate.shared.tokens import ChannelTokens
-from eventgate.web.statusfeed import STATUS_CHANNEL
+from eventgate.web.ops import STATUS_CHANNEL
 from tests.clients import EventSourceClient
 from tests.e2e.test_faults_stack import http_post
 from tests.servers import child_env, wait_for

@@ -33,9 +33,8 @@ from eventgate.deploy.production import (
     render_production,
 )
 from eventgate.deploy.stack import NginxSettings, render_stack
-from eventgate.shared.config import ENV_FILE_NAME, Config
+from eventgate.shared.config import ENV_FILE_NAME, Config, max_request_bytes
 from eventgate.shared.errors import ConfigError
-from eventgate.shared.requestsize import max_request_bytes
 from tests.ops.test_rendered_configs import (
     directives,
     gunicorn_settings,

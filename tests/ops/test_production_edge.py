@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from eventgate.deploy.production import Production, render_production
-from eventgate.shared.requestsize import max_request_bytes
+from eventgate.shared.config import max_request_bytes
 from tests.ops.test_production_configs import ORIGIN, PATH, loopback_production
 from tests.security.rawhttp import Answer, build, connect, read_answer
 from tests.servers import LOOPBACK, free_port, port_open, wait_for

@@ -20,8 +20,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from supervisor.options import ServerOptions
 
 from eventgate.deploy.stack import ENV_NAMES, render_stack
-from eventgate.shared.config import Config
-from eventgate.shared.requestsize import max_request_bytes
+from eventgate.shared.config import Config, max_request_bytes
 from tests.stack import REPO_ROOT
 
 SECRET = "s3cret-signing-key-that-must-not-leak-000000"

@@ -186,7 +186,7 @@ def test_oversized_body_is_a_json_413_everywhere(stack, path):
     # A location with its own error_page loses the server's: each must repeat the JSON 413.
     import http.client
 
-    from eventgate.shared.requestsize import max_request_bytes
+    from eventgate.shared.config import max_request_bytes
 
     conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
     conn.putrequest("POST", path)

@@ -14,7 +14,7 @@ from bisect import bisect_left
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from eventgate.shared import workers
+from eventgate.shared.status import read_records, write_record
 from eventgate.stream.lag import BUCKETS_SECONDS, LagHistogram, quantile
 from eventgate.stream.metrics import add_to_histogram
 from tests.clients import StreamClient, stream_path
@@ -115,7 +115,7 @@ def test_counters_reach_metrics_and_the_status_record(make_pool, tokens, publish
     client = redis_server.client()
 
     def record():
-        found = [r for r in workers.read(client) if r["pid"] in pool.worker_pids()]
+        found = [r for r in read_records(client) if r["pid"] in pool.worker_pids()]
         return found[0] if found and found[0]["delivered"] == 4 else None
 
     status = wait_for(record, 10, "the worker's status record")
@@ -128,15 +128,15 @@ def test_counters_reach_metrics_and_the_status_record(make_pool, tokens, publish
     pids = pool.worker_pids()
     pool.stop()
     # A worker that stops withdraws its record at once.
-    assert not [r for r in workers.read(client) if r["pid"] in pids]
+    assert not [r for r in read_records(client) if r["pid"] in pids]
 
 
 def test_dead_workers_records_expire(redis_server):
     client = redis_server.client()
-    workers.write(client, "gone-host:1", {"pid": 1, "streams": 3}, ttl_seconds=0.2)
-    assert any(r["worker"] == "gone-host:1" for r in workers.read(client))
+    write_record(client, "gone-host:1", {"pid": 1, "streams": 3}, ttl_seconds=0.2)
+    assert any(r["worker"] == "gone-host:1" for r in read_records(client))
     time.sleep(0.3)
-    assert not any(r["worker"] == "gone-host:1" for r in workers.read(client))
+    assert not any(r["worker"] == "gone-host:1" for r in read_records(client))
     assert client.hget("eventgate:workers", "gone-host:1") is None
 
 

@@ -6,6 +6,8 @@ exists, imported by a test or not):
   ``sys.path``: a module reachable under two names is loaded twice, with two copies of its state);
 - direction (style.md): web → shared, stream → shared; web and stream never import each other;
   shared imports neither Flask nor gevent (safe in every process);
+- the fence: in shared/, only pools.py imports gunicorn or prometheus_client, so a
+  publishing-only install (neither is in it) can import the rest, logformat.py included;
 - nobody inside the package imports its public face (``eventgate/__init__.py``), which only
   re-exports: importing it from inside would make the facade a dependency of its own parts.
 """
@@ -43,6 +45,13 @@ FORBIDDEN = {
     "deploy": {"flask", "werkzeug", "gevent", "greenlet", "eventgate.web", "eventgate.stream"},
     "eventgate": set(),
 }
+
+#: The server side's plumbing (the ``server`` extra) and the one module of shared/ that may import
+#: it. shared/logformat.py formats gunicorn's access line but stays outside: the apps log through
+#: it when no gunicorn runs them (tests, ``flask run``), and gunicorn's Logger subclasses are in
+#: pools.py.
+FENCED = {"gunicorn", "prometheus_client"}
+FENCE_KEEPER = "shared/pools.py"
 
 
 def python_files(folder: str) -> list[Path]:
@@ -86,9 +95,13 @@ def module_package(path: Path) -> list[str]:
     return [*SUBPACKAGES.get(folder, [folder]), *rest]
 
 
-def violations(folder: str, forbidden: set[str]) -> list[str]:
+def violations(folder: str, forbidden: set[str], exempt: frozenset[str] = frozenset()) -> list[str]:
+    """``<file> imports <module>`` for every import of ``forbidden`` in ``folder``, except in the
+    files named in ``exempt`` (paths from the repository's root)."""
     found = []
     for path in python_files(folder):
+        if path.relative_to(ROOT).as_posix() in exempt:
+            continue
         source = path.read_text(encoding="utf-8")
         for name in sorted(imported_modules(source, module_package(path))):
             if any(_matches(name, bad) for bad in forbidden):
@@ -100,6 +113,11 @@ def violations(folder: str, forbidden: set[str]) -> list[str]:
 def test_package_direction(folder):
     assert python_files(folder), f"{folder}/ has no Python files"
     assert violations(folder, FORBIDDEN[folder]) == []
+
+
+def test_only_pools_imports_gunicorn_or_prometheus_in_shared():
+    assert (ROOT / FENCE_KEEPER).is_file()
+    assert violations("shared", FENCED, exempt=frozenset({FENCE_KEEPER})) == []
 
 
 @pytest.mark.parametrize("folder", [*sorted(SUBPACKAGES), "tests", "bench"])
@@ -163,8 +181,23 @@ def test_the_checker_sees_imports():
     assert {"redis", "eventgate.shared.events"} <= imported_modules(
         real.read_text(), module_package(real)
     )
+    # the fence fires on a real file: pools.py is what the exemption lets through
+    fenced = violations("shared", FENCED)
+    assert {line.split()[0] for line in fenced} == {FENCE_KEEPER}
+    assert "shared/pools.py imports prometheus_client" in fenced
+    assert any(_matches(name, "gunicorn") for name in imported_modules(
+        "from gunicorn.glogging import Logger", ["eventgate", "shared"]))
     assert _matches("eventgate.stream.hub", "eventgate.stream")
     assert not _matches("eventgate.streams", "eventgate.stream")
+
+
+def run_python(code: str) -> str:
+    """``code``'s output, run in a fresh interpreter (imports already done here do not count)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def test_importing_shared_loads_neither_flask_nor_gevent():
@@ -178,8 +211,27 @@ def test_importing_shared_loads_neither_flask_nor_gevent():
         "or m.startswith(('eventgate.web', 'eventgate.stream')))\n"
         "print(','.join(bad))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30
+    loaded = run_python(code)
+    assert loaded == "", f"importing shared loaded: {loaded}"
+
+
+def test_a_publishing_only_install_imports_without_the_server_extra():
+    """What the base install needs — the Flask extension and shared/ (all but pools.py) — loads
+    with gunicorn, prometheus_client, gevent and supervisor made unimportable, as they are
+    without ``eventgate[server]``; pools.py does not, which shows the block works."""
+    modules = sorted(p.stem for p in python_files("shared")
+                     if p.stem != "__init__" and f"shared/{p.name}" != FENCE_KEEPER)
+    code = (
+        "import importlib, sys\n"
+        "for blocked in ('gunicorn', 'prometheus_client', 'gevent', 'supervisor'):\n"
+        "    sys.modules[blocked] = None  # import raises ImportError\n"
+        "import eventgate.web.extension\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module('eventgate.shared.' + name)\n"
+        "try:\n"
+        "    import eventgate.shared.pools\n"
+        "except ImportError:\n"
+        "    print('blocked')\n"
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "", f"importing shared loaded: {result.stdout.strip()}"
+    assert run_python(code) == "blocked"
+    assert "logformat" in modules and "status" in modules and "config" in modules

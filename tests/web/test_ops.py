@@ -12,11 +12,12 @@ import pytest
 from flask import jsonify
 from prometheus_client.parser import text_string_to_metric_families
 
-from eventgate.shared import keys, logformat, workers
+from eventgate.shared import keys, logformat
+from eventgate.shared.status import write_record
 from eventgate.shared.tokens import ChannelTokens
 from eventgate.web.app import create_app
 from eventgate.web.extension import current_eventgate
-from eventgate.web.statusfeed import STATUS_CHANNEL, StatusFeed
+from eventgate.web.ops import STATUS_CHANNEL, StatusFeed
 from tests.web.test_cli import run_cli as run_cli  # the fixture, shared
 
 
@@ -96,8 +97,8 @@ def test_status_feed_publishes_one_event_per_interval(make_config, redis_server,
     app = create_app(make_config(status_interval_seconds=0.5))
     client = redis_server.client()
     client.delete(keys.STATUS_FEED_LOCK)
-    workers.write(client, "feed-host:7", {"pid": 7, "streams": 5, "delivered": 40,
-                                          "lag_p99_seconds": 0.01}, ttl_seconds=5)
+    write_record(client, "feed-host:7", {"pid": 7, "streams": 5, "delivered": 40,
+                                       "lag_p99_seconds": 0.01}, ttl_seconds=5)
     feed = StatusFeed(app.extensions["eventgate"])
     other = StatusFeed(create_app(make_config(status_interval_seconds=0.5)).extensions["eventgate"])
     first = feed.publish_once()
@@ -114,9 +115,9 @@ def test_status_feed_publishes_one_event_per_interval(make_config, redis_server,
 
 
 def test_status_feed_keeps_a_short_log(make_config, redis_server, monkeypatch):
-    import eventgate.web.statusfeed as statusfeed_module
+    import eventgate.web.ops as ops_module
 
-    monkeypatch.setattr(statusfeed_module, "STATUS_EVENTS_KEPT", 5)
+    monkeypatch.setattr(ops_module, "STATUS_EVENTS_KEPT", 5)
     app = create_app(make_config(status_interval_seconds=0.01))
     client = redis_server.client()
     feed = StatusFeed(app.extensions["eventgate"])
@@ -129,9 +130,9 @@ def test_status_feed_keeps_a_short_log(make_config, redis_server, monkeypatch):
 
 def test_cli_status_text_and_json(run_cli, redis_server, channel, publisher_for_cli):
     client = redis_server.client()
-    workers.write(client, "cli-host:42", {"pid": 42, "streams": 3, "channels": 2,
-                                          "queued_bytes": 2048, "delivered": 9,
-                                          "redis_connected": True}, ttl_seconds=10)
+    write_record(client, "cli-host:42", {"pid": 42, "streams": 3, "channels": 2,
+                                       "queued_bytes": 2048, "delivered": 9,
+                                       "redis_connected": True}, ttl_seconds=10)
     publisher_for_cli(channel, 3)
     result = run_cli("status", "--json")
     assert result.returncode == 0, result.stderr

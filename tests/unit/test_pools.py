@@ -1,8 +1,11 @@
-"""TextLogger's access line is gunicorn's own: every atom gunicorn knows, and the deployed format,
-compared with what gunicorn's ``Logger.atoms`` + ``SafeAtoms`` give for the same request."""
+"""The pools' gunicorn loggers (shared/pools.py): TextLogger's access line is gunicorn's own —
+every atom gunicorn knows, and the deployed format, compared with what gunicorn's
+``Logger.atoms`` + ``SafeAtoms`` give for the same request — and the class named for gunicorn
+is one it can load."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 
@@ -10,7 +13,8 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 
-from eventgate.shared.gunicornlog import LazyAtoms, TextLogger, logger_class_from_env
+from eventgate.shared.logformat import LazyAtoms
+from eventgate.shared.pools import JsonLogger, TextLogger, logger_class_from_env
 
 DEPLOYED_FORMAT = '%(t)s %({x-request-id}i)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
 
@@ -97,13 +101,42 @@ def test_the_written_line_is_gunicorns(fmt: str, tmp_path) -> None:  # noqa: ANN
     assert 'se\\"cond' in lines[TextLogger] or fmt != DEPLOYED_FORMAT
 
 
+def test_the_json_access_line(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    # JsonLogger formats every handler of gunicorn's loggers, pytest's own capture too: give it
+    # empty lists, put back afterwards.
+    for name in ("gunicorn.access", "gunicorn.error"):
+        monkeypatch.setattr(logging.getLogger(name), "handlers", [])
+    cfg = Config()
+    cfg.set("accesslog", str(tmp_path / "access.log"))
+    logger = _logger(JsonLogger)
+    logger.setup(cfg)
+    logger.access(_Response, _Request, ENVIRON, TOOK)
+    for handler in logger.access_log.handlers + logger.error_log.handlers:
+        handler.close()
+    assert json.loads((tmp_path / "access.log").read_text()) == {
+        "ts": "01/Dec/2026:04:05:06 +0000", "level": "info", "logger": "gunicorn.access",
+        "request_id": "-",  # 'se"cond' is no plain id
+        "method": "POST", "path": "/api/events",  # never the query string: it may hold a token
+        "status": "201", "bytes": 31, "duration_ms": 2034.567,
+    }
+
+
+def _loaded_by_gunicorn(name: str) -> type:
+    """The class gunicorn's ``logger_class`` setting resolves ``name`` to."""
+    cfg = Config()
+    cfg.set("logger_class", name)
+    return cfg.logger_class
+
+
 def test_text_unless_json_is_asked_for(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
     monkeypatch.setenv("EVENTGATE_VAR_DIR", str(tmp_path))
     monkeypatch.setenv("EVENTGATE_SECRET_KEY", "k" * 20 + "0123456789abcdef")
     monkeypatch.setenv("EVENTGATE_PUBLISH_KEY", "p" * 20 + "0123456789abcdef")
     monkeypatch.setenv("EVENTGATE_LOG_FORMAT", "json")
-    assert logger_class_from_env() == "eventgate.shared.gunicornlog.JsonLogger"
+    assert logger_class_from_env() == "eventgate.shared.pools.JsonLogger"
+    assert _loaded_by_gunicorn(logger_class_from_env()) is JsonLogger
     monkeypatch.setenv("EVENTGATE_LOG_FORMAT", "text")
-    assert logger_class_from_env() == "eventgate.shared.gunicornlog.TextLogger"
+    assert logger_class_from_env() == "eventgate.shared.pools.TextLogger"
+    assert _loaded_by_gunicorn(logger_class_from_env()) is TextLogger
     monkeypatch.setenv("EVENTGATE_LOG_FORMAT", "xml")  # refused: the workers will say so
-    assert logger_class_from_env() == "eventgate.shared.gunicornlog.TextLogger"
+    assert logger_class_from_env() == "eventgate.shared.pools.TextLogger"

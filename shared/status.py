@@ -1,0 +1,110 @@
+"""Stream workers' status records in Redis, and the overview built from them: each stream worker
+writes its own record (stream/status.py); the ops page's feed (web/ops.py) and
+``eventgate status`` read them all.
+
+Every stream worker writes one small JSON record (open streams, channels, queue depths, lag,
+counters) into the ``keys.WORKERS`` hash every few seconds. A record carries the time it was
+written and how long it is good for; readers skip (and delete) records past that, so a worker
+that died without a word (``kill -9``) vanishes within seconds. The hash itself also expires,
+so when every worker is gone, so is the hash. Records and the overview hold numbers, ids and
+channel names only, never a token, a key or a subject. Reading is read-only except for deleting
+expired records.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+
+from eventgate.shared import keys
+
+#: A record is good for this many status intervals (a worker that misses one is not gone yet).
+TTL_INTERVALS = 3
+
+#: Summed over workers for the overview's totals.
+SUMMED = (
+    "streams", "channels", "queued_bytes", "queued_streams", "events", "delivered",
+    "replayed", "lost", "slow_disconnects", "reconnects", "backfills", "written",
+)
+
+
+def write_record(client: redis.Redis, worker_id: str, record: dict, ttl_seconds: float) -> None:
+    """Store ``record`` for ``worker_id`` (adds ``updated_at`` and ``expires_at``)."""
+    now = time.time()
+    body = {**record, "worker": worker_id, "updated_at": now, "expires_at": now + ttl_seconds}
+    pipe = client.pipeline(transaction=False)
+    pipe.hset(keys.WORKERS, worker_id, json.dumps(body, separators=(",", ":")))
+    pipe.expire(keys.WORKERS, max(1, int(ttl_seconds) + 1))
+    pipe.execute()
+
+
+def remove_record(client: redis.Redis, worker_id: str) -> None:
+    """Delete the record of a worker that stops on purpose."""
+    client.hdel(keys.WORKERS, worker_id)
+
+
+def read_records(client: redis.Redis) -> list[dict]:
+    """Every live worker's record, sorted by worker id; expired records are deleted."""
+    now = time.time()
+    live, stale = [], []
+    for worker_id, raw in client.hgetall(keys.WORKERS).items():
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            stale.append(worker_id)
+            continue
+        if not isinstance(record, dict) or record.get("expires_at", 0) < now:
+            stale.append(worker_id)
+        else:
+            live.append(record)
+    if stale:
+        client.hdel(keys.WORKERS, *stale)
+    return sorted(live, key=lambda record: str(record.get("worker")))
+
+
+def overview(client: redis.Redis) -> dict:
+    """The gateway at a glance — ``{"workers": [records], "totals": {...}, "redis": {...}}``:
+    what ``eventgate status`` prints and the ops status event carries. Raises redis errors."""
+    records = read_records(client)
+    totals: dict[str, float] = {name: 0 for name in SUMMED}
+    for record in records:
+        for name in SUMMED:
+            value = record.get(name)
+            if isinstance(value, (int, float)):
+                totals[name] += value
+    lags = [r["lag_p99_seconds"] for r in records if isinstance(r.get("lag_p99_seconds"), float)]
+    totals["workers"] = len(records)
+    if any(r.get("lag_p99_seconds") == "+Inf" for r in records):
+        totals["lag_p99_seconds"] = "+Inf"  # past the last bucket (stream/lag.py)
+    else:
+        totals["lag_p99_seconds"] = max(lags) if lags else None
+    memory = client.info("memory")
+    return {
+        "workers": records,
+        "totals": totals,
+        "redis": {
+            "used_memory_bytes": memory.get("used_memory"),
+            "used_memory_human": memory.get("used_memory_human"),
+            "maxmemory_bytes": memory.get("maxmemory"),
+        },
+    }
+
+
+def log_lengths(client: redis.Redis, limit: int = 1000) -> tuple[dict[str, int], bool]:
+    """``({channel: events in its log}, complete)`` for up to ``limit`` channels, found with
+    SCAN (never KEYS, which blocks Redis); ``complete`` is False when more exist."""
+    pattern = f"{keys.PREFIX}{{*}}:log"
+    names: list[str] = []
+    complete = True
+    for key in client.scan_iter(match=pattern, count=1000, _type="stream"):
+        if len(names) >= limit:
+            complete = False
+            break
+        text = key.decode("utf-8") if isinstance(key, bytes) else key
+        names.append(text[len(keys.PREFIX) + 1 : -len("}:log")])
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.xlen(keys.log_key(name))
+    return dict(zip(names, pipe.execute(), strict=True)), complete
