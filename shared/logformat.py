@@ -10,10 +10,11 @@ Threat: the header comes from the client. Only a plain id (letters, digits, ``._
 128 characters) is kept; anything else becomes ``-``, so a header cannot forge log lines. Log
 lines never carry a token, a key or a query string: callers log paths, never URLs.
 
-gunicorn's access line is built here too, from plain values: ``LazyAtoms`` (the text line's
-atoms) and ``json_access_line``. The gunicorn loggers that write them are in shared/pools.py,
-since they subclass gunicorn's Logger; this module imports no gunicorn, because the apps use it
-also when they run without gunicorn (tests, ``flask run``, a publishing-only install).
+gunicorn's access line is built here too: ``LazyAtoms`` (the text line's atoms) and
+``json_access_line``, from the request and response gunicorn hands its logger. The loggers that
+write them are in shared/pools.py, since they subclass gunicorn's Logger: this module imports no
+gunicorn, because the apps log through it also when no gunicorn runs them (tests, ``flask run``,
+a publishing-only install).
 """
 
 from __future__ import annotations
