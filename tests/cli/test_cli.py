@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from eventgate.cli import main
 from eventgate.shared import keys
 from eventgate.shared.tokens import ChannelTokens
 from eventgate.tail import Tail
@@ -135,6 +136,16 @@ def test_no_command_prints_usage_and_exits_2(run_cli):
 
     assert result.returncode == 2
     assert "Usage: eventgate" in result.stderr
+
+
+def test_an_interrupt_exits_130_quietly(monkeypatch, capsys, tmp_path):
+    def interrupted(var_dir):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("eventgate.cli.write_dev_env", interrupted)
+
+    assert main(["init", "--var-dir", str(tmp_path)]) == 130
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_python_m_eventgate_is_the_command():

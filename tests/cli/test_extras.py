@@ -53,3 +53,4 @@ def test_the_command_line_imports_nothing_of_the_extra():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+

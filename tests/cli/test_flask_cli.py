@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -14,7 +17,9 @@ from eventgate.cli import cli
 from eventgate.shared import keys
 from eventgate.shared.tokens import ChannelTokens
 from eventgate.web.extension import EventGate
-from tests.servers import free_port
+from tests.servers import child_env, free_port
+
+EXAMPLE_APP = Path(__file__).resolve().parents[2] / "docs" / "example_app.py"
 
 
 @pytest.fixture
@@ -72,3 +77,26 @@ def test_flask_eventgate_reports_a_mistake_in_one_line(make_app):
     assert result.stderr.startswith("eventgate: ") and result.stderr.count("\n") == 1
     assert "channel name" in result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_the_flask_command_runs_them_on_a_real_app(redis_server, secret_keys, publish_key,
+                                                   tmp_path, channel):
+    # The real `flask` command: it finds the app (docs/example_app.py, settings from the
+    # environment there) and runs the group EventGate added.
+    def flask(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "flask", "--app", str(EXAMPLE_APP), "eventgate", *args],
+            env=child_env(EVENTGATE_SECRET_KEY=secret_keys[0], EVENTGATE_PUBLISH_KEY=publish_key,
+                          EVENTGATE_REDIS_URL=redis_server.url,
+                          EVENTGATE_VAR_DIR=str(tmp_path / "var")),
+            capture_output=True, text=True, timeout=30,
+        )
+
+    published = flask("publish", channel, "--data", "7")
+    refused = flask("publish", "bad channel")
+
+    assert published.returncode == 0, published.stderr
+    [(stored_id, fields)] = redis_server.client().xrange(keys.log_key(channel))
+    assert published.stdout.strip() == stored_id.decode() and fields[b"data"] == b"7"
+    assert refused.returncode == 2 and refused.stderr.startswith("eventgate: ")
+    assert refused.stderr.count("\n") == 1
