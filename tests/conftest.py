@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
 
 from eventgate.shared.config import Config
-from tests.servers import RedisServer
+from tests.servers import RedisServer, child_env
 from tests.stack import Stack
 
 _counter = itertools.count()
@@ -55,6 +57,28 @@ def make_config(redis_server, secret_keys, publish_key, tmp_path):
 def channel() -> str:
     """A channel name no other test uses."""
     return f"test.{next(_counter)}.{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def run_cli(redis_server, secret_keys, publish_key, tmp_path):
+    """``run_cli(*args, **env)``: run ``python -m eventgate.cli`` with settings for the session's
+    redis (an env value of None removes that setting)."""
+
+    def run(*args: str, **env: str | None) -> subprocess.CompletedProcess:
+        settings = {
+            "EVENTGATE_SECRET_KEY": ",".join(secret_keys),
+            "EVENTGATE_PUBLISH_KEY": publish_key,
+            "EVENTGATE_REDIS_URL": redis_server.url,
+            "EVENTGATE_VAR_DIR": str(tmp_path / "var"),
+            **env,
+        }
+        settings = {k: v for k, v in settings.items() if v is not None}
+        return subprocess.run(
+            [sys.executable, "-m", "eventgate.cli", *args], env=child_env(**settings),
+            capture_output=True, text=True, timeout=30,
+        )
+
+    return run
 
 
 # -- the whole stack (tests/stack.py) ------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import TypeVar
 import redis
 from flask import Flask, Response, current_app, has_request_context, request
 
+from eventgate.cli import command_group
 from eventgate.shared.config import Config
 from eventgate.shared.errors import InvalidEvent, PublishError
 from eventgate.shared.publisher import Draft, Publisher
@@ -85,6 +86,7 @@ class EventGate:
         self._app = app
         app.extensions[EXTENSION_KEY] = self
         app.after_request(self._publish_pending)
+        app.cli.add_command(command_group(lambda: config))  # `flask eventgate …`, this config
 
     # -- publishing -------------------------------------------------------------------------
 

@@ -92,7 +92,7 @@ def test_status_events_and_the_status_command(stack):
     assert statuses[-1]["totals"]["streams"] >= 1  # the watcher itself
 
     result = subprocess.run(
-        [sys.executable, "-m", "eventgate.web.cli", "status", "--json"], cwd=REPO_ROOT,
+        [sys.executable, "-m", "eventgate.cli", "status", "--json"], cwd=REPO_ROOT,
         env=child_env(EVENTGATE_VAR_DIR=str(stack.var_dir),
                       EVENTGATE_REDIS_PORT=str(stack.redis_port)),
         capture_output=True, text=True, timeout=30, check=False,

@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 _CHECK = """
 import sys
-import eventgate.web.app, eventgate.web.api.blueprint, eventgate.web.auth, eventgate.web.cli
+import eventgate.web.app, eventgate.web.api.blueprint, eventgate.web.auth, eventgate.cli
 import eventgate.web.demo, eventgate.web.errors, eventgate.web.extension, eventgate.web.health
-import eventgate.web.tail
+import eventgate.tail, eventgate.report
 loaded = sorted(m for m in sys.modules
                 if m.split(".")[0] == "gevent" or m.startswith("eventgate.stream"))
 assert not loaded, loaded

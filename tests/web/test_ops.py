@@ -18,7 +18,6 @@ from eventgate.shared.tokens import ChannelTokens
 from eventgate.web.app import create_app
 from eventgate.web.extension import current_eventgate
 from eventgate.web.ops import STATUS_CHANNEL, StatusFeed
-from tests.web.test_cli import run_cli as run_cli  # the fixture, shared
 
 
 def samples(client) -> dict[str, float]:

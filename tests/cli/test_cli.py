@@ -1,4 +1,5 @@
-"""The eventgate command, run as a real process against the session's redis."""
+"""The eventgate command, run as a real process (``run_cli``) against the session's redis, and
+its stream follower (eventgate/tail.py) against a scripted SSE server."""
 
 from __future__ import annotations
 
@@ -13,33 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from eventgate.cli import main
 from eventgate.shared import keys
 from eventgate.shared.tokens import ChannelTokens
-from eventgate.web.tail import Tail
-from tests.servers import LOOPBACK, child_env, free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def run_cli(redis_server, secret_keys, publish_key, tmp_path):
-    """``run_cli(*args, **env)``: run ``python -m web.cli`` with settings for the test redis."""
-
-    def run(*args: str, **env: str) -> subprocess.CompletedProcess:
-        settings = {
-            "EVENTGATE_SECRET_KEY": ",".join(secret_keys),
-            "EVENTGATE_PUBLISH_KEY": publish_key,
-            "EVENTGATE_REDIS_URL": redis_server.url,
-            "EVENTGATE_VAR_DIR": str(tmp_path / "var"),
-            **env,
-        }
-        settings = {k: v for k, v in settings.items() if v is not None}
-        return subprocess.run(
-            [sys.executable, "-m", "eventgate.web.cli", *args], cwd=ROOT, env=child_env(**settings),
-            capture_output=True, text=True, timeout=30,
-        )
-
-    return run
+from eventgate.tail import Tail
+from tests.servers import LOOPBACK, free_port
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, code: int, text: str) -> None:
@@ -156,7 +135,27 @@ def test_no_command_prints_usage_and_exits_2(run_cli):
     result = run_cli()
 
     assert result.returncode == 2
-    assert "usage: eventgate" in result.stderr
+    assert "Usage: eventgate" in result.stderr
+
+
+def test_an_interrupt_exits_130_quietly(monkeypatch, capsys, tmp_path):
+    def interrupted(var_dir):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("eventgate.cli.write_dev_env", interrupted)
+
+    assert main(["init", "--var-dir", str(tmp_path)]) == 130
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_python_m_eventgate_is_the_command():
+    result = subprocess.run([sys.executable, "-m", "eventgate", "--help"], capture_output=True,
+                            text=True, timeout=30)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: eventgate [OPTIONS] COMMAND")
+    assert all(name in result.stdout for name in
+               ("init", "publish", "token", "tail", "status", "replay"))
 
 
 # -- tail against a scripted SSE server -----------------------------------------------------------

@@ -1,9 +1,11 @@
-"""``eventgate status`` and ``eventgate replay``: the ops commands, for a terminal or a script.
+"""What ``eventgate status`` and ``eventgate replay`` print: the ops commands' output, for a
+terminal or a script.
 
 ``status`` reads what every stream worker wrote to Redis (shared/status.py) plus Redis's
 memory and its channel logs' lengths; ``replay`` prints a channel's log after an event id, in
 batches, with a progress bar on stderr when stderr is a terminal (or ``--progress``). Both only
-read Redis (``status`` also deletes expired worker records).
+read Redis (``status`` also deletes expired worker records). Needs the ``server`` extra (tqdm):
+eventgate/cli.py imports this module only when one of the two runs.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Like EventSource, it keeps the last event id (the resume cursor) and reconnects 
 ``Last-Event-ID`` when the stream ends — the server ends it when the token expires, on shutdown,
 or when this client fell too far behind — so nothing is missed and nothing is printed twice. Each
 connection gets a freshly minted token. Reads are small and unbuffered (``read1``), so an event
-is printed as soon as its bytes arrive.
+is printed as soon as its bytes arrive. Needs the ``server`` extra (sseclient-py):
+eventgate/cli.py imports this module only when ``eventgate tail`` runs.
 """
 
 from __future__ import annotations

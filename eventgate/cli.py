@@ -1,0 +1,287 @@
+"""The ``eventgate`` command: init dev secrets, publish, mint tokens, tail streams; for ops,
+``status`` (the stream workers, Redis, the logs) and ``replay`` (a channel's log after an id).
+
+The commands are written once, as a click group (Flask's own command-line library), and run two
+ways: ``eventgate …`` reads its settings with ``Config.from_env()`` (the environment, then
+``var/eventgate.env``); ``flask eventgate …`` is the same group added to a Flask app's command
+line by ``EventGate.init_app``, with that EventGate's Config. Expected failures print one line on
+stderr and exit non-zero — 2 for a mistake in the command or the settings, 1 when a server
+(Redis, the stream pool) is not there — never a traceback.
+
+Importing this module needs only the base install: ``tail``, ``status`` and ``replay`` import
+what the ``server`` extra brings when they run (``server_module``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from importlib import import_module
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any
+
+import click
+import redis
+
+from eventgate.shared.config import Config, var_dir_from_env, write_dev_env
+from eventgate.shared.errors import (
+    ConfigError,
+    EventgateError,
+    InvalidEvent,
+    InvalidName,
+    PublishError,
+)
+from eventgate.shared.names import validate_channel
+from eventgate.shared.publisher import Publisher
+from eventgate.shared.redisconn import connect
+from eventgate.shared.tokens import ChannelTokens
+
+EXIT_OK = 0
+EXIT_UNAVAILABLE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: The top-level modules that only ``pip install "eventgate[server]"`` brings (pyproject.toml).
+SERVER_EXTRA = frozenset(
+    {"gevent", "gunicorn", "supervisor", "prometheus_client", "sseclient", "tqdm"}
+)
+SERVER_INSTALL = 'pip install "eventgate[server]"'
+
+#: click ``Context.meta`` key: how the running group loads its Config (``current_config``).
+_LOAD_CONFIG = "eventgate.load_config"
+
+
+class CommandError(click.ClickException):
+    """An expected failure: ``message`` goes to stderr as one line, ``exit_code`` to the shell.
+
+    A ClickException whose ``show`` prints ``eventgate: <message>`` (click's own is "Error: …"),
+    so ``eventgate`` and ``flask eventgate`` report it alike."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"eventgate: {self.message}", file=file, err=file is None)
+
+
+def server_module(command: str, name: str) -> ModuleType:
+    """Import module ``name``, which needs the ``server`` extra, for the command ``command``.
+
+    The usual pattern for an optional extra: its packages are imported where a command runs,
+    never at the top of this module, so the base install can import the command line; a missing
+    one becomes one line that says what to install. An ImportError of anything else is a bug
+    and propagates."""
+    try:
+        return import_module(name)
+    except ImportError as error:
+        if (error.name or "").split(".")[0] not in SERVER_EXTRA:
+            raise
+        raise CommandError(
+            f"the {command} command needs the server extra: {SERVER_INSTALL}"
+        ) from None
+
+
+def current_config() -> Config:
+    """The Config of the group running the current command (``command_group``), loaded now:
+    commands ask for it only once past what needs no settings (``init``, ``--help``, a missing
+    extra), and a settings mistake becomes one line and exit 2."""
+    load: Callable[[], Config] = click.get_current_context().meta[_LOAD_CONFIG]
+    try:
+        return load()
+    except ConfigError as error:
+        raise CommandError(error.message) from None
+
+
+@click.command("init")
+@click.option("--var-dir", type=click.Path(path_type=Path),
+              help="directory for runtime files (default: $EVENTGATE_VAR_DIR or var)")
+def init(var_dir: Path | None) -> None:
+    """Write development secrets to var/ (once)."""
+    try:
+        path = write_dev_env(var_dir_from_env() if var_dir is None else var_dir)
+    except OSError as error:
+        raise CommandError(f"cannot write the env file: {error.strerror or error}.") from None
+    click.echo(path)
+
+
+@click.command("publish")
+@click.argument("channel")
+@click.option("--type", "event_type", default="message", metavar="T", help="event type")
+@click.option("--data", default="null", metavar="JSON", help="event data as JSON")
+def publish(channel: str, event_type: str, data: str) -> None:
+    """Publish one event; prints its id."""
+    config = current_config()
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        raise CommandError(
+            "--data must be valid JSON (quote a string: --data '\"text\"')."
+        ) from None
+    try:
+        publisher = Publisher(connect(config), config)
+        click.echo(publisher.publish(channel, value, event_type))
+    except (InvalidName, InvalidEvent) as error:
+        raise CommandError(error.message) from None
+    except PublishError as error:
+        raise CommandError(error.message, EXIT_UNAVAILABLE) from None
+    except (UnicodeError, ValueError) as error:  # a malformed EVENTGATE_REDIS_URL, odd text
+        raise CommandError(f"{error}.") from None
+
+
+@click.command("token")
+@click.argument("channels", nargs=-1, required=True, metavar="CHANNEL...")
+@click.option("--ttl", type=int, metavar="SECONDS", help="lifetime in seconds")
+@click.option("--subject", metavar="S", help="who the token is for")
+def token(channels: tuple[str, ...], ttl: int | None, subject: str | None) -> None:
+    """Print a stream token for channels (a name or prefix.*)."""
+    click.echo(_mint(current_config(), channels, ttl, subject))
+
+
+@click.command("tail")
+@click.argument("channels", nargs=-1, required=True, metavar="CHANNEL...")
+@click.option("--last-event-id", metavar="ID", help="resume after this event id")
+@click.option("--url", metavar="BASE",
+              help="public entry of the stack (default: http://127.0.0.1:$EVENTGATE_PORT)")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per event")
+def tail(
+    channels: tuple[str, ...], last_event_id: str | None, url: str | None, as_json: bool
+) -> None:
+    """Print a stream's events as they arrive."""
+    following = server_module("tail", "eventgate.tail")
+    config = current_config()
+    try:  # a stream carries exact channels; a prefix.* grant is not one
+        names = [validate_channel(name) for name in channels]
+    except InvalidName as error:
+        raise CommandError(error.message) from None
+    try:
+        stream = following.Tail(
+            url or f"http://127.0.0.1:{config.port}",
+            names,
+            mint_token=lambda: _mint(config, names, None, "eventgate-tail"),
+            last_event_id=last_event_id,
+            as_json=as_json,
+            read_timeout_seconds=max(config.heartbeat_seconds * 3, 10.0),
+        )
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    try:
+        stream.run(sys.stdout)
+    except following.TailError as error:
+        raise CommandError(error.message, EXIT_UNAVAILABLE) from None
+    except KeyboardInterrupt:
+        return
+    except BrokenPipeError:  # `eventgate tail ... | head`: the reader left, so do we, quietly
+        _silence_stdout()
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object")
+@click.option("--logs", type=int, default=1000, metavar="N",
+              help="count the logs of at most N channels (default 1000)")
+def status(as_json: bool, logs: int) -> None:
+    """The gateway at a glance: stream workers, Redis, logs.
+
+    Per stream worker: streams, channels, queues, slow drops, lag; Redis's memory; the channel
+    logs' lengths."""
+    report = server_module("status", "eventgate.report")
+    config = current_config()
+    try:
+        report.print_status(connect(config), sys.stdout, as_json=as_json, log_limit=logs)
+    except (redis.RedisError, OSError) as error:
+        raise _redis_down(error) from None
+
+
+@click.command("replay")
+@click.argument("channel")
+@click.option("--since", required=True, metavar="ID",
+              help="an event id (print what follows it), or 0 for the whole log")
+@click.option("--limit", type=int, metavar="N", help="print at most N events")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per event")
+@click.option("--progress/--no-progress", default=None,
+              help="a progress bar on stderr (default: when stderr is a terminal)")
+def replay(
+    channel: str, since: str, limit: int | None, as_json: bool, progress: bool | None
+) -> None:
+    """Print a channel's stored events after an id."""
+    report = server_module("replay", "eventgate.report")
+    config = current_config()
+    try:
+        channel = validate_channel(channel)
+    except InvalidName as error:
+        raise CommandError(error.message) from None
+    try:
+        report.replay(connect(config), channel, since, sys.stdout, as_json=as_json,
+                      limit=limit, progress=progress)
+    except ValueError as error:
+        raise CommandError(f"--since: {error}.") from None
+    except BrokenPipeError:
+        _silence_stdout()
+    except (redis.RedisError, OSError) as error:
+        raise _redis_down(error) from None
+
+
+def command_group(load_config: Callable[[], Config]) -> click.Group:
+    """The eventgate commands as a click group named ``eventgate``; the commands that need
+    settings get them from ``load_config``, called when one runs. ``cli`` below is the
+    ``eventgate`` command; ``EventGate.init_app`` adds one to the app's ``flask`` command."""
+
+    @click.group("eventgate")
+    def group() -> None:
+        """eventgate: publish events and watch SSE streams."""
+        click.get_current_context().meta[_LOAD_CONFIG] = load_config
+
+    for command in (init, publish, token, tail, status, replay):
+        group.add_command(command)
+    return group
+
+
+cli = command_group(Config.from_env)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
+
+    click's standalone mode is off so that an interrupt exits 130 without "Aborted!"."""
+    try:
+        result = cli.main(args=argv, prog_name="eventgate", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except click.Abort:
+        return EXIT_INTERRUPTED
+    return result if isinstance(result, int) else EXIT_OK  # an int: click's --help exit
+
+
+def _mint(config: Config, channels: Sequence[str], ttl: int | None, subject: str | None) -> str:
+    tokens = ChannelTokens(
+        config.secret_keys,
+        default_ttl_seconds=config.token_ttl_seconds,
+        max_ttl_seconds=config.token_max_ttl_seconds,
+        max_token_bytes=config.max_token_bytes,
+    )
+    try:
+        issued, _ = tokens.issue(channels, subject, ttl)
+    except EventgateError as error:
+        raise CommandError(error.message) from None
+    except ValueError as error:
+        raise CommandError(f"{error}.") from None
+    if len(issued) > config.max_token_bytes:
+        raise CommandError(f"the token would be longer than {config.max_token_bytes} bytes.")
+    return issued
+
+
+def _redis_down(error: BaseException) -> CommandError:
+    return CommandError(f"Redis is not answering ({type(error).__name__}).", EXIT_UNAVAILABLE)
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
