@@ -1,16 +1,18 @@
-"""render_stack(config): the supervisord and nginx configs of one stack, from deploy/ templates.
+"""The template syntax, and rendering: the development stack (render_stack) and the production
+files (render_production), from the templates beside this module.
 
 The stack (``make run``/``make up``) and the tests render the same templates, so what is tested is
-what is deployed. Rendered files hold paths, ports and settings, never a secret: the apps read
-secrets from ``<var>/eventgate.env`` (or the environment they inherit).
+what is deployed; the development and the production nginx share their limits (nginx_limits).
+Rendered files hold paths, ports and settings, never a secret: the apps read secrets from
+``<var>/eventgate.env`` (or the environment they inherit). Nothing here needs a checkout: the
+templates are package data, and no rendered program runs in, or imports from, a checkout.
 
-``python -m eventgate.deploy.stack init|render|wait-healthy|wait-stopped`` is what the Makefile
-runs.
+Command lines: ``python -m eventgate.deploy.stack render`` (deploy/stack.py) and
+``python -m eventgate.deploy.production render`` (deploy/production.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import grp
 import os
 import pwd
@@ -18,16 +20,14 @@ import re
 import resource
 import shutil
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from string import Template
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from eventgate.shared.config import Config, var_dir_from_env, write_dev_env
+from eventgate.shared.config import ORIGIN, Config
 from eventgate.shared.errors import ConfigError
 from eventgate.shared.requestsize import max_request_bytes
 
@@ -35,6 +35,7 @@ from eventgate.shared.requestsize import max_request_bytes
 TEMPLATES = Path(__file__).resolve().parent
 SUPERVISOR_TEMPLATE = TEMPLATES / "supervisor" / "supervisord.conf.tmpl"
 NGINX_TEMPLATE = TEMPLATES / "nginx" / "nginx.conf.tmpl"
+PRODUCTION_TEMPLATES = TEMPLATES / "production"
 RUNTIME_DIRS = ("conf", "run", "log", "redis", "nginx")
 
 #: Open files wanted for supervisord and its children; lowered to the hard limit when not root.
@@ -131,12 +132,14 @@ def render_stack(
 ) -> Path:
     """Write ``<var>/conf/supervisord.conf`` and ``<var>/conf/nginx.conf``; return the first.
 
-    ``root`` is the checkout the programs run in; ``python_bin_dir`` holds its venv's gunicorn.
+    ``root``: where a relative ``config.var_dir`` is taken from (the Makefile's working
+    directory). Every program runs in the var dir, not in ``root``: gunicorn puts its working
+    directory first on ``sys.path``, and the package must come from the venv (editable or not),
+    never from a folder that happens to be there. ``python_bin_dir`` holds the venv's gunicorn.
     Creates the runtime dirs. Raises ConfigError for a path that the config syntaxes cannot hold.
     """
-    root = root.resolve()
     var = resolve_var_dir(config, root)
-    for path in (root, var, python_bin_dir):
+    for path in (var, python_bin_dir):
         if not _SAFE_PATH.match(str(path)):
             raise ConfigError(f"{path} holds characters the rendered configs cannot quote.")
     for name in RUNTIME_DIRS:
@@ -144,7 +147,6 @@ def render_stack(
     fds = _open_files_limit()
     worker_connections = min(NGINX_CONNECTIONS_PER_WORKER, fds // 2)
     supervisor_values = {
-        "root": root,
         "var": var,
         "python_bin": python_bin_dir,
         "nodaemon": "true" if foreground else "false",
@@ -156,7 +158,7 @@ def render_stack(
         "stream_port": config.stream_port,
         "web_workers": web_workers,
         "stream_workers": stream_workers,
-        "app_environment": _supervisor_environment(app_environment(config, var)),
+        "app_environment": supervisor_environment(app_environment(config, var)),
     }
     nginx_values = {
         "var": var,
@@ -170,15 +172,15 @@ def render_stack(
         **nginx_limits(config),
     }
     conf = var / "conf"
-    (conf / "nginx.conf").write_text(_render(NGINX_TEMPLATE, nginx_values))
+    (conf / "nginx.conf").write_text(render_template(NGINX_TEMPLATE, nginx_values))
     supervisord_conf = conf / "supervisord.conf"
-    supervisord_conf.write_text(_render(SUPERVISOR_TEMPLATE, supervisor_values))
+    supervisord_conf.write_text(render_template(SUPERVISOR_TEMPLATE, supervisor_values))
     return supervisord_conf
 
 
 class NginxSettings(Protocol):
-    """What ``nginx_limits`` reads: a Config, or deploy.production.Production (whose fields of
-    these names mean the same), so that the development and production nginx agree."""
+    """What ``nginx_limits`` reads: a Config, or a Production (whose fields of these names mean
+    the same), so that the development and production nginx agree."""
 
     connections_per_address: int
     stream_connect_rate: int
@@ -231,14 +233,18 @@ def nginx_limits(config: NginxSettings, zone_size: str = "10m") -> dict[str, str
     }
 
 
-def _render(template: Path, values: dict[str, object]) -> str:
+def render_template(template: Path, values: Mapping[str, object]) -> str:
+    """``template`` with every ``${name}`` filled from ``values`` (one syntax for development and
+    production). A placeholder that ``values`` lacks is a KeyError: the renderer's bug."""
     text = _BracedTemplate(template.read_text()).substitute({k: str(v) for k, v in values.items()})
     if "${" in text:
-        raise ConfigError(f"{template} has a placeholder that render_stack does not fill.")
+        raise ConfigError(f"{template} has a placeholder that the renderer does not fill.")
     return text
 
 
-def _supervisor_environment(env: dict[str, str]) -> str:
+def supervisor_environment(env: Mapping[str, str]) -> str:
+    """``env`` as a supervisor ``environment=`` value. Raises ConfigError for a value it cannot
+    quote."""
     for key, value in env.items():
         if any(char in value for char in '"\\\n'):
             raise ConfigError(f"{key} holds a character supervisor's environment cannot quote.")
@@ -286,110 +292,189 @@ def _nginx_extra_temp_paths(var: Path, nginx_bin: str) -> str:
     return "\n".join(lines)
 
 
-def wait_healthy(url: str, timeout_seconds: float, log_dir: Path) -> bool:
-    """Poll ``url`` until it answers 200; on the deadline print why and the logs' tails."""
-    deadline = time.monotonic() + timeout_seconds
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return True
-                last = f"HTTP {response.status}"
-        except urllib.error.HTTPError as error:
-            last = f"HTTP {error.code}"
-        except (OSError, urllib.error.URLError) as error:
-            last = str(error)
-        time.sleep(0.2)
-    print(f"eventgate: {url} did not answer 200 within {timeout_seconds:g}s ({last}).",
-          file=sys.stderr)
-    for log in sorted(log_dir.glob("*.log")):
-        lines = log.read_text(errors="replace").splitlines()[-15:]
-        print(f"--- {log} (last {len(lines)} lines) ---", *lines, sep="\n", file=sys.stderr)
-    print("eventgate: the stack is left running for a look; `make down` stops it.", file=sys.stderr)
-    return False
+# -- production (deploy/production/, docs/deploy.md section 2) -----------------------------------
+# The edge's limits, timeouts and CORS origins are the development stack's (nginx_limits, fed with
+# a Production instead of a Config: the fields have the same names and meanings). The request size
+# and the CORS origins go into the app nodes' environment too, so that the edge and the apps
+# cannot disagree.
+
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
+_SAFE = re.compile(r"^[\w./@+:-]+$")
+_LISTEN_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)?$")
 
 
-def wait_stopped(var: Path, timeout_seconds: float) -> bool:
-    """Wait until the stack's supervisord and every process started under ``var`` are gone."""
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        left = stack_processes(var)
-        if not left:
-            return True
-        time.sleep(0.1)
-    print(f"eventgate: still running after {timeout_seconds:g}s: {left}", file=sys.stderr)
-    return False
+def _app_default(name: str) -> int:
+    """Config's default for a setting both the apps and the edge read: one number, one place."""
+    return next(field.default for field in fields(Config) if field.name == name)
 
 
-def stack_processes(var: Path) -> dict[int, str]:
-    """pid -> command line of every live process whose command line names ``var`` (supervisord,
-    redis, gunicorn masters and workers, the nginx master). Zombies are not counted."""
-    found: dict[int, str] = {}
-    needle = str(var.resolve()).encode()
-    ours = _ancestors(os.getpid())  # the make recipe that runs us names var too
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in ours:
+#: Production fields that are also Config settings, and must be the same on the edge and the
+#: nodes: rendered into the edge nginx and into the nodes' environment (EVENTGATE_<NAME>).
+APP_SETTINGS = {
+    "max_event_bytes": "MAX_EVENT_BYTES",
+    "max_batch_events": "MAX_BATCH_EVENTS",
+    "cors_origins": "CORS_ORIGINS",
+}
+#: Edge-only limits (nginx), with the meaning of the EVENTGATE_* setting of the same name.
+EDGE_LIMITS = (
+    "connections_per_address", "stream_connect_rate", "stream_connect_burst",
+    "client_header_timeout_seconds", "client_body_timeout_seconds", "send_timeout_seconds",
+)
+
+
+@dataclass(frozen=True)
+class Production:
+    """What differs between installations. Sizes follow docs/deploy.md ("Sizing")."""
+
+    server_name: str
+    stream_nodes: tuple[str, ...]
+    web_nodes: tuple[str, ...]
+    tls_certificate: str
+    tls_certificate_key: str
+    #: The virtualenv that ``pip install "eventgate[server]"`` installed into (its bin/ holds
+    #: gunicorn). No checkout: the programs import the installed package.
+    venv: str = "/opt/eventgate"
+    #: The eventgate user's own directory (eventgate.env, run/, metrics/), and the programs'
+    #: working directory: it exists on every node, and holds nothing importable (gunicorn puts its
+    #: working directory first on sys.path, where a stray eventgate/ folder would shadow the
+    #: installed package).
+    var_dir: str = "/var/lib/eventgate"
+    log_dir: str = "/var/log/eventgate"
+    user: str = "eventgate"
+    bind_address: str = "0.0.0.0"
+    web_port: int = 8000
+    stream_port: int = 8001
+    web_workers: int = 4
+    stream_workers: int = 4
+    worker_streams: int = 10000
+    #: Where the edge listens: "" is every IPv4 and IPv6 address.
+    listen_address: str = ""
+    http_port: int = 80
+    https_port: int = 443
+    nginx_user: str = "www-data"
+    nginx_log_dir: str = "/var/log/nginx"
+    nginx_run_dir: str = "/run"
+    nginx_conf_dir: str = "/etc/nginx"
+    nginx_temp_dir: str = ""
+    streams_per_nginx_worker: int = 32768
+    #: Shared memory of each per-address limit zone (20m: at least 160,000 addresses).
+    limit_zone_size: str = "20m"
+    # Both the apps and the edge (APP_SETTINGS); the largest request body follows from the first
+    # two (shared/requestsize.py).
+    max_event_bytes: int = _app_default("max_event_bytes")
+    max_batch_events: int = _app_default("max_batch_events")
+    cors_origins: tuple[str, ...] = ()
+    # The edge only (EDGE_LIMITS); a count of 0 is no limit.
+    connections_per_address: int = _app_default("connections_per_address")
+    stream_connect_rate: int = _app_default("stream_connect_rate")
+    stream_connect_burst: int = _app_default("stream_connect_burst")
+    client_header_timeout_seconds: int = _app_default("client_header_timeout_seconds")
+    client_body_timeout_seconds: int = _app_default("client_body_timeout_seconds")
+    send_timeout_seconds: int = _app_default("send_timeout_seconds")
+
+
+def render_production(production: Production, out: Path) -> list[Path]:
+    """Write the four files under ``out``; returns their paths. Raises ConfigError for an
+    address, path or setting the config syntaxes (or the apps) cannot hold."""
+    values = asdict(production)
+    _check(production, values)
+    connections = 2 * production.streams_per_nginx_worker
+    nginx_values = {
+        **{k: v for k, v in values.items() if not k.startswith("nginx_")},
+        **nginx_limits(production, zone_size=production.limit_zone_size),
+        "http_listen": _listen(production.listen_address, production.http_port, ""),
+        "https_listen": _listen(production.listen_address, production.https_port, " ssl http2"),
+        "https_port_suffix": "" if production.https_port == 443 else f":{production.https_port}",
+        "nginx_user": production.nginx_user,
+        "log_dir": production.nginx_log_dir,
+        "run_dir": production.nginx_run_dir,
+        "conf_dir": production.nginx_conf_dir,
+        "streams_per_worker": production.streams_per_nginx_worker,
+        "worker_connections": connections,
+        "worker_rlimit_nofile": 2 * connections,
+        "temp_paths": _temp_paths(production.nginx_temp_dir),
+        "stream_servers": _servers(production.stream_nodes),
+        "web_servers": _servers(production.web_nodes),
+    }
+    supervisor_values = {
+        **values,
+        "app_settings": supervisor_environment(app_settings(production)),
+        # One open file per stream plus a margin, for every stream worker of the node.
+        "minfds": production.stream_workers * (production.worker_streams + 1024),
+    }
+    written = []
+    for template, target, filled in (
+        ("supervisor/eventgate.conf.tmpl", "supervisor/eventgate.conf", supervisor_values),
+        ("nginx/nginx.conf.tmpl", "nginx/nginx.conf", nginx_values),
+        ("nginx/eventgate-proxy.conf.tmpl", "nginx/eventgate-proxy.conf", nginx_values),
+        ("nginx/eventgate-errors.conf.tmpl", "nginx/eventgate-errors.conf", nginx_values),
+    ):
+        path = out / target
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_template(PRODUCTION_TEMPLATES / template, filled))
+        written.append(path)
+    return written
+
+
+def app_settings(production: Production) -> dict[str, str]:
+    """EVENTGATE_* for the settings the apps and the edge share, as Config.from_env reads them."""
+    settings = {}
+    for field_name, env_name in APP_SETTINGS.items():
+        value = getattr(production, field_name)
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        settings[f"EVENTGATE_{env_name}"] = str(value)
+    return settings
+
+
+def _check(production: Production, values: dict[str, object]) -> None:
+    for name in ("stream_nodes", "web_nodes"):
+        if not values[name]:
+            raise ConfigError(f"{name}: name at least one HOST:PORT.")
+        for node in values[name]:
+            if not _ADDRESS.match(node):
+                raise ConfigError(f"{node!r} is not HOST:PORT.")
+    for name, value in values.items():
+        if name == "listen_address":  # [IPv6] too: checked below
             continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if needle in cmdline and state != "Z":
-            found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
-    return found
+        if name == "nginx_user":  # "user" or "user group"
+            value = str(value).replace(" ", ":", 1)
+        if isinstance(value, str) and value and not _SAFE.match(value):
+            raise ConfigError(f"{name} holds characters the rendered configs cannot quote.")
+    if not _LISTEN_ADDRESS.match(production.listen_address):
+        raise ConfigError("listen_address: an IPv4 address, [IPv6] or a host name, or empty.")
+    if not re.fullmatch(r"[0-9]+[km]", production.limit_zone_size):
+        raise ConfigError("limit_zone_size: a size such as 20m.")
+    # What Config would refuse at start on the nodes, refused here for the edge too.
+    for origin in production.cors_origins:
+        if not ORIGIN.fullmatch(origin):
+            raise ConfigError(f"cors_origins: {origin[:80]!r} is not an origin such as "
+                              "https://app.example.com (lowercase, no path, no '*').")
+    for name in ("max_event_bytes", "max_batch_events", "client_header_timeout_seconds",
+                 "client_body_timeout_seconds", "send_timeout_seconds", "http_port",
+                 "https_port"):
+        if getattr(production, name) < 1:
+            raise ConfigError(f"{name} must be 1 or more.")
+    for name in ("connections_per_address", "stream_connect_rate", "stream_connect_burst"):
+        if getattr(production, name) < 0:
+            raise ConfigError(f"{name} must be 0 (no limit) or more.")
 
 
-def _ancestors(pid: int) -> set[int]:
-    chain = {pid}
-    while pid > 1:
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-        chain.add(pid)
-    return chain
+def _listen(address: str, port: int, options: str) -> str:
+    """``listen`` lines: one for an address; for every address, IPv4 and IPv6."""
+    targets = [f"{address}:{port}"] if address else [str(port), f"[::]:{port}"]
+    return "\n".join(f"        listen {target}{options};" for target in targets)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eventgate.deploy.stack", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("init", help="write <var>/eventgate.env with dev secrets, once")
-    render = commands.add_parser("render", help="render supervisord.conf and nginx.conf")
-    render.add_argument("--foreground", action="store_true", help="nodaemon=true")
-    render.add_argument("--web-workers", type=int, default=2)
-    render.add_argument("--stream-workers", type=int, default=2)
-    healthy = commands.add_parser("wait-healthy", help="wait for GET /healthz through nginx")
-    healthy.add_argument("--timeout", type=float, default=60.0)
-    stopped = commands.add_parser("wait-stopped", help="wait until no stack process is left")
-    stopped.add_argument("--timeout", type=float, default=60.0)
-    args = parser.parse_args(argv)
-    root = Path.cwd()
-
-    # These two need no Config, which cannot exist before `init` has written the secrets.
-    var = (root / var_dir_from_env()).resolve()
-    if args.command == "wait-stopped":
-        return 0 if wait_stopped(var, args.timeout) else 1
-    if args.command == "init":
-        print(write_dev_env(var))
-        return 0
-    config = Config.from_env()
-    if args.command == "render":
-        path = render_stack(
-            config,
-            root=root,
-            python_bin_dir=Path(sys.executable).parent,
-            foreground=args.foreground,
-            web_workers=args.web_workers,
-            stream_workers=args.stream_workers,
-        )
-        print(path)
-        return 0
-    url = f"http://127.0.0.1:{config.port}/healthz"
-    log_dir = resolve_var_dir(config, root) / "log"
-    return 0 if wait_healthy(url, args.timeout, log_dir) else 1
+def _servers(nodes: tuple[str, ...]) -> str:
+    # A node that fails 3 times is left alone for 10 s; its streams reconnect to the others.
+    return "\n".join(f"        server {node} max_fails=3 fail_timeout=10s;" for node in nodes)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _temp_paths(temp_dir: str) -> str:
+    if not temp_dir:
+        return "    # temp paths: the distribution's defaults"
+    return "\n".join(
+        f"    {module}_temp_path {temp_dir}/{module};"
+        for module in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
