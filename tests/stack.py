@@ -22,12 +22,7 @@ from pathlib import Path
 import redis
 
 from eventgate.deploy.render import render_stack
-from eventgate.deploy.stack import (
-    Process,
-    descendants,
-    running_processes,
-    stack_processes,
-)
+from eventgate.deploy.stack import Process, descendants, running_processes, stack_processes
 from eventgate.shared.config import ENV_FILE_NAME, Config
 from tests.servers import LOOPBACK, child_env, free_port, port_open, wait_for
 
@@ -178,7 +173,9 @@ class Stack:
         if self.process is None:
             return
         process, self.process = self.process, None
-        self._known = stack_processes(self.var_dir)
+        # supervisord itself too, in case it has not written its pid file yet
+        supervisord = running_processes().get(process.pid)
+        self._known = stack_processes(self.var_dir, [supervisord] if supervisord else [])
         if process.poll() is None:
             if self.supervisorctl("shutdown").returncode != 0:
                 process.send_signal(signal.SIGTERM)  # its socket is not up (yet): same shutdown
