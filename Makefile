@@ -60,8 +60,7 @@ up: init
 ## down: stop the stack and wait until every process is gone (does nothing when it is down)
 down:
 	@if [ -f $(CONF) ] && [ -x $(VENV)/bin/supervisorctl ]; then \
-		$(SUPERVISORCTL) shutdown >/dev/null 2>&1 || true; \
-		$(PYTHON) -m eventgate.deploy.stack wait-stopped --timeout 90; \
+		$(PYTHON) -m eventgate.deploy.stack stop --timeout 90; \
 	fi
 
 status:

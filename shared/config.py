@@ -233,7 +233,7 @@ def max_request_bytes(config: Config) -> int:
 
 #: An origin as a browser sends it: scheme, host, optional port; lowercase, no path. Checked
 #: strictly because configured origins are echoed in response headers and rendered into nginx.
-_ORIGIN = re.compile(r"https?://([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?")
+ORIGIN = re.compile(r"https?://([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?")
 
 
 def _check_limits(config: Config) -> None:
@@ -253,7 +253,7 @@ def _check_limits(config: Config) -> None:
         if getattr(config, field_name) < 1:
             raise ConfigError(f"EVENTGATE_{env_name} must be a whole number of seconds, >= 1.")
     for origin in config.cors_origins:
-        if not _ORIGIN.fullmatch(origin):
+        if not ORIGIN.fullmatch(origin):
             raise ConfigError(
                 f"EVENTGATE_CORS_ORIGINS entry {origin[:80]!r} is not an origin: write it as the "
                 "browser sends it, e.g. https://app.example.com or http://localhost:3000 "

@@ -1,6 +1,6 @@
 """Stack: the whole deployment (redis, web, stream, nginx under supervisord) on free loopback ports.
 
-It renders the real templates with deploy/stack.py:render_stack into a temporary var dir, so
+It renders the real templates with deploy/render.py:render_stack into a temporary var dir, so
 what the tests exercise is what ``make run`` deploys. Every wait has a deadline; a failure shows
 the logs.
 """
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import redis
 
-from eventgate.deploy.stack import render_stack, stack_processes
+from eventgate.deploy.render import render_stack
+from eventgate.deploy.stack import Process, descendants, running_processes, stack_processes
 from eventgate.shared.config import ENV_FILE_NAME, Config
 from tests.servers import LOOPBACK, child_env, free_port, port_open, wait_for
 
@@ -40,43 +41,16 @@ def http_get(url: str, headers: Mapping[str, str] | None = None, timeout: float 
         return error.code, error.headers, error.read()
 
 
-def process_tree(pid: int) -> dict[int, str]:
-    """pid -> start time (from /proc/<pid>/stat) of ``pid`` and all its live descendants."""
-    children: dict[int, list[int]] = {}
-    started: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] == "Z":
-            continue
-        child = int(entry.name)
-        children.setdefault(int(fields[1]), []).append(child)
-        started[child] = fields[19]
-    tree: dict[int, str] = {}
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        if current in started:
-            tree[current] = started[current]
-        todo.extend(children.get(current, []))
-    return tree
+def process_tree(pid: int) -> dict[int, int]:
+    """pid -> start time of ``pid`` and all its live descendants (see ``still_alive``)."""
+    table = running_processes()
+    return {child: table[child].started for child in descendants(table, [pid])}
 
 
-def still_alive(tree: Mapping[int, str]) -> list[int]:
+def still_alive(tree: Mapping[int, int]) -> list[int]:
     """The pids of ``tree`` still running the same process (a reused pid has another start)."""
-    alive = []
-    for pid, start in tree.items():
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and fields[19] == start:
-            alive.append(pid)
-    return alive
+    table = running_processes()
+    return [pid for pid, started in tree.items() if pid in table and table[pid].started == started]
 
 
 class Stack:
@@ -134,7 +108,7 @@ class Stack:
         )
         self.process: subprocess.Popen | None = None
         self._output = workdir / "supervisord.out"
-        self._tree: dict[int, str] = {}
+        self._known: dict[int, Process] = {}
 
     # -- addresses and clients ------------------------------------------------------------------
 
@@ -199,7 +173,9 @@ class Stack:
         if self.process is None:
             return
         process, self.process = self.process, None
-        self._tree = process_tree(process.pid)
+        # supervisord itself too, in case it has not written its pid file yet
+        supervisord = running_processes().get(process.pid)
+        self._known = stack_processes(self.var_dir, [supervisord] if supervisord else [])
         if process.poll() is None:
             if self.supervisorctl("shutdown").returncode != 0:
                 process.send_signal(signal.SIGTERM)  # its socket is not up (yet): same shutdown
@@ -225,10 +201,9 @@ class Stack:
     def _leftovers(self) -> dict[int, str]:
         deadline = time.monotonic() + 5
         while True:
-            left = {pid: "(child of supervisord)" for pid in still_alive(self._tree)}
-            left.update(stack_processes(self.var_dir))
+            left = stack_processes(self.var_dir, self._known.values())
             if not left or time.monotonic() > deadline:
-                return left
+                return {pid: process.command for pid, process in left.items()}
             time.sleep(0.1)
 
     def diagnostics(self) -> str:

@@ -1,15 +1,18 @@
 """The contract's commands: `make up`/`down`/`status`, and `make run` stopped with Ctrl-C, each on
-a private var dir and free ports (EVENTGATE_* from the environment, as a user would set them)."""
+a private var dir and free ports (EVENTGATE_* from the environment, as a user would set them).
+"Nothing left" is checked on /proc for every process that was part of the stack while it ran."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 
-from eventgate.deploy.stack import stack_processes
+from eventgate.deploy.stack import Process, running_processes, stack_processes
 from tests.servers import child_env, free_port, port_open, wait_for
 from tests.stack import REPO_ROOT, http_get
 
@@ -38,9 +41,30 @@ def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           text=True, timeout=MAKE_SECONDS, check=False)
 
 
-def assert_nothing_left(env: dict[str, str]) -> None:
-    left = stack_processes(REPO_ROOT / env["EVENTGATE_VAR_DIR"])
+def var_dir(env: dict[str, str]) -> Path:
+    return REPO_ROOT / env["EVENTGATE_VAR_DIR"]
+
+
+def running_stack(env: dict[str, str]) -> dict[int, Process]:
+    """The processes of the stack, while it runs: all of them, as names show."""
+    found = stack_processes(var_dir(env))
+    commands = [process.command for process in found.values()]
+    for wanted in ("supervisord", "redis-server", "nginx: master", "nginx: worker",
+                   "eventgate.web.wsgi:app", "eventgate.stream.wsgi:app"):
+        assert any(wanted in command for command in commands), (wanted, commands)
+    # supervisord, redis, two gunicorn masters with a worker each, nginx master + workers
+    assert len(found) >= 8, commands
+    return found
+
+
+def assert_nothing_left(env: dict[str, str], before: Mapping[int, Process]) -> None:
+    """No process of ``before`` (the stack while it ran) still runs, none is found under the
+    var dir, no port answers."""
+    table = running_processes()
+    left = [p.command for p in before.values()
+            if p.pid in table and table[p.pid].started == p.started]
     assert not left, f"still running: {left}"
+    assert not stack_processes(var_dir(env)), "a process under the var dir"
     ports = [int(env[f"EVENTGATE_{n}"]) for n in ("PORT", "WEB_PORT", "STREAM_PORT", "REDIS_PORT")]
     assert not [port for port in ports if port_open(port)], "a port still answers"
 
@@ -56,11 +80,32 @@ def test_make_up_status_down_leaves_nothing(make_env):
     wait_for(lambda: make("status", make_env).stdout.count("RUNNING") == 4, 30, "4 RUNNING")
     again = make("up", make_env)
     assert again.returncode == 0 and "already running" in again.stdout, again.stdout
+    before = running_stack(make_env)
 
     down = make("down", make_env)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert_nothing_left(make_env)
+    assert_nothing_left(make_env, before)
     assert make("down", make_env).returncode == 0  # idempotent
+
+
+def test_make_down_returns_after_every_process_and_up_works_at_once(make_env, tmp_path):
+    """`make down` waits for Redis (whose title names no path) and for a supervisord started
+    with a relative -c: a relative var dir, as in the Makefile's default."""
+    env = {**make_env, "EVENTGATE_VAR_DIR": os.path.relpath(tmp_path / "var", REPO_ROOT)}
+    port = env["EVENTGATE_PORT"]
+    up = make("up", env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    before = running_stack(env)
+    assert any("-c " + env["EVENTGATE_VAR_DIR"] in p.command for p in before.values())
+
+    down = make("down", env)
+
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert_nothing_left(env, before)  # at once: no settle wait
+    again = make("up", env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already running" not in again.stdout
+    assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
 
 
 def test_make_run_stops_everything_on_ctrl_c(make_env):
@@ -70,6 +115,7 @@ def test_make_run_stops_everything_on_ctrl_c(make_env):
     try:
         wait_for(lambda: http_get(f"http://127.0.0.1:{port}/healthz", timeout=2)[0] == 200,
                  MAKE_SECONDS, "make run to serve /healthz")
+        before = running_stack(make_env)
         os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         output, _ = run.communicate(timeout=90)
     finally:
@@ -79,4 +125,4 @@ def test_make_run_stops_everything_on_ctrl_c(make_env):
     assert b"received SIGINT" in output, output[-2000:]
     for name in (b"nginx", b"web", b"stream", b"redis"):  # each stopped, none left to be killed
         assert b"stopped: " + name in output, output[-2000:]
-    assert_nothing_left(make_env)
+    assert_nothing_left(make_env, before)

@@ -25,14 +25,15 @@ from pathlib import Path
 
 import pytest
 
-from eventgate.deploy.production import (
+from eventgate.deploy.production import main
+from eventgate.deploy.render import (
     APP_SETTINGS,
     EDGE_LIMITS,
+    NginxSettings,
     Production,
-    main,
     render_production,
+    render_stack,
 )
-from eventgate.deploy.stack import NginxSettings, render_stack
 from eventgate.shared.config import ENV_FILE_NAME, Config, max_request_bytes
 from eventgate.shared.errors import ConfigError
 from tests.ops.test_rendered_configs import (
@@ -71,7 +72,7 @@ def loopback_production(tmp_path: Path, **overrides) -> Production:
         web_nodes=("127.0.0.1:18000", "127.0.0.2:18000"),
         tls_certificate=str(tmp_path / "tls.crt"),
         tls_certificate_key=str(tmp_path / "tls.key"),
-        root=str(tmp_path / "srv"), venv=str(tmp_path / "srv" / ".venv"),
+        venv=str(tmp_path / "venv"),
         var_dir=str(tmp_path / "var"), log_dir=str(tmp_path / "log"),
         user=getpass.getuser(), bind_address="127.0.0.1",
         nginx_user=f"{getpass.getuser()} {grp.getgrgid(os.getegid()).gr_name}",
@@ -229,7 +230,8 @@ def test_edge_sizes_and_upstreams(production, tmp_path):
     # The nodes' gunicorn keeps connections 75s: nginx must end idle ones first.
     assert "keepalive 32" in web and "keepalive_timeout 60s" in web
     streams = directives(nginx_block(nginx, "location /streams"))
-    for wanted in ("proxy_buffering off", "proxy_read_timeout 1h", "gzip off",
+    for wanted in ("proxy_buffering off", "proxy_pass_header X-Accel-Buffering",
+                   "proxy_read_timeout 1h", "gzip off",
                    "error_page 502 503 504 = @stream_unavailable"):
         assert wanted in streams
     proxy = (tmp_path / "out" / "nginx" / "eventgate-proxy.conf").read_text()
@@ -530,16 +532,42 @@ def test_request_id_is_kept_only_when_plain(production, tmp_path):
             assert "proxy_set_header X-Request-ID $eventgate_request_id" in body, name
 
 
-# (6) Both pools load their gunicorn conf module from the installed package.
+# (6) The nodes run the installed package: no checkout anywhere.
 
 
-def test_pools_load_their_gunicorn_conf_from_the_package(production, tmp_path):
+def test_pools_run_the_installed_package(production, tmp_path):
+    """gunicorn from the venv, its settings module from the package, the var dir as working
+    directory (gunicorn puts it first on sys.path: it must hold no eventgate/ of its own)."""
     programs = conf_d_programs(production, tmp_path)
     for program, package in (("eventgate-web", "web"), ("eventgate-stream", "stream")):
-        settings = gunicorn_settings(shlex.split(programs[program].command))
+        argv = shlex.split(programs[program].command)
+        assert argv[0] == f"{production.venv}/bin/gunicorn", program
+        assert argv[1] == f"eventgate.{package}.wsgi:app", program
+        settings = gunicorn_settings(argv)
         assert settings.config == f"python:eventgate.{package}.gunicorn_conf", program
-        assert programs[program].directory == production.root
+        assert programs[program].directory == production.var_dir, program
         assert (REPO_ROOT / package / "gunicorn_conf.py").is_file()
+    # Every path the conf.d file names is the venv's, the var dir's or the log dir's.
+    text = (tmp_path / "out" / "supervisor" / "eventgate.conf").read_text()
+    settings = "\n".join(line for line in text.splitlines() if not line.startswith(";"))
+    paths = re.findall(r"(?<![\w.:/])/[\w./-]+", settings)
+    homes = (production.venv, production.var_dir, production.log_dir)
+    assert paths and all(path.startswith(homes) for path in paths), paths
+
+
+def test_command_line_sets_the_paths(tmp_path, capsys):
+    code = main(["render", "--out", str(tmp_path), "--server-name", "events.example.com",
+                 "--stream-node", "10.0.0.11:8001", "--web-node", "10.0.0.11:8000",
+                 "--tls-certificate", "/etc/ssl/e.pem", "--tls-certificate-key", "/etc/ssl/e.key",
+                 "--venv", "/opt/eg", "--var-dir", "/srv/eg-var", "--log-dir", "/srv/eg-log",
+                 "--user", "events"])
+    assert code == 0, capsys.readouterr().err
+    conf_d = (tmp_path / "supervisor" / "eventgate.conf").read_text()
+    assert conf_d.count("command=/opt/eg/bin/gunicorn ") == 2
+    assert conf_d.count("directory=/srv/eg-var\n") == 2
+    assert conf_d.count("user=events\n") == 2
+    assert conf_d.count("stdout_logfile=/srv/eg-log/") == 2
+    assert 'EVENTGATE_VAR_DIR="/srv/eg-var"' in conf_d
 
 
 # (7) No query string in any log.

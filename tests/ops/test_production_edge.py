@@ -8,6 +8,7 @@ Each test that meets a per-address limit connects from its own loopback source a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,13 +20,14 @@ import ssl
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from eventgate.deploy.production import Production, render_production
+from eventgate.deploy.render import Production, render_production
 from eventgate.shared.config import max_request_bytes
 from tests.ops.test_production_configs import ORIGIN, PATH, loopback_production
 from tests.security.rawhttp import Answer, build, connect, read_answer
@@ -145,21 +147,45 @@ def _read_to_end(sock: socket.socket, timeout: float = 5.0) -> bytes:
     return data
 
 
-@pytest.fixture(scope="module")
-def edge(tmp_path_factory):
+class StreamNode(ThreadingHTTPServer):
+    """A stream node answering as the stream pool does (text/event-stream, X-Accel-Buffering:
+    no, no length): one event at once, the next once ``release`` is set, then the end."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__((LOOPBACK, 0), _StreamHandler)
+        self.release = threading.Event()
+
+
+class _StreamHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"  # the body ends when the connection does
+    server: StreamNode
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("X-Accel-Buffering", "no")
+        self.end_headers()
+        self.wfile.write(b"data: first\n\n")
+        self.wfile.flush()
+        self.server.release.wait(HOLD_SECONDS)
+        self.wfile.write(b"data: second\n\n")
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+@contextlib.contextmanager
+def running_edge(tmp: Path, echo: Echo, **settings) -> Iterator[Edge]:
+    """The edge rendered for loopback with ``settings``, run by the system's nginx."""
     if shutil.which("nginx", path=PATH) is None:
         pytest.skip("nginx is not installed")
-    tmp = tmp_path_factory.mktemp("edge")
-    echo = Echo()
     threading.Thread(target=echo.serve_forever, daemon=True).start()
     production = loopback_production(
-        tmp,
-        stream_nodes=(f"{LOOPBACK}:{free_port()}",),  # nothing listens there
-        web_nodes=(f"{LOOPBACK}:{echo.server_address[1]}",),
-        listen_address=LOOPBACK, http_port=free_port(), https_port=free_port(),
-        streams_per_nginx_worker=256, cors_origins=(ORIGIN,),
-        max_event_bytes=1024, max_batch_events=10,
-        connections_per_address=3, stream_connect_rate=1, stream_connect_burst=2,
+        tmp, web_nodes=(f"{LOOPBACK}:{echo.server_address[1]}",), listen_address=LOOPBACK,
+        http_port=free_port(), https_port=free_port(), streams_per_nginx_worker=256, **settings,
     )
     render_production(production, tmp / "out")
     error_output = tmp / "nginx.out"
@@ -179,6 +205,32 @@ def edge(tmp_path_factory):
         process.wait(timeout=15)
         echo.shutdown()
         echo.server_close()
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory):
+    with running_edge(
+        tmp_path_factory.mktemp("edge"), Echo(),
+        stream_nodes=(f"{LOOPBACK}:{free_port()}",),  # nothing listens there
+        cors_origins=(ORIGIN,), max_event_bytes=1024, max_batch_events=10,
+        connections_per_address=3, stream_connect_rate=1, stream_connect_burst=2,
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def streaming_edge(tmp_path_factory):
+    """An edge whose stream node answers."""
+    node = StreamNode()
+    threading.Thread(target=node.serve_forever, daemon=True).start()
+    try:
+        with running_edge(tmp_path_factory.mktemp("streaming-edge"), Echo(),
+                          stream_nodes=(f"{LOOPBACK}:{node.server_address[1]}",)) as running:
+            yield running, node
+    finally:
+        node.release.set()
+        node.shutdown()
+        node.server_close()
 
 
 def json_error(answer: Answer, status: int, error: str) -> None:
@@ -219,6 +271,28 @@ def test_stream_fallback_over_http2(edge):
     assert result.stdout.startswith("HTTP/2 200"), result
     assert f"access-control-allow-origin: {ORIGIN}" in result.stdout.lower()
     assert result.stdout.endswith("retry: 2000\n\n")
+
+
+def test_streams_pass_x_accel_buffering_on_unbuffered(streaming_edge):
+    """nginx passes the node's X-Accel-Buffering: no on (a proxy in front must not buffer the
+    stream either) and still honours it: the first event arrives while the node holds the
+    stream open."""
+    edge, node = streaming_edge
+    with edge.open("127.0.0.47") as sock:
+        sock.sendall(build("GET", f"/streams?token={TOKEN}", edge.port))
+        answer = read_answer(sock)
+        assert answer.status == 200, answer
+        assert answer.headers["x-accel-buffering"] == "no"
+        assert answer.headers["content-type"] == "text/event-stream"
+        data, deadline = answer.body, time.monotonic() + 10
+        while b"data: first" not in data and time.monotonic() < deadline:
+            if not (chunk := sock.recv(65536)):
+                break
+            data += chunk
+        assert b"data: first" in data and b"data: second" not in data, data
+        node.release.set()
+        data += _read_to_end(sock)
+    assert b"data: second" in data, data
 
 
 def test_health_and_metrics_answers_are_json(edge):

@@ -19,7 +19,7 @@ from gunicorn.config import Config as GunicornConfig
 from gunicorn.workers.gthread import ThreadWorker
 from supervisor.options import ServerOptions
 
-from eventgate.deploy.stack import ENV_NAMES, render_stack
+from eventgate.deploy.render import ENV_NAMES, render_stack
 from eventgate.shared.config import Config, max_request_bytes
 from tests.stack import REPO_ROOT
 
@@ -205,7 +205,9 @@ def test_programs_start_in_order_and_stop_as_a_group(config):
     for name in ("web", "stream"):
         process = found[name][1]
         assert process.stopwaitsecs >= GRACEFUL_TIMEOUT + 5, name  # else SIGKILL mid-drain
-        assert process.directory == str(REPO_ROOT.resolve())
+        # the var dir, never the checkout: the package comes from the venv (gunicorn puts its
+        # working directory first on sys.path)
+        assert process.directory == str(var), name
 
 
 def test_supervisord_paths_and_limits(config):
@@ -238,7 +240,7 @@ def test_every_setting_reaches_the_apps_and_round_trips(config):
     """What the apps read back from the rendered environment is the config that was rendered."""
     secret_fields = {"secret_keys", "publish_keys", "ops_key"}
     fields = {field.name for field in dataclasses.fields(Config)} - secret_fields
-    assert fields == set(ENV_NAMES), "a Config field has no EVENTGATE_* name in deploy/stack.py"
+    assert fields == set(ENV_NAMES), "a Config field has no EVENTGATE_* name in deploy/render.py"
 
     found = programs(render(config))
     for name in ("web", "stream"):
@@ -266,6 +268,7 @@ def test_streams_location_passes_events_through_at_once(config):
         "proxy_http_version 1.1",
         'proxy_set_header Connection ""',
         "proxy_buffering off",
+        "proxy_pass_header X-Accel-Buffering",  # for a proxy in front: it must not buffer
         "proxy_cache off",
         "gzip off",
         "proxy_read_timeout 1h",
@@ -335,9 +338,9 @@ def test_nginx_accepts_the_rendered_config(config):
     assert result.returncode == 0, result.stderr
 
 
-def test_shared_deploy_imports_neither_flask_nor_gevent():
+def test_deploy_imports_neither_flask_nor_gevent():
     code = (
-        "import sys, eventgate.deploy.stack; "
+        "import sys, eventgate.deploy.stack, eventgate.deploy.production; "
         "bad = [m for m in ('flask', 'gevent') if m in sys.modules]; "
         "assert not bad, bad"
     )

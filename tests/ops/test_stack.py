@@ -135,6 +135,9 @@ def test_event_reaches_a_stream_through_nginx_at_once(stack):
         headers = rest.lower()
         assert b"content-type: text/event-stream" in headers
         assert b"content-encoding" not in headers
+        # nginx honours the pool's header (no buffering, below) and passes it on, for a proxy
+        # in front of it (an ingress, a CDN)
+        assert b"x-accel-buffering: no" in headers.split(b"\r\n"), head
         data = read_until(sock, b"retry:", 10, head)
         marker = secrets.token_hex(8)
         started = time.monotonic()

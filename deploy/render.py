@@ -1,0 +1,479 @@
+"""The template syntax, and rendering: the development stack (render_stack) and the production
+files (render_production), from the templates beside this module.
+
+The stack (``make run``/``make up``) and the tests render the same templates, so what is tested is
+what is deployed; the development and the production nginx share their limits (nginx_limits).
+Rendered files hold paths, ports and settings, never a secret: the apps read secrets from
+``<var>/eventgate.env`` (or the environment they inherit). Nothing here needs a checkout: the
+templates are package data, and no rendered program runs in, or imports from, a checkout.
+
+Command lines: ``python -m eventgate.deploy.stack render`` (deploy/stack.py) and
+``python -m eventgate.deploy.production render`` (deploy/production.py).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import resource
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from string import Template
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from eventgate.shared.config import ORIGIN, Config, max_request_bytes
+from eventgate.shared.errors import ConfigError
+
+# Package data: found beside this module, in a checkout and in an installed wheel alike.
+TEMPLATES = Path(__file__).resolve().parent
+SUPERVISOR_TEMPLATE = TEMPLATES / "supervisor" / "supervisord.conf.tmpl"
+NGINX_TEMPLATE = TEMPLATES / "nginx" / "nginx.conf.tmpl"
+PRODUCTION_TEMPLATES = TEMPLATES / "production"
+RUNTIME_DIRS = ("conf", "run", "log", "redis", "nginx")
+
+#: Open files wanted for supervisord and its children; lowered to the hard limit when not root.
+WANTED_FDS = 20000
+NGINX_CONNECTIONS_PER_WORKER = 8192
+
+#: Config field -> the EVENTGATE_* variable Config.from_env reads it from. Secrets are absent on
+#: purpose; a test checks that every other field is here, so a new setting cannot be forgotten.
+ENV_NAMES = {
+    "redis_url": "REDIS_URL",
+    "port": "PORT",
+    "web_port": "WEB_PORT",
+    "stream_port": "STREAM_PORT",
+    "redis_port": "REDIS_PORT",
+    "var_dir": "VAR_DIR",
+    "environment": "ENV",
+    "heartbeat_seconds": "HEARTBEAT",
+    "retry_ms": "RETRY_MS",
+    "token_ttl_seconds": "TOKEN_TTL",
+    "token_max_ttl_seconds": "TOKEN_MAX_TTL",
+    "max_token_bytes": "MAX_TOKEN_BYTES",
+    "max_channels_per_stream": "MAX_CHANNELS",
+    "retention_count": "RETENTION_COUNT",
+    "retention_seconds": "RETENTION_SECONDS",
+    "max_queue_bytes": "MAX_QUEUE_BYTES",
+    "max_queue_frames": "MAX_QUEUE_FRAMES",
+    "max_event_bytes": "MAX_EVENT_BYTES",
+    "max_batch_events": "MAX_BATCH_EVENTS",
+    "redis_timeout_seconds": "REDIS_TIMEOUT",
+    "redis_connect_timeout_seconds": "REDIS_CONNECT_TIMEOUT",
+    "redis_pool_size": "REDIS_POOL_SIZE",
+    "max_streams_per_subject": "MAX_STREAMS_PER_SUBJECT",
+    "max_streams_per_worker": "MAX_STREAMS_PER_WORKER",
+    "cors_origins": "CORS_ORIGINS",
+    "stream_connect_rate": "STREAM_CONNECT_RATE",
+    "stream_connect_burst": "STREAM_CONNECT_BURST",
+    "connections_per_address": "CONNECTIONS_PER_ADDRESS",
+    "client_header_timeout_seconds": "CLIENT_HEADER_TIMEOUT",
+    "client_body_timeout_seconds": "CLIENT_BODY_TIMEOUT",
+    "send_timeout_seconds": "SEND_TIMEOUT",
+    "log_format": "LOG_FORMAT",
+    "status_interval_seconds": "STATUS_INTERVAL",
+}
+
+# Paths go unquoted into supervisor and nginx syntax: allow only characters safe in both.
+_SAFE_PATH = re.compile(r"^[\w./@+-]+$")
+
+
+class _BracedTemplate(Template):
+    """Only ``${name}`` is a placeholder, so nginx's own ``$uri`` stays as written."""
+
+    pattern = r"""
+    \$(?:
+      (?P<escaped>(?!))
+    | (?P<named>(?!))
+    | \{(?P<braced>[_a-z][_a-z0-9]*)\}
+    | (?P<invalid>(?!))
+    )
+    """
+
+
+def resolve_var_dir(config: Config, root: Path) -> Path:
+    """The stack's absolute var dir: ``config.var_dir``, relative paths taken from ``root``."""
+    return (root / config.var_dir).resolve()
+
+
+def app_environment(config: Config, var: Path) -> dict[str, str]:
+    """The non-secret EVENTGATE_* settings both apps get, so a rendered stack runs as rendered.
+
+    A Redis URL with a password is left out: the apps then read it where it came from
+    (``eventgate.env`` or the environment supervisord inherits)."""
+    env: dict[str, str] = {}
+    for field_name, name in ENV_NAMES.items():
+        value = getattr(config, field_name)
+        if isinstance(value, tuple):  # lists are comma-separated, as Config.from_env reads them
+            value = ",".join(value)
+        if field_name == "var_dir":
+            value = var
+        if field_name == "redis_url" and urlsplit(str(value)).password:
+            continue
+        env[f"EVENTGATE_{name}"] = str(value)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def render_stack(
+    config: Config,
+    *,
+    root: Path,
+    python_bin_dir: Path,
+    foreground: bool,
+    web_workers: int = 2,
+    stream_workers: int = 2,
+) -> Path:
+    """Write ``<var>/conf/supervisord.conf`` and ``<var>/conf/nginx.conf``; return the first.
+
+    ``root``: where a relative ``config.var_dir`` is taken from (the Makefile's working
+    directory). Every program runs in the var dir, not in ``root``: gunicorn puts its working
+    directory first on ``sys.path``, and the package must come from the venv (editable or not),
+    never from a folder that happens to be there. ``python_bin_dir`` holds the venv's gunicorn.
+    Creates the runtime dirs. Raises ConfigError for a path that the config syntaxes cannot hold.
+    """
+    var = resolve_var_dir(config, root)
+    for path in (var, python_bin_dir):
+        if not _SAFE_PATH.match(str(path)):
+            raise ConfigError(f"{path} holds characters the rendered configs cannot quote.")
+    for name in RUNTIME_DIRS:
+        (var / name).mkdir(parents=True, exist_ok=True)
+    fds = _open_files_limit()
+    worker_connections = min(NGINX_CONNECTIONS_PER_WORKER, fds // 2)
+    supervisor_values = {
+        "var": var,
+        "python_bin": python_bin_dir,
+        "nodaemon": "true" if foreground else "false",
+        "minfds": fds,
+        "redis_server": _program("redis-server", "/usr/bin/redis-server"),
+        "nginx_bin": _program("nginx", "/usr/sbin/nginx"),
+        "redis_port": config.redis_port,
+        "web_port": config.web_port,
+        "stream_port": config.stream_port,
+        "web_workers": web_workers,
+        "stream_workers": stream_workers,
+        "app_environment": supervisor_environment(app_environment(config, var)),
+    }
+    nginx_values = {
+        "var": var,
+        "port": config.port,
+        "web_port": config.web_port,
+        "stream_port": config.stream_port,
+        "user_directive": _nginx_user_directive(),
+        "worker_connections": worker_connections,
+        "worker_rlimit_nofile": 2 * worker_connections,
+        "extra_temp_paths": _nginx_extra_temp_paths(var, supervisor_values["nginx_bin"]),
+        **nginx_limits(config),
+    }
+    conf = var / "conf"
+    (conf / "nginx.conf").write_text(render_template(NGINX_TEMPLATE, nginx_values))
+    supervisord_conf = conf / "supervisord.conf"
+    supervisord_conf.write_text(render_template(SUPERVISOR_TEMPLATE, supervisor_values))
+    return supervisord_conf
+
+
+class NginxSettings(Protocol):
+    """What ``nginx_limits`` reads: a Config, or a Production (whose fields of these names mean
+    the same), so that the development and production nginx agree."""
+
+    connections_per_address: int
+    stream_connect_rate: int
+    stream_connect_burst: int
+    cors_origins: tuple[str, ...]
+    client_header_timeout_seconds: int
+    client_body_timeout_seconds: int
+    send_timeout_seconds: int
+    max_event_bytes: int  # these two: max_request_bytes()
+    max_batch_events: int
+
+
+def nginx_limits(config: NginxSettings, zone_size: str = "10m") -> dict[str, str]:
+    """The nginx template's limit, timeout and CORS values: per client address, concurrent
+    connections (``limit_conn``) and new streams per second (``limit_req`` on /streams), both
+    answered 429 JSON; slow-client timeouts; the origins whose cross-origin streams get CORS
+    headers on nginx's own answers too. A limit of 0 renders as a comment: no limit.
+    ``zone_size``: the shared memory of each per-address zone (10m: at least 80,000 addresses)."""
+    # Refusals are logged at info, below the error log's level: that line would hold the request
+    # line, query string (a token) included. The access log has every 429 with the path only.
+    zones = ["limit_conn_status 429;", "limit_req_status 429;",
+             "limit_conn_log_level info;", "limit_req_log_level info;"]
+    if config.connections_per_address:
+        zones.append(f"limit_conn_zone $binary_remote_addr zone=eventgate_addr:{zone_size};")
+        limit_conn = f"limit_conn eventgate_addr {config.connections_per_address};"
+    else:
+        limit_conn = "# no limit_conn: EVENTGATE_CONNECTIONS_PER_ADDRESS=0"
+    if config.stream_connect_rate:
+        zones.append(
+            f"limit_req_zone $binary_remote_addr zone=eventgate_connect:{zone_size} "
+            f"rate={config.stream_connect_rate}r/s;"
+        )
+        limit_req = (
+            f"limit_req zone=eventgate_connect burst={config.stream_connect_burst} nodelay;"
+        )
+    else:
+        limit_req = "# no limit_req: EVENTGATE_STREAM_CONNECT_RATE=0"
+    # Config admits only plain origins (no quotes, spaces or ';'), safe in nginx quotes.
+    origins = "".join(f'\n        "{origin}" $http_origin;' for origin in config.cors_origins)
+    return {
+        "limit_zones": "\n    ".join(zones),
+        "limit_conn": limit_conn,
+        "limit_req": limit_req,
+        "cors_origin_map": origins,
+        "client_header_timeout": f"{config.client_header_timeout_seconds}s",
+        "client_body_timeout": f"{config.client_body_timeout_seconds}s",
+        "send_timeout": f"{config.send_timeout_seconds}s",
+        # The app's own limit: nginx refuses first, with JSON (see shared/config.py).
+        "client_max_body_size": max_request_bytes(config),
+    }
+
+
+def render_template(template: Path, values: Mapping[str, object]) -> str:
+    """``template`` with every ``${name}`` filled from ``values`` (one syntax for development and
+    production). A placeholder that ``values`` lacks is a KeyError: the renderer's bug."""
+    text = _BracedTemplate(template.read_text()).substitute({k: str(v) for k, v in values.items()})
+    if "${" in text:
+        raise ConfigError(f"{template} has a placeholder that the renderer does not fill.")
+    return text
+
+
+def supervisor_environment(env: Mapping[str, str]) -> str:
+    """``env`` as a supervisor ``environment=`` value. Raises ConfigError for a value it cannot
+    quote."""
+    for key, value in env.items():
+        if any(char in value for char in '"\\\n'):
+            raise ConfigError(f"{key} holds a character supervisor's environment cannot quote.")
+    # supervisor expands %(name)s in environment values: double every literal '%'.
+    return ",".join(f'{key}="{value.replace("%", "%%")}"' for key, value in env.items())
+
+
+def _program(name: str, fallback: str) -> str:
+    # /usr/sbin is often missing from a non-root PATH, but nginx lives there on Debian.
+    found = shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin")
+    return found or fallback
+
+
+def _open_files_limit() -> int:
+    """WANTED_FDS, or the hard limit when lower and we cannot raise it (supervisord would exit)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if os.geteuid() == 0 or hard == resource.RLIM_INFINITY:
+        return WANTED_FDS
+    return min(WANTED_FDS, hard)
+
+
+def _nginx_user_directive() -> str:
+    # A root master would start its workers as "nobody", who cannot write the temp dirs under var/.
+    if os.geteuid() != 0:
+        return "# no user directive: nginx runs as the user who started the stack"
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    group = grp.getgrgid(os.getegid()).gr_name
+    return f"user {user} {group};"
+
+
+def _nginx_extra_temp_paths(var: Path, nginx_bin: str) -> str:
+    """Temp paths of the modules this nginx was built with: left unset, nginx would try to create
+    its compiled-in defaults under /var/lib/nginx, which a non-root user cannot."""
+    try:
+        build = subprocess.run(
+            [nginx_bin, "-V"], capture_output=True, text=True, timeout=10, check=False
+        ).stderr
+    except OSError:
+        build = ""
+    lines = [
+        f"    {module}_temp_path {var}/nginx/{module};"
+        for module in ("fastcgi", "uwsgi", "scgi")
+        if f"--without-http_{module}_module" not in build
+    ]
+    return "\n".join(lines)
+
+
+# -- production (deploy/production/, docs/deploy.md section 2) -----------------------------------
+# The edge's limits, timeouts and CORS origins are the development stack's (nginx_limits, fed with
+# a Production instead of a Config: the fields have the same names and meanings). The request size
+# and the CORS origins go into the app nodes' environment too, so that the edge and the apps
+# cannot disagree.
+
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
+_SAFE = re.compile(r"^[\w./@+:-]+$")
+_LISTEN_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)?$")
+
+
+def _app_default(name: str) -> int:
+    """Config's default for a setting both the apps and the edge read: one number, one place."""
+    return next(field.default for field in fields(Config) if field.name == name)
+
+
+#: Production fields that are also Config settings, and must be the same on the edge and the
+#: nodes: rendered into the edge nginx and into the nodes' environment (EVENTGATE_<NAME>).
+APP_SETTINGS = {
+    "max_event_bytes": "MAX_EVENT_BYTES",
+    "max_batch_events": "MAX_BATCH_EVENTS",
+    "cors_origins": "CORS_ORIGINS",
+}
+#: Edge-only limits (nginx), with the meaning of the EVENTGATE_* setting of the same name.
+EDGE_LIMITS = (
+    "connections_per_address", "stream_connect_rate", "stream_connect_burst",
+    "client_header_timeout_seconds", "client_body_timeout_seconds", "send_timeout_seconds",
+)
+
+
+@dataclass(frozen=True)
+class Production:
+    """What differs between installations. Sizes follow docs/deploy.md ("Sizing")."""
+
+    server_name: str
+    stream_nodes: tuple[str, ...]
+    web_nodes: tuple[str, ...]
+    tls_certificate: str
+    tls_certificate_key: str
+    #: The virtualenv that ``pip install "eventgate[server]"`` installed into (its bin/ holds
+    #: gunicorn). No checkout: the programs import the installed package.
+    venv: str = "/opt/eventgate"
+    #: The eventgate user's own directory (eventgate.env, run/, metrics/), and the programs'
+    #: working directory: it exists on every node, and holds nothing importable (gunicorn puts its
+    #: working directory first on sys.path, where a stray eventgate/ folder would shadow the
+    #: installed package).
+    var_dir: str = "/var/lib/eventgate"
+    log_dir: str = "/var/log/eventgate"
+    user: str = "eventgate"
+    bind_address: str = "0.0.0.0"
+    web_port: int = 8000
+    stream_port: int = 8001
+    web_workers: int = 4
+    stream_workers: int = 4
+    worker_streams: int = 10000
+    #: Where the edge listens: "" is every IPv4 and IPv6 address.
+    listen_address: str = ""
+    http_port: int = 80
+    https_port: int = 443
+    nginx_user: str = "www-data"
+    nginx_log_dir: str = "/var/log/nginx"
+    nginx_run_dir: str = "/run"
+    nginx_conf_dir: str = "/etc/nginx"
+    nginx_temp_dir: str = ""
+    streams_per_nginx_worker: int = 32768
+    #: Shared memory of each per-address limit zone (20m: at least 160,000 addresses).
+    limit_zone_size: str = "20m"
+    # Both the apps and the edge (APP_SETTINGS); the largest request body follows from the first
+    # two (shared/config.py).
+    max_event_bytes: int = _app_default("max_event_bytes")
+    max_batch_events: int = _app_default("max_batch_events")
+    cors_origins: tuple[str, ...] = ()
+    # The edge only (EDGE_LIMITS); a count of 0 is no limit.
+    connections_per_address: int = _app_default("connections_per_address")
+    stream_connect_rate: int = _app_default("stream_connect_rate")
+    stream_connect_burst: int = _app_default("stream_connect_burst")
+    client_header_timeout_seconds: int = _app_default("client_header_timeout_seconds")
+    client_body_timeout_seconds: int = _app_default("client_body_timeout_seconds")
+    send_timeout_seconds: int = _app_default("send_timeout_seconds")
+
+
+def render_production(production: Production, out: Path) -> list[Path]:
+    """Write the four files under ``out``; returns their paths. Raises ConfigError for an
+    address, path or setting the config syntaxes (or the apps) cannot hold."""
+    values = asdict(production)
+    _check(production, values)
+    connections = 2 * production.streams_per_nginx_worker
+    nginx_values = {
+        **{k: v for k, v in values.items() if not k.startswith("nginx_")},
+        **nginx_limits(production, zone_size=production.limit_zone_size),
+        "http_listen": _listen(production.listen_address, production.http_port, ""),
+        "https_listen": _listen(production.listen_address, production.https_port, " ssl http2"),
+        "https_port_suffix": "" if production.https_port == 443 else f":{production.https_port}",
+        "nginx_user": production.nginx_user,
+        "log_dir": production.nginx_log_dir,
+        "run_dir": production.nginx_run_dir,
+        "conf_dir": production.nginx_conf_dir,
+        "streams_per_worker": production.streams_per_nginx_worker,
+        "worker_connections": connections,
+        "worker_rlimit_nofile": 2 * connections,
+        "temp_paths": _temp_paths(production.nginx_temp_dir),
+        "stream_servers": _servers(production.stream_nodes),
+        "web_servers": _servers(production.web_nodes),
+    }
+    supervisor_values = {
+        **values,
+        "app_settings": supervisor_environment(app_settings(production)),
+        # One open file per stream plus a margin, for every stream worker of the node.
+        "minfds": production.stream_workers * (production.worker_streams + 1024),
+    }
+    written = []
+    for template, target, filled in (
+        ("supervisor/eventgate.conf.tmpl", "supervisor/eventgate.conf", supervisor_values),
+        ("nginx/nginx.conf.tmpl", "nginx/nginx.conf", nginx_values),
+        ("nginx/eventgate-proxy.conf.tmpl", "nginx/eventgate-proxy.conf", nginx_values),
+        ("nginx/eventgate-errors.conf.tmpl", "nginx/eventgate-errors.conf", nginx_values),
+    ):
+        path = out / target
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_template(PRODUCTION_TEMPLATES / template, filled))
+        written.append(path)
+    return written
+
+
+def app_settings(production: Production) -> dict[str, str]:
+    """EVENTGATE_* for the settings the apps and the edge share, as Config.from_env reads them."""
+    settings = {}
+    for field_name, env_name in APP_SETTINGS.items():
+        value = getattr(production, field_name)
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        settings[f"EVENTGATE_{env_name}"] = str(value)
+    return settings
+
+
+def _check(production: Production, values: dict[str, object]) -> None:
+    for name in ("stream_nodes", "web_nodes"):
+        if not values[name]:
+            raise ConfigError(f"{name}: name at least one HOST:PORT.")
+        for node in values[name]:
+            if not _ADDRESS.match(node):
+                raise ConfigError(f"{node!r} is not HOST:PORT.")
+    for name, value in values.items():
+        if name == "listen_address":  # [IPv6] too: checked below
+            continue
+        if name == "nginx_user":  # "user" or "user group"
+            value = str(value).replace(" ", ":", 1)
+        if isinstance(value, str) and value and not _SAFE.match(value):
+            raise ConfigError(f"{name} holds characters the rendered configs cannot quote.")
+    if not _LISTEN_ADDRESS.match(production.listen_address):
+        raise ConfigError("listen_address: an IPv4 address, [IPv6] or a host name, or empty.")
+    if not re.fullmatch(r"[0-9]+[km]", production.limit_zone_size):
+        raise ConfigError("limit_zone_size: a size such as 20m.")
+    # What Config would refuse at start on the nodes, refused here for the edge too.
+    for origin in production.cors_origins:
+        if not ORIGIN.fullmatch(origin):
+            raise ConfigError(f"cors_origins: {origin[:80]!r} is not an origin such as "
+                              "https://app.example.com (lowercase, no path, no '*').")
+    for name in ("max_event_bytes", "max_batch_events", "client_header_timeout_seconds",
+                 "client_body_timeout_seconds", "send_timeout_seconds", "http_port",
+                 "https_port"):
+        if getattr(production, name) < 1:
+            raise ConfigError(f"{name} must be 1 or more.")
+    for name in ("connections_per_address", "stream_connect_rate", "stream_connect_burst"):
+        if getattr(production, name) < 0:
+            raise ConfigError(f"{name} must be 0 (no limit) or more.")
+
+
+def _listen(address: str, port: int, options: str) -> str:
+    """``listen`` lines: one for an address; for every address, IPv4 and IPv6."""
+    targets = [f"{address}:{port}"] if address else [str(port), f"[::]:{port}"]
+    return "\n".join(f"        listen {target}{options};" for target in targets)
+
+
+def _servers(nodes: tuple[str, ...]) -> str:
+    # A node that fails 3 times is left alone for 10 s; its streams reconnect to the others.
+    return "\n".join(f"        server {node} max_fails=3 fail_timeout=10s;" for node in nodes)
+
+
+def _temp_paths(temp_dir: str) -> str:
+    if not temp_dir:
+        return "    # temp paths: the distribution's defaults"
+    return "\n".join(
+        f"    {module}_temp_path {temp_dir}/{module};"
+        for module in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
