@@ -10,15 +10,19 @@ pip (``pip --python``), with no byte-compiling: the two installs take the time o
 
 from __future__ import annotations
 
+import email
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.servers import LOOPBACK, child_env, free_port, stop_process, wait_for
 
@@ -127,12 +131,22 @@ def wheel(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def constraints(tmp_path_factory) -> Path:
-    """Every distribution of the test's venv at its version, except eventgate itself."""
-    pins = sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()
-                   if d.metadata["Name"] and d.metadata["Name"].lower() != "eventgate"})
+def constraints(wheel, tmp_path_factory) -> Path:
+    """The test venv's distributions at their versions (eventgate aside), a hint for pip's cache:
+    a version the wheel's own requirements exclude (``make test-latest`` installs such) is left
+    out, so the venvs get what a user's pip would choose."""
+    with zipfile.ZipFile(wheel) as archive:
+        [meta] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        requires = email.message_from_bytes(archive.read(meta)).get_all("Requires-Dist") or []
+    wanted = [Requirement(line) for line in requires]
+    pins = set()
+    for dist in metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"] or "")
+        if name and name != "eventgate" and all(
+                dist.version in r.specifier for r in wanted if canonicalize_name(r.name) == name):
+            pins.add(f"{name}=={dist.version}")
     path = tmp_path_factory.mktemp("constraints") / "constraints.txt"
-    path.write_text("\n".join(pins) + "\n")
+    path.write_text("\n".join(sorted(pins)) + "\n")
     return path
 
 
