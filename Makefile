@@ -7,7 +7,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
-VENV := .venv
+VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 EVENTGATE_VAR_DIR ?= var
 EVENTGATE_WEB_WORKERS ?= 2
@@ -19,7 +19,7 @@ SUPERVISORCTL := $(VENV)/bin/supervisorctl -c $(CONF)
 RENDER := $(PYTHON) -m eventgate.deploy.stack render \
 	--web-workers $(EVENTGATE_WEB_WORKERS) --stream-workers $(EVENTGATE_STREAM_WORKERS)
 
-.PHONY: deps system-deps test-deps init run up down status restart reload test lint bench
+.PHONY: deps system-deps test-deps init run up down status restart reload test test-latest lint bench
 
 ## deps: apt packages (redis-server, nginx) when missing, and the .venv with the project
 deps: system-deps $(VENV)/.installed
@@ -76,6 +76,37 @@ reload:
 
 test: test-deps
 	$(VENV)/bin/pytest -q
+
+## test-latest: the suite against the newest release of every dependency, our upper bounds
+## ignored, in its own venv (.venv-latest): a break shows here before an upgrade reaches a user.
+## The project goes in without its dependencies; then each one, by name alone, --upgrade.
+LATEST := .venv-latest
+test-latest: test-deps
+	[ -x $(LATEST)/bin/python ] || python3 -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --no-deps -e .
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager \
+		$$($(PYTHON) -c "$$DEPENDENCY_NAMES")
+	$(LATEST)/bin/python -m pip list
+	@# The suite's own `make up` runs take this venv as it is (VENV), never reinstalling our bounds.
+	touch $(LATEST)/.installed
+	VENV=$(LATEST) $(LATEST)/bin/pytest -q
+
+# Every dependency of the base install and of the server and test extras, by name (extras kept,
+# versions dropped); eventgate's own extras are listed already.
+define DEPENDENCY_NAMES
+import tomllib
+from packaging.requirements import Requirement
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+extras = project["optional-dependencies"]
+names = {}
+for line in project["dependencies"] + extras["server"] + extras["test"]:
+    requirement = Requirement(line)
+    if requirement.name != "eventgate":
+        names[requirement.name + "".join(f"[{x}]" for x in sorted(requirement.extras))] = None
+print(*names)
+endef
+export DEPENDENCY_NAMES
 
 lint: deps
 	$(VENV)/bin/ruff check .

@@ -2,7 +2,7 @@
 ``EVENTGATE_*`` settings (or var/eventgate.env): ``gunicorn --chdir docs example_app:app``."""
 from flask import Flask, abort, jsonify, request
 
-from eventgate.web.extension import EventGate
+from eventgate import EventGate
 
 app = Flask(__name__)
 gate = EventGate(app)  # or: gate = EventGate(); gate.init_app(app) in an app factory
@@ -20,5 +20,5 @@ def pay(order_id: str):
 
 @app.get("/orders/<order_id>/stream-token")
 def stream_token(order_id: str):  # authenticate your user first; this example trusts anyone
-    token, expires_at = gate.token_for("user-7", [f"orders.{order_id}"], ttl=600)
+    token, expires_at = gate.token_for([f"orders.{order_id}"], subject="user-7", ttl=600)
     return jsonify(url=f"/streams?token={token}", expires_at=expires_at.isoformat())

@@ -21,6 +21,7 @@ _EXPORTS = {
     "Config": "eventgate.shared.config",
     "ChannelTokens": "eventgate.shared.tokens",
     "Grant": "eventgate.shared.tokens",
+    "IssuedToken": "eventgate.shared.tokens",
     "Publisher": "eventgate.shared.publisher",
     "Draft": "eventgate.shared.publisher",
     "EventGate": "eventgate.web.extension",
@@ -50,6 +51,7 @@ __all__ = [
     "InvalidCursor",
     "InvalidEvent",
     "InvalidName",
+    "IssuedToken",
     "PublishError",
     "Publisher",
     "TokenError",
@@ -75,7 +77,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ below d
         TooManyStreams,
     )
     from eventgate.shared.publisher import Draft, Publisher
-    from eventgate.shared.tokens import ChannelTokens, Grant
+    from eventgate.shared.tokens import ChannelTokens, Grant, IssuedToken
     from eventgate.shared.version import __version__
     from eventgate.web.extension import EventGate
 

@@ -122,7 +122,7 @@ def publish(channel: str, event_type: str, data: str) -> None:
             "--data must be valid JSON (quote a string: --data '\"text\"')."
         ) from None
     try:
-        publisher = Publisher(connect(config), config)
+        publisher = Publisher.from_config(config)
         click.echo(publisher.publish(channel, value, event_type))
     except (InvalidName, InvalidEvent) as error:
         raise CommandError(error.message) from None
@@ -257,21 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _mint(config: Config, channels: Sequence[str], ttl: int | None, subject: str | None) -> str:
-    tokens = ChannelTokens(
-        config.secret_keys,
-        default_ttl_seconds=config.token_ttl_seconds,
-        max_ttl_seconds=config.token_max_ttl_seconds,
-        max_token_bytes=config.max_token_bytes,
-    )
     try:
-        issued, _ = tokens.issue(channels, subject, ttl)
+        return ChannelTokens.from_config(config).issue(channels, subject, ttl).token
     except EventgateError as error:
         raise CommandError(error.message) from None
-    except ValueError as error:
+    except ValueError as error:  # a bad ttl or subject, or a token over max_token_bytes
         raise CommandError(f"{error}.") from None
-    if len(issued) > config.max_token_bytes:
-        raise CommandError(f"the token would be longer than {config.max_token_bytes} bytes.")
-    return issued
 
 
 def _redis_down(error: BaseException) -> CommandError:

@@ -6,12 +6,14 @@ the new id. Either Redis confirms and returns ids, or ``publish`` raises Publish
 ever reports success for an event that was not stored. The converse does not hold: when Redis
 stops between running the script and replying, the event is stored yet the publish fails, so a
 caller that simply retries may publish it twice (read the channel's log back before retrying).
+
+A job worker needs two lines: ``Publisher.from_url("redis://…").publish("orders.42", {...})``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -20,7 +22,7 @@ from eventgate.shared.config import Config
 from eventgate.shared.errors import InvalidEvent, PublishError
 from eventgate.shared.events import encode_data
 from eventgate.shared.names import validate_channel, validate_event_type
-from eventgate.shared.redisconn import ThreadClients
+from eventgate.shared.redisconn import ThreadClients, connect
 
 # KEYS: log1, live1, log2, live2, …   ARGV: maxlen, max_age_ms, type1, data1, type2, data2, …
 # A log's newest id is looked up once per batch (XREVRANGE, or the last generated id when the
@@ -69,6 +71,24 @@ return ids
 
 
 @dataclass(frozen=True)
+class PublishSettings:
+    """What publishing reads of a Config: the fields of the same names, with Config's defaults.
+
+    Config insists on the secret keys and publisher keys that the apps need; a job worker that
+    only publishes holds neither, so ``Publisher.from_url`` builds one of these instead.
+    """
+
+    redis_url: str = field(repr=False)  # it may hold a password
+    redis_pool_size: int = Config.redis_pool_size
+    redis_timeout_seconds: float = Config.redis_timeout_seconds
+    redis_connect_timeout_seconds: float = Config.redis_connect_timeout_seconds
+    retention_count: int = Config.retention_count
+    retention_seconds: int = Config.retention_seconds
+    max_event_bytes: int = Config.max_event_bytes
+    max_batch_events: int = Config.max_batch_events
+
+
+@dataclass(frozen=True)
 class Draft:
     """An event about to be published: validated channel and type, data already JSON text."""
 
@@ -81,11 +101,24 @@ class Publisher:
     """Publishes events; safe to share within a process. Each thread that publishes keeps one of
     the client's pooled connections while it lives (at most half the pool; see ThreadClients)."""
 
-    def __init__(self, client: redis.Redis, config: Config) -> None:
+    def __init__(self, client: redis.Redis, config: Config | PublishSettings) -> None:
         self._client = client
         self._clients = ThreadClients(client)
         self._config = config
         self._script = client.register_script(_SCRIPT)
+
+    @classmethod
+    def from_url(cls, redis_url: str, **settings: object) -> Publisher:
+        """A publisher to the Redis at ``redis_url``, with Config's defaults for the rest
+        (``retention_count=…``, ``max_event_bytes=…``, any field of PublishSettings, overrides
+        them). Reads no environment and needs no secret. Connects on the first publish."""
+        return cls.from_config(PublishSettings(redis_url, **settings))  # type: ignore[arg-type]
+
+    @classmethod
+    def from_config(cls, config: Config | PublishSettings) -> Publisher:
+        """A publisher with ``config``'s Redis and limits, e.g. ``from_config(Config.from_env())``
+        in a process that has the apps' settings."""
+        return cls(connect(config), config)
 
     @property
     def client(self) -> redis.Redis:

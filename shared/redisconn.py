@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from typing import Protocol
 
 import redis
 from redis.backoff import NoBackoff
@@ -21,7 +22,20 @@ from eventgate.shared.config import Config
 POOL_WAIT_SECONDS = 2.0
 
 
-def connect(config: Config, pool_wait_seconds: float = POOL_WAIT_SECONDS) -> redis.Redis:
+class RedisSettings(Protocol):
+    """What ``connect`` reads: a Config, or a Publisher's PublishSettings (no secrets needed)."""
+
+    @property
+    def redis_url(self) -> str: ...
+    @property
+    def redis_pool_size(self) -> int: ...
+    @property
+    def redis_timeout_seconds(self) -> float: ...
+    @property
+    def redis_connect_timeout_seconds(self) -> float: ...
+
+
+def connect(config: RedisSettings, pool_wait_seconds: float = POOL_WAIT_SECONDS) -> redis.Redis:
     """A client for commands (publish, replay, health). Fails fast: ``redis_timeout_seconds``
     per attempt and no retry. A retried EVALSHA whose first run stored the event but whose reply
     was lost (Redis stopping) would store it twice; a connection Redis closed is replaced by the

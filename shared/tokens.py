@@ -1,10 +1,11 @@
-"""ChannelTokens: issue(channels, subject, ttl) / verify(token) -> Grant, signed with itsdangerous.
+"""ChannelTokens: issue(channels, subject, ttl) -> IssuedToken / verify(token) -> Grant.
 
 Threat model: a stream token is a bearer credential that travels in a URL (EventSource cannot send
 headers), so it is short-lived by default, bounded in length (checked before any HMAC work), signed
 with a salt of its own (a token for anything else signed with the same key never verifies here),
 and carries only grants — exact channels or ``prefix.*``. The payload is signed, not encrypted:
 never put secrets in it. Keys rotate: the first configured key signs, every key verifies.
+Tokens are itsdangerous's URL-safe timed signatures.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import NamedTuple
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 
+from eventgate.shared.config import Config
 from eventgate.shared.errors import ChannelNotGranted, TokenError, TokenExpired
 from eventgate.shared.names import grant_covers, validate_channel, validate_grant
 
@@ -24,6 +28,14 @@ _TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_.-]+")
 _VERSION = 1
 #: How far in the future a token's signing time may be (clock skew between hosts), seconds.
 MAX_CLOCK_SKEW_SECONDS = 30
+
+
+class IssuedToken(NamedTuple):
+    """A freshly issued stream token and when it stops being valid (UTC). Unpacks:
+    ``token, expires_at = tokens.issue([...])``."""
+
+    token: str
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -82,14 +94,29 @@ class ChannelTokens:
         self.max_ttl_seconds = max_ttl_seconds
         self.max_token_bytes = max_token_bytes
 
+    @classmethod
+    def from_config(cls, config: Config) -> ChannelTokens:
+        """The tokens of ``config``: its secret keys, default and maximum ttl, maximum length."""
+        return cls(
+            config.secret_keys,
+            default_ttl_seconds=config.token_ttl_seconds,
+            max_ttl_seconds=config.token_max_ttl_seconds,
+            max_token_bytes=config.max_token_bytes,
+        )
+
     def issue(
         self,
         channels: Iterable[str],
         subject: str | None = None,
         ttl: int | None = None,
-    ) -> tuple[str, float]:
-        """Return ``(token, expires_at)``. Raises InvalidName for a bad grant and ValueError for a
-        ttl outside 1..max_ttl_seconds or an empty grant list."""
+    ) -> IssuedToken:
+        """A token granting ``channels`` (exact names or ``prefix.*``) to ``subject`` (any label
+        of 1 to 128 characters, or None) for ``ttl`` seconds (default ``default_ttl_seconds``).
+
+        Raises InvalidName for a bad grant, and ValueError for an empty grant list, a ttl outside
+        1..max_ttl_seconds, a bad subject, or so many grants that the token would be longer than
+        ``max_token_bytes`` (``verify`` would refuse it unread).
+        """
         grants = list(dict.fromkeys(validate_grant(channel) for channel in channels))
         if not grants:
             raise ValueError("a token must grant at least one channel")
@@ -103,7 +130,16 @@ class ChannelTokens:
         payload = {"v": _VERSION, "ch": grants, "exp": expires_at}
         if subject is not None:
             payload["sub"] = subject
-        return self._serializer.dumps(payload), float(expires_at)
+        try:
+            token = self._serializer.dumps(payload)
+        except UnicodeError:  # a lone surrogate in the subject
+            raise ValueError("subject must be valid Unicode text") from None
+        if len(token) > self.max_token_bytes:
+            raise ValueError(
+                f"the token would be longer than {self.max_token_bytes} bytes: "
+                "grant fewer channels or a prefix"
+            )
+        return IssuedToken(token, datetime.fromtimestamp(expires_at, UTC))
 
     def verify(self, token: object) -> Grant:
         """Return the Grant of a valid token. Raises TokenExpired (with ``expired_at``) or

@@ -44,6 +44,17 @@ def wait_for(check: Callable[[], object], timeout: float, what: str, log: Path |
     raise AssertionError(f"timed out after {timeout}s waiting for {what} ({last_error!r}){tail}")
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
 def port_open(port: int) -> bool:
     try:
         with socket.create_connection((LOOPBACK, port), timeout=0.2):

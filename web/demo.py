@@ -55,7 +55,7 @@ def token():  # type: ignore[no-untyped-def]
     ttl = min(DEMO_TOKEN_TTL_SECONDS, gate.config.token_max_ttl_seconds)
     # No subject: the demo has no users, and one shared subject would put every visitor's tabs
     # under one per-subject stream limit. The per-worker and per-address limits still apply.
-    token, expires_at = gate.token_for(None, [DEMO_CHANNEL], ttl)
+    token, expires_at = gate.token_for([DEMO_CHANNEL], ttl=ttl)
     response = jsonify(token=token, expires_at=iso_utc(expires_at))
     response.headers["Cache-Control"] = "no-store"
     return response, 201

@@ -4,7 +4,7 @@ This is what a Flask app embeds to feed eventgate::
 
     gate = EventGate(app)                       # or EventGate(); gate.init_app(app) in a factory
     gate.publish("orders.42", {"state": "paid"}, "order.updated")   # in a view: after-commit
-    token, expires_at = gate.token_for("user-7", ["orders.42"])     # for the user's EventSource
+    token, expires_at = gate.token_for(["orders.42"], subject="user-7")   # for its EventSource
 
 ``publish`` inside a request is *after-commit*: it validates at once (bad input raises where the
 mistake is) but sends nothing until the request has succeeded, so a view that fails halfway never
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import redis
@@ -27,8 +26,7 @@ from eventgate.cli import command_group
 from eventgate.shared.config import Config
 from eventgate.shared.errors import InvalidEvent, PublishError
 from eventgate.shared.publisher import Draft, Publisher
-from eventgate.shared.redisconn import connect
-from eventgate.shared.tokens import ChannelTokens
+from eventgate.shared.tokens import ChannelTokens, IssuedToken
 from eventgate.web.errors import publish_failed_response
 
 _T = TypeVar("_T")
@@ -75,14 +73,9 @@ class EventGate:
             raise RuntimeError("an EventGate serves one app: create one EventGate per app.")
         config = self._config if self._config is not None else Config.from_env()
         self._config = config
-        self._client = connect(config)
-        self._publisher = Publisher(self._client, config)
-        self._tokens = ChannelTokens(
-            config.secret_keys,
-            default_ttl_seconds=config.token_ttl_seconds,
-            max_ttl_seconds=config.token_max_ttl_seconds,
-            max_token_bytes=config.max_token_bytes,
-        )
+        self._publisher = Publisher.from_config(config)
+        self._client = self._publisher.client
+        self._tokens = ChannelTokens.from_config(config)
         self._app = app
         app.extensions[EXTENSION_KEY] = self
         app.after_request(self._publish_pending)
@@ -142,26 +135,17 @@ class EventGate:
     # -- tokens -----------------------------------------------------------------------------
 
     def token_for(
-        self, subject: str | None, channels: Iterable[str], ttl: int | None = None
-    ) -> tuple[str, datetime]:
+        self, channels: Iterable[str], subject: str | None = None, ttl: int | None = None
+    ) -> IssuedToken:
         """A stream token granting ``channels`` (exact names or ``prefix.*``) to ``subject``
         (any label of up to 128 characters, or None) for ``ttl`` seconds (default
-        ``token_ttl_seconds``); returns ``(token, expires_at)`` with ``expires_at`` in UTC.
+        ``token_ttl_seconds``): ``token, expires_at = gate.token_for([...], subject="user-7")``,
+        ``expires_at`` in UTC. Raises like ``ChannelTokens.issue``: InvalidName for a bad grant,
+        ValueError for a bad ttl or subject or a token longer than ``max_token_bytes``.
 
-        Raises InvalidName for a bad grant and ValueError for a bad ttl or subject, or for so
-        many grants that the token would exceed ``max_token_bytes`` (it could never verify).
         The token is a bearer credential: hand it only to the user it was made for.
         """
-        try:
-            token, expires_at = self.tokens.issue(channels, subject, ttl)
-        except UnicodeError:
-            raise ValueError("subject must be valid Unicode text") from None
-        if len(token) > self.config.max_token_bytes:
-            raise ValueError(
-                f"the token would be longer than {self.config.max_token_bytes} bytes: "
-                "grant fewer channels or a prefix"
-            )
-        return token, datetime.fromtimestamp(expires_at, UTC)
+        return self.tokens.issue(channels, subject, ttl)
 
     # -- state ------------------------------------------------------------------------------
 

@@ -141,5 +141,5 @@ def token():  # type: ignore[no-untyped-def]
     """A token for the status channel only, valid for a few minutes."""
     gate = current_eventgate()
     ttl = min(TOKEN_TTL_SECONDS, gate.config.token_max_ttl_seconds)
-    token, expires_at = gate.token_for("ops-status-page", [STATUS_CHANNEL], ttl)
+    token, expires_at = gate.token_for([STATUS_CHANNEL], "ops-status-page", ttl)
     return jsonify(token=token, expires_at=iso_utc(expires_at)), 201

@@ -4,13 +4,12 @@ started with the flags the supervisor template uses, for tests that need the str
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
-from tests.servers import LOOPBACK, child_env, free_port, wait_for
+from tests.servers import LOOPBACK, child_env, free_port, stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,13 +57,8 @@ class StreamPool:
         self.process.send_signal(sig)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        if self.process:
+            stop_process(self.process)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -3,15 +3,17 @@ retention, refusals that never reach Redis, and a fast PublishError when Redis i
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
 import pytest
 
 from eventgate.shared import keys
+from eventgate.shared.config import Config
 from eventgate.shared.errors import InvalidEvent, InvalidName, PublishError
 from eventgate.shared.events import START, Event
-from eventgate.shared.publisher import Publisher
+from eventgate.shared.publisher import Publisher, PublishSettings
 from eventgate.shared.redisconn import connect
 from tests.servers import free_port, wait_for
 
@@ -213,6 +215,76 @@ def test_a_batch_chains_prev_through_repeated_channels_looking_each_log_up_once(
 
 def test_publish_many_of_nothing(publisher):
     assert publisher.publish_many([]) == []
+
+
+# --- building one -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def built():
+    """Publishers a test built with from_url / from_config; their clients are closed after it."""
+    publishers: list[Publisher] = []
+    yield publishers.append
+    for publisher in publishers:
+        publisher.client.close()
+
+
+def pool_settings(publisher: Publisher) -> dict:
+    """What redisconn.connect chooses for the publisher's client."""
+    pool = publisher.client.connection_pool
+    chosen = ("host", "port", "db", "socket_timeout", "socket_connect_timeout",
+              "socket_keepalive", "health_check_interval", "retry_on_timeout")
+    return {"pool": type(pool).__name__, "max_connections": pool.max_connections,
+            "retries": pool.connection_kwargs["retry"].get_retries(),
+            **{name: pool.connection_kwargs.get(name) for name in chosen}}
+
+
+def test_from_url_needs_no_setting_and_no_secret(redis_server, inspector, channel, built,
+                                                 monkeypatch, tmp_path):
+    # A job worker: no EVENTGATE_* at all, and no var/eventgate.env to fall back on.
+    for name in [n for n in os.environ if n.startswith("EVENTGATE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    publisher = Publisher.from_url(redis_server.url)
+    built(publisher)
+
+    event_id = publisher.publish(channel, {"a": 1}, "order.updated")
+
+    assert [e.id for e in log_entries(inspector, channel)] == [event_id]
+    # The same Redis client settings as the apps' (redisconn.connect with Config's defaults).
+    defaults = Config(secret_keys=("k",), publish_keys=("p",), redis_url=redis_server.url)
+    assert pool_settings(publisher) == pool_settings(Publisher(connect(defaults), defaults))
+
+
+def test_from_url_takes_overrides_of_the_publishing_settings(redis_server, channel, built):
+    publisher = Publisher.from_url(
+        redis_server.url, max_event_bytes=10, redis_timeout_seconds=0.2, redis_pool_size=4
+    )
+    built(publisher)
+
+    with pytest.raises(InvalidEvent):
+        publisher.publish(channel, "123456789")
+    assert pool_settings(publisher)["socket_timeout"] == 0.2
+    assert pool_settings(publisher)["max_connections"] == 4
+    with pytest.raises(TypeError, match="secret_keys"):
+        Publisher.from_url(redis_server.url, secret_keys=("not a publishing setting",))
+
+
+def test_from_config_publishes_with_the_configs_redis_and_limits(make_config, inspector,
+                                                                 channel, built):
+    publisher = Publisher.from_config(make_config(max_batch_events=2, redis_pool_size=6))
+    built(publisher)
+
+    with pytest.raises(InvalidEvent):
+        publisher.publish_many([publisher.draft(channel, n) for n in range(3)])
+    event_id = publisher.publish(channel, 1)
+
+    assert [e.id for e in log_entries(inspector, channel)] == [event_id]
+    assert pool_settings(publisher)["max_connections"] == 6
+
+
+def test_publish_settings_keep_the_redis_url_out_of_repr():
+    assert "hunter2" not in repr(PublishSettings("redis://:hunter2@127.0.0.1:6379/0"))
 
 
 # --- retention -----------------------------------------------------------------------------------

@@ -7,16 +7,22 @@ import json
 import re
 import secrets
 import time
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 import eventgate.shared.tokens as tokens_module
+from eventgate.shared.config import Config
 from eventgate.shared.errors import ChannelNotGranted, InvalidName, TokenError, TokenExpired
-from eventgate.shared.tokens import SALT, ChannelTokens, Grant
+from eventgate.shared.tokens import SALT, ChannelTokens, Grant, IssuedToken
 
 T0 = 1_800_000_000.0
+
+
+def utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 class Clock:
@@ -61,7 +67,7 @@ def grant_payload(**overrides: object) -> dict:
 
 def test_issue_verify_round_trip(channel_tokens):
     token, expires_at = channel_tokens.issue(["orders.42", "users.7.*"], subject="user-7", ttl=60)
-    assert expires_at == T0 + 60
+    assert expires_at == utc(T0 + 60)
     assert re.fullmatch(r"[A-Za-z0-9_.-]+", token), "a token must be URL-safe"
     assert channel_tokens.verify(token) == Grant(
         grants=("orders.42", "users.7.*"), subject="user-7", expires_at=T0 + 60
@@ -71,7 +77,7 @@ def test_issue_verify_round_trip(channel_tokens):
 def test_issue_defaults_and_duplicates(key, clock):
     channel_tokens = ChannelTokens([key], default_ttl_seconds=123)
     token, expires_at = channel_tokens.issue(["a", "b", "a"])
-    assert expires_at == T0 + 123
+    assert expires_at == utc(T0 + 123)
     grant = channel_tokens.verify(token)
     assert grant.grants == ("a", "b")
     assert grant.subject is None
@@ -82,6 +88,29 @@ def test_token_payload_is_readable_but_holds_no_secret(channel_tokens, key):
     assert key not in token
     payload = URLSafeTimedSerializer("any other key", salt=SALT).loads_unsafe(token)[1]
     assert payload["ch"] == ["orders.42"] and payload["sub"] == "user-7"
+
+
+def test_issue_returns_a_named_pair_in_utc(channel_tokens):
+    issued = channel_tokens.issue(["a"], ttl=60)
+
+    assert isinstance(issued, IssuedToken)
+    assert issued.expires_at.tzinfo is UTC
+    assert channel_tokens.verify(issued.token).expires_at == issued.expires_at.timestamp()
+
+
+def test_from_config_takes_the_keys_ttls_and_length_of_the_config(clock):
+    config = Config(secret_keys=("new-key", "old-key"), publish_keys=("publisher-key",),
+                    token_ttl_seconds=77, token_max_ttl_seconds=300, max_token_bytes=500)
+    tokens = ChannelTokens.from_config(config)
+
+    token, expires_at = tokens.issue(["a"])
+
+    assert expires_at == utc(T0 + 77)
+    assert ChannelTokens(["new-key"]).verify(token).grants == ("a",)  # the first key signs
+    assert tokens.verify(ChannelTokens(["old-key"]).issue(["b"]).token).grants == ("b",)
+    with pytest.raises(ValueError, match="300"):
+        tokens.issue(["a"], ttl=301)
+    assert tokens.max_token_bytes == 500
 
 
 def test_a_key_is_required():
@@ -103,7 +132,7 @@ def test_expired_token(channel_tokens, clock):
     clock.now = T0 + 60
     with pytest.raises(TokenExpired) as caught:
         channel_tokens.verify(token)
-    assert caught.value.expired_at == expires_at
+    assert caught.value.expired_at == expires_at.timestamp()
     assert caught.value.code == "token_expired"
     assert isinstance(caught.value, TokenError)
     assert token not in str(caught.value)
@@ -116,7 +145,7 @@ def test_token_expired_past_max_ttl_reports_when_it_expired(channel_tokens, cloc
     clock.now = T0 + channel_tokens.max_ttl_seconds + 10
     with pytest.raises(TokenExpired) as caught:
         channel_tokens.verify(token)
-    assert caught.value.expired_at == expires_at
+    assert caught.value.expired_at == expires_at.timestamp()
 
 
 def test_token_signed_in_the_future_is_refused(channel_tokens, clock):
@@ -236,7 +265,7 @@ def test_unknown_key_is_refused(channel_tokens, clock):
 
 def test_oversize_token_is_refused_by_length_before_any_hmac(key, clock, monkeypatch):
     small = ChannelTokens([key], max_token_bytes=64)
-    token, _ = small.issue([f"channel.{i}" for i in range(10)])
+    token, _ = ChannelTokens([key]).issue([f"channel.{i}" for i in range(10)])
     assert len(token) > 64
 
     def no_hmac(*args, **kwargs):
@@ -251,6 +280,17 @@ def test_oversize_token_is_refused_by_length_before_any_hmac(key, clock, monkeyp
     with pytest.raises(TokenError):
         ChannelTokens([key]).verify(huge)
     assert time.perf_counter() - started < 0.05
+
+
+def test_a_token_too_long_to_ever_verify_is_not_issued(key, clock):
+    # Random names: itsdangerous compresses payloads, so repetitive names would stay short.
+    channels = [secrets.token_hex(8) for _ in range(30)]
+    token, _ = ChannelTokens([key]).issue(channels)
+    small = ChannelTokens([key], max_token_bytes=len(token) - 1)
+
+    with pytest.raises(ValueError, match=f"{len(token) - 1} bytes"):
+        small.issue(channels)
+    assert ChannelTokens([key], max_token_bytes=len(token)).issue(channels).token == token
 
 
 def test_token_at_the_length_limit_is_accepted(key, clock):
@@ -393,10 +433,10 @@ def test_ttl_out_of_bounds(channel_tokens, ttl):
 @pytest.mark.parametrize("ttl", [1, 86400])
 def test_ttl_bounds_inclusive(channel_tokens, ttl):
     _, expires_at = channel_tokens.issue(["a"], ttl=ttl)
-    assert expires_at == T0 + ttl
+    assert expires_at == utc(T0 + ttl)
 
 
-@pytest.mark.parametrize("subject", ["", "x" * 129, 7, b"user"])
+@pytest.mark.parametrize("subject", ["", "x" * 129, 7, b"user", "\ud800"])
 def test_bad_subject(channel_tokens, subject):
     with pytest.raises(ValueError):
         channel_tokens.issue(["a"], subject=subject)
@@ -426,7 +466,7 @@ def test_token_signed_slightly_in_the_future_is_accepted(channel_tokens, clock):
     clock.now = T0 + 20
     token, expires_at = channel_tokens.issue(["a"], ttl=60)
     clock.now = T0
-    assert channel_tokens.verify(token).expires_at == expires_at
+    assert channel_tokens.verify(token).expires_at == expires_at.timestamp()
 
 
 def test_token_signed_beyond_the_skew_is_invalid_not_expired(channel_tokens, clock):

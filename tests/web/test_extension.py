@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 
 import pytest
 from flask import Flask, abort, jsonify
 
 from eventgate.shared.errors import InvalidName
-from eventgate.shared.tokens import ChannelTokens
+from eventgate.shared.tokens import ChannelTokens, IssuedToken
 from eventgate.web.app import create_app
 from eventgate.web.extension import EventGate, current_eventgate
 
@@ -123,17 +124,30 @@ def test_a_request_cannot_queue_more_than_a_batch(make_config, channel, read_log
 def test_token_for_issues_a_verifiable_token(app, secret_keys):
     gate = app.extensions["eventgate"]
 
-    token, expires_at = gate.token_for("user-1", ["a", "b.*"], ttl=60)
+    issued = gate.token_for(["a", "b.*"], subject="user-1", ttl=60)
+    token, expires_at = issued
 
+    assert isinstance(issued, IssuedToken)
     grant = ChannelTokens(secret_keys).verify(token)
     assert grant.grants == ("a", "b.*")
     assert grant.subject == "user-1"
-    assert expires_at.tzinfo is not None
+    assert expires_at.tzinfo is UTC
     assert expires_at == datetime.fromtimestamp(grant.expires_at, UTC)
+    assert ChannelTokens(secret_keys).verify(gate.token_for(["c"]).token).subject is None
     with pytest.raises(InvalidName):
-        gate.token_for(None, ["bad name"])
+        gate.token_for(["bad name"])
     with pytest.raises(ValueError, match="ttl"):
-        gate.token_for(None, ["a"], ttl=0)
+        gate.token_for(["a"], ttl=0)
+
+
+def test_token_for_follows_the_configs_token_settings(make_config, secret_keys):
+    gate = EventGate(Flask("tokens"), make_config(token_ttl_seconds=77, max_token_bytes=200))
+
+    _, expires_at = gate.token_for(["a"])
+
+    assert abs((expires_at - datetime.now(UTC)).total_seconds() - 77) < 5
+    with pytest.raises(ValueError, match="200 bytes"):
+        gate.token_for([secrets.token_hex(8) for _ in range(30)])
 
 
 def test_embeds_in_a_plain_flask_app_with_init_app(make_config, channel, read_log):

@@ -34,7 +34,7 @@ def issue_token():  # type: ignore[no-untyped-def]
     # Validated (400 for a malformed name) before the scope check (403), as the token would be.
     require_scope([validate_grant(channel) for channel in channels], grants=True)
     try:
-        token, expires_at = gate.token_for(body.get("subject"), channels, body.get("ttl"))
+        token, expires_at = gate.token_for(channels, body.get("subject"), body.get("ttl"))
     except InvalidName:
         raise
     except ValueError as error:
