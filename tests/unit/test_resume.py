@@ -33,6 +33,20 @@ def pending_entry(channel: str, event_id: str, prev: str, n: int) -> tuple:
     return (channel, event_id, prev, sse.event_body("t", f'{{"n":{n}}}'))
 
 
+def limit_replays(resume, monkeypatch, most: int) -> None:
+    """Fail, rather than hang, when a hand-off reads the log back more than ``most`` times:
+    a hand-off that never stops replaying never yields to gevent's loop either."""
+    real = resume.replay
+    calls = []
+
+    def replay(subscriber, name):
+        calls.append(name)
+        assert len(calls) <= most, f"the hand-off read {name} back {len(calls)} times"
+        real(subscriber, name)
+
+    monkeypatch.setattr(resume, "replay", replay)
+
+
 # -- where a connection starts --------------------------------------------------------------
 
 
@@ -117,8 +131,9 @@ def test_replay_tells_of_events_the_log_no_longer_holds_before_what_follows(
 
 
 def test_the_hand_off_skips_what_the_replay_sent_and_releases_the_rest(
-    hub, resume, make_subscriber, publisher, channel
+    hub, resume, make_subscriber, publisher, channel, monkeypatch
 ):
+    limit_replays(resume, monkeypatch, 0)
     ids = publish(publisher, channel, 4)
     subscriber, peer = make_subscriber([channel])
     hub.add(subscriber)
@@ -135,8 +150,9 @@ def test_the_hand_off_skips_what_the_replay_sent_and_releases_the_rest(
 
 
 def test_a_gap_in_the_held_events_is_read_back_from_the_log_first(
-    hub, resume, make_subscriber, publisher, channel
+    hub, resume, make_subscriber, publisher, channel, monkeypatch
 ):
+    limit_replays(resume, monkeypatch, 1)
     ids = publish(publisher, channel, 4)
     subscriber, peer = make_subscriber([channel])
     hub.add(subscriber)
@@ -154,8 +170,9 @@ def test_a_gap_in_the_held_events_is_read_back_from_the_log_first(
 
 
 def test_the_hand_off_waits_for_a_hub_that_stands_behind(
-    hub, resume, make_subscriber, publisher, channel
+    hub, resume, make_subscriber, publisher, channel, monkeypatch
 ):
+    limit_replays(resume, monkeypatch, 0)
     ids = publish(publisher, channel, 3)
     subscriber, peer = make_subscriber([channel])
     hub.add(subscriber)
