@@ -1,4 +1,4 @@
-"""Fixtures for the in-process stream tests (tests/unit/streamkit.py says how gevent runs here):
+"""Fixtures for the in-process stream tests (tests/unit/inprocess.py says how gevent runs here):
 a hub, subscribers on socketpairs, and a broker and Resume on the session's real Redis."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from eventgate.stream.broker import Broker
 from eventgate.stream.hub import Hub
 from eventgate.stream.resume import Resume
 from eventgate.stream.subscriber import Subscriber
-from tests.unit.streamkit import CountingSocket, Peer
+from tests.unit.inprocess import CountingSocket, Peer
 
 
 @pytest.fixture

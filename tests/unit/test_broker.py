@@ -1,7 +1,7 @@
 """Broker (stream/broker.py) on a real redis-server, feeding a hub with subscribers on
 socketpairs: one pub/sub connection, subscriptions that follow the local clients, events of one
 wake-up coalesced, and the backfill that mends gaps in the live feed. In-process, under gevent's
-loop without monkey-patching (tests/unit/streamkit.py)."""
+loop without monkey-patching (tests/unit/inprocess.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import os
 from eventgate.shared import keys, sse
 from eventgate.shared.events import Event, id_key
 from eventgate.stream.resume import Resume
-from tests.unit.streamkit import green_wait
+from tests.unit.inprocess import green_wait
 
 WAIT = 5.0
 

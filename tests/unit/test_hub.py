@@ -1,12 +1,12 @@
 """Hub (stream/hub.py) with real subscribers on socketpairs: registration and release, fan-out,
 coalescing of a batch, loss notices, heartbeats and expiry. In-process, under gevent's loop
-without monkey-patching (tests/unit/streamkit.py)."""
+without monkey-patching (tests/unit/inprocess.py)."""
 
 from __future__ import annotations
 
 from eventgate.shared import sse
 from eventgate.stream.heartbeat import token_expired_words
-from tests.unit.streamkit import green_wait
+from tests.unit.inprocess import green_wait
 from tests.wsse import ParsedEvent
 
 

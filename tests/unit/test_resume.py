@@ -1,7 +1,7 @@
 """Resume (stream/resume.py) on a real redis-server with subscribers on socketpairs: where a
 connection starts, the replay from the log, and the hand-off from replay to live — its gap
 handling and its wait for a hub that stands behind. In-process, under gevent's loop without
-monkey-patching (tests/unit/streamkit.py)."""
+monkey-patching (tests/unit/inprocess.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import redis
 from eventgate.shared import keys, sse
 from eventgate.stream.resume import Resume, Unavailable
 from tests.servers import LOOPBACK, free_port
-from tests.unit.streamkit import green_wait
+from tests.unit.inprocess import green_wait
 
 
 def publish(publisher, channel: str, count: int) -> list[str]:

@@ -1,6 +1,6 @@
 """StreamState (stream/state.py) in-process on a real redis-server: built whole, started, a
 stream opened through its front-door opener on a socketpair, and shut down the way the gunicorn
-hook does it. Under gevent's loop without monkey-patching (tests/unit/streamkit.py)."""
+hook does it. Under gevent's loop without monkey-patching (tests/unit/inprocess.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from eventgate.shared import keys
 from eventgate.shared.tokens import ChannelTokens
 from eventgate.stream.opening import StreamRequest
 from eventgate.stream.state import StreamState
-from tests.unit.streamkit import Peer, green_wait
+from tests.unit.inprocess import Peer, green_wait
 
 RETRY_MS = 1000
 

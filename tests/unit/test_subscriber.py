@@ -1,11 +1,11 @@
 """Subscriber (stream/subscriber.py) over a real socketpair: what it writes, what it queues, when
 it gives up on a slow client, and how it notices one that left. In-process, under gevent's loop
-without monkey-patching (tests/unit/streamkit.py)."""
+without monkey-patching (tests/unit/inprocess.py)."""
 
 from __future__ import annotations
 
 from eventgate.shared import sse
-from tests.unit.streamkit import green_wait
+from tests.unit.inprocess import green_wait
 from tests.wsse import ParsedEvent
 
 BODY = sse.event_body("t", '{"n":1}')
