@@ -78,17 +78,48 @@ def test_the_subscription_is_released_after_the_last_local_client_left(
 ):
     resume = Resume(hub, make_broker(), client)
     first, _ = opened(resume, make_subscriber, [channel])
-    second, second_peer = opened(resume, make_subscriber, [channel])
-    assert subscribers_of(redis_server, channel) == 1
+    _, second_peer = opened(resume, make_subscriber, [channel])
+    sentinel = wait_for_the_janitor(resume, make_subscriber, channel, redis_server)
 
     first.close()
-    second_peer.drain()  # let the loop run: the janitor must keep a channel still followed
-    assert subscribers_of(redis_server, channel) == 1
+    sentinel()
+    assert subscribers_of(redis_server, channel) == 1  # still followed here
 
     second_peer.sock.close()  # the last client hangs up
     green_wait(lambda: subscribers_of(redis_server, channel) == 0, WAIT,
                "UNSUBSCRIBE after the last client left")
     assert channel not in hub.channels
+
+
+def test_a_client_arriving_as_the_last_one_leaves_keeps_the_subscription(
+    hub, make_broker, make_subscriber, client, publisher, channel, redis_server
+):
+    resume = Resume(hub, make_broker(), client)
+    leaving, _ = opened(resume, make_subscriber, [channel])
+    sentinel = wait_for_the_janitor(resume, make_subscriber, channel, redis_server)
+
+    leaving.close()  # the broker is told to release the channel...
+    _, peer = opened(resume, make_subscriber, [channel])  # ...and a new client wants it again
+    sentinel()
+
+    assert subscribers_of(redis_server, channel) == 1
+    publish(publisher, channel, 1)
+    peer.until(1)
+    assert numbers(peer) == [1]
+
+
+def wait_for_the_janitor(resume, make_subscriber, channel, redis_server):
+    """A client on a channel of its own; the returned function closes it and waits until its
+    channel is unsubscribed: by then the broker has handled every release before it."""
+    other = channel + ".sentinel"
+    subscriber, _ = opened(resume, make_subscriber, [other])
+
+    def sentinel() -> None:
+        subscriber.close()
+        green_wait(lambda: subscribers_of(redis_server, other) == 0, WAIT,
+                   "the sentinel channel's UNSUBSCRIBE")
+
+    return sentinel
 
 
 def test_events_of_one_wake_up_reach_a_live_connection_in_one_send(
@@ -98,7 +129,9 @@ def test_events_of_one_wake_up_reach_a_live_connection_in_one_send(
     subscriber, peer = opened(resume, make_subscriber, [channel], counted=True)
     sends = subscriber.sock.sends
 
-    publish(publisher, channel, 5)  # the loop does not run meanwhile: one wake-up reads all
+    # One publish of five events: Redis writes them to the pub/sub connection together, so the
+    # broker's next wake-up reads them all.
+    publisher.publish_many([publisher.draft(channel, {"n": n}, "t") for n in range(1, 6)])
 
     peer.until(5)
     assert numbers(peer) == [1, 2, 3, 4, 5]
