@@ -36,6 +36,8 @@ def make_subscriber(hub):
     def make(channels=("a",), *, live_at: str | None = None, counted: bool = False, **options):
         ours, theirs = socket.socketpair()
         ours.setblocking(False)
+        # A small kernel buffer whatever the machine's default: a 1 MiB frame never fits.
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
         options.setdefault("on_close", hub.remove)
         options.setdefault("max_queue_bytes", 1 << 20)
         options.setdefault("max_queue_frames", 1000)

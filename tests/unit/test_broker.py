@@ -188,7 +188,8 @@ def test_after_a_reconnect_what_was_published_meanwhile_is_backfilled(
     publish(publisher, channel, 1)
     peer.until(1)
 
-    [connection] = green_wait(lambda: pubsub_connections(redis_server), WAIT, "the connection")
+    [connection] = green_wait(lambda: len(found := pubsub_connections(redis_server)) == 1
+                              and found, WAIT, "the one pub/sub connection")
     redis_server.client().client_kill_filter(_id=connection["id"])
     publish(publisher, channel, 2, first=2)  # pub/sub is gone: only the log has these
 
