@@ -20,13 +20,13 @@ from urllib.parse import urlencode, urlsplit
 
 import sseclient
 
+from eventgate.shared.sse import TOKEN_EXPIRED_EVENT
+
 CONNECT_TIMEOUT_SECONDS = 5.0
 READ_BYTES = 4096
 MAX_ERROR_BODY_BYTES = 65536
 MIN_BACKOFF_SECONDS = 0.25
 MAX_BACKOFF_SECONDS = 5.0
-#: Not printed: tail renews its token and resumes by itself, so this is not news to the reader.
-TOKEN_EXPIRED_EVENT = "eventgate.token_expired"
 
 
 class TailError(Exception):
@@ -135,6 +135,7 @@ class Tail:
         for event in sseclient.SSEClient(chunks).events():
             if event.id is not None:
                 self._cursor = event.id or None
+            # Not printed: tail renews its token and resumes by itself; not news to the reader.
             if event.event == TOKEN_EXPIRED_EVENT:
                 continue
             out.write(self._line(event) + "\n")

@@ -64,6 +64,19 @@ class ChannelNotGranted(EventgateError):
         self.channel = channel
 
 
+class InvalidRequest(EventgateError, ValueError):
+    """The request body is not what the endpoint accepts (content type, JSON, shape, fields)."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class InvalidJSON(InvalidRequest):
+    """The request body does not parse as JSON."""
+
+    code = "invalid_json"
+
+
 class InvalidCursor(EventgateError, ValueError):
     code = "invalid_cursor"
     status = 400
@@ -93,3 +106,27 @@ class TooManyStreams(TooBusy):
 
     code = "too_many_streams"
     status = 429
+
+
+class TooManyChannels(EventgateError):
+    """A stream asked for more channels than one stream may carry."""
+
+    code = "too_many_channels"
+    status = 400
+
+
+class StreamFailed(EventgateError):
+    """A bug while opening a stream: the client is told to retry, never shown a traceback."""
+
+    code = "internal_error"
+    status = 500
+
+    def __init__(self) -> None:
+        super().__init__("The stream server failed; retry.")
+
+
+class UnsupportedServer(EventgateError):
+    """The stream app runs under a server that cannot hand it the client's socket."""
+
+    code = "unsupported_server"
+    status = 500

@@ -10,14 +10,11 @@ from __future__ import annotations
 import re
 
 from eventgate.shared.errors import InvalidName
+from eventgate.shared.sse import CONTROL_PREFIX
 
 _CHANNEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _EVENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _GRANT_SUFFIX = ".*"
-
-#: Event types under this prefix are eventgate's own control events (loss notices, shutdown);
-#: publishers may not use it, so a browser can trust them.
-CONTROL_PREFIX = "eventgate."
 
 
 def _shown(value: object) -> str:

@@ -1,8 +1,8 @@
 """The accept fast path: plain ``GET /streams`` requests served straight off the accepted socket.
 
-Opening a stream is the stream tier's most frequent request, and through gunicorn's HTTP parser,
-its WSGI environ and Flask's dispatch it cost ≈0.5 ms of worker CPU, about 60 % of it in those
-layers (docs/performance.md). A stream request needs none of them: one request line, a few
+Opening a stream is the stream tier's most frequent request, and most of its worker CPU through
+gunicorn went to gunicorn's HTTP parser, its WSGI environ and Flask's dispatch
+(docs/performance.md). A stream request needs none of them: one request line, a few
 headers, then the socket is ours. So the worker's connection handler first *peeks* at the
 request without consuming it. A complete, unremarkable ``GET /streams`` is parsed here and opened
 through stream/opening.py; anything else — another path or method, an incomplete or oversized
@@ -33,15 +33,8 @@ from gevent.socket import wait_read
 from werkzeug.http import parse_cookie
 
 from eventgate.shared import logformat
-from eventgate.shared.errors import EventgateError
-from eventgate.stream.opening import (
-    OsSocket,
-    StreamFailed,
-    StreamRequest,
-    open_connection,
-    refusal_response,
-)
-from eventgate.stream.state import StreamState
+from eventgate.shared.errors import EventgateError, StreamFailed
+from eventgate.stream.opening import OsSocket, StreamOpener, StreamRequest
 
 log = logging.getLogger("eventgate.stream")
 
@@ -64,7 +57,7 @@ class Acceptor:
 
     def __init__(
         self,
-        state: StreamState,
+        opener: StreamOpener,
         fallback: Handler,
         listeners: list,
         *,
@@ -75,7 +68,7 @@ class Acceptor:
         fallback_connections: int = 1000,
         first_byte_timeout: float = 30.0,
     ) -> None:
-        self.state = state
+        self.opener = opener
         self.fallback = fallback
         self.max_line = max_line
         self.max_fields = max_fields
@@ -152,13 +145,13 @@ class Acceptor:
                 return conn
 
             try:
-                open_connection(self.state, ask, take_socket)
+                self.opener.open(ask, take_socket)
             except EventgateError as error:
-                _answer(conn, refusal_response(self.state, error, ask.origin))
+                _answer(conn, self.opener.refusal_response(error, ask.origin))
             except Exception:
                 log.exception("unhandled error opening a stream")
                 if not taken:
-                    _answer(conn, refusal_response(self.state, StreamFailed(), ask.origin))
+                    _answer(conn, self.opener.refusal_response(StreamFailed(), ask.origin))
         except OSError:
             pass  # the client left while we read its request or answered it
         except Exception:  # a bug here must not print a traceback per connection from the hub
@@ -249,18 +242,16 @@ def _answer(client: socket.socket, response: bytes) -> None:
         client.sendall(response)
 
 
-def install(worker: object) -> Acceptor | None:
+def install(opener: StreamOpener, worker: object) -> Acceptor | None:
     """Take over a gunicorn gevent worker's listeners (its post_worker_init hook, which runs
-    before the worker builds its servers): the worker then builds none, and this acceptor
-    serves stream requests itself and passes everything else to the worker's own handler.
-    Returns None, changing nothing, where the fast path does not apply (TLS, no stream app)."""
-    app = getattr(worker, "wsgi", None)
-    state = getattr(app, "extensions", {}).get("eventgate.stream")
+    before the worker builds its servers): the worker then builds none, and the returned,
+    started acceptor serves stream requests itself and passes everything else to the worker's
+    own handler. Returns None, changing nothing, where the fast path does not apply (TLS)."""
     cfg = worker.cfg
-    if state is None or cfg.is_ssl or not worker.sockets:
+    if cfg.is_ssl or not worker.sockets:
         return None
     acceptor = Acceptor(
-        state,
+        opener,
         worker.handle,
         worker.sockets,
         max_line=cfg.limit_request_line or 8190,
@@ -273,5 +264,4 @@ def install(worker: object) -> Acceptor | None:
         first_byte_timeout=float(cfg.timeout or 30),
     )
     worker.sockets = []
-    state.acceptor = acceptor.start()
-    return acceptor
+    return acceptor.start()

@@ -32,9 +32,10 @@ try:
 except ImportError:  # redis[hiredis] is a dependency; without it the read loop is slower
     hiredis = None
 
-from eventgate.shared import keys, sse
+from eventgate.shared import keys
 from eventgate.shared.config import Config
 from eventgate.shared.events import Event, id_key
+from eventgate.shared.sse import event_body_bytes
 from eventgate.stream.hub import Channel, Hub
 
 log = logging.getLogger("eventgate.stream.broker")
@@ -109,34 +110,16 @@ class Replies:
         return replies
 
 
-def body_of(event_type: str | bytes, data: str | bytes) -> bytes:
-    """SSE body of an event from Redis (validated again: the log is not ours alone)."""
-    if (
-        type(event_type) is bytes
-        and type(data) is bytes
-        and data.isascii()
-        and event_type.isascii()
-        and b"\n" not in data
-        and b"\r" not in data
-        and b"\n" not in event_type
-        and b"\r" not in event_type
-        and b"\0" not in event_type
-    ):
-        # The common case, byte for byte what sse.event_body makes of it, without decoding.
-        return b"event: " + event_type + b"\ndata: " + data + b"\n\n"
-    if isinstance(event_type, bytes):
-        event_type = event_type.decode("utf-8", "replace")
-    if isinstance(data, bytes):
-        data = data.decode("utf-8", "replace")
-    return sse.event_body(event_type, data)
-
-
 class Broker:
-    """Owns the pub/sub connection and feeds the hub. ``start()`` once per worker, after fork."""
+    """Owns the pub/sub connection and feeds the hub. ``start()`` once per worker, after fork.
+    It registers with ``hub`` to hear when a channel's last local subscriber left."""
 
-    def __init__(self, config: Config, hub: Hub, client: redis.Redis, pubsub_client: redis.Redis):
+    def __init__(
+        self, config: Config, hub: Hub, client: redis.Redis, pubsub_client: redis.Redis
+    ) -> None:
         self.config = config
         self.hub = hub
+        hub.when_empty(self.release)
         self.redis = client
         self._pubsub_client = pubsub_client
         self._pubsub: redis.client.PubSub | None = None
@@ -328,7 +311,7 @@ class Broker:
         except ValueError:
             log.error("dropped a malformed pub/sub payload on %s", name)
             return
-        item = (event_id.decode("ascii"), prev.decode("ascii"), body_of(event_type, data))
+        item = (event_id.decode("ascii"), prev.decode("ascii"), event_body_bytes(event_type, data))
         if channel.backfilling:
             channel.held.append(item)
         elif channel.last is not None and item[1] != channel.last:
@@ -387,6 +370,6 @@ class Broker:
                     log.warning("channel %s: events after %s are no longer in the log", name,
                                 channel.last)
                     self.hub.broadcast_loss(name, channel.last, prev)
-                self.hub.broadcast(name, event_id, prev, body_of(event_type, data))
+                self.hub.broadcast(name, event_id, prev, event_body_bytes(event_type, data))
             if len(entries) < READ_BATCH:
                 return

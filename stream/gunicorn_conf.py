@@ -1,17 +1,13 @@
-"""gunicorn settings and hooks for the stream pool (``-c stream/gunicorn_conf.py``; loaded by path,
-by the master, so that it imports neither gevent nor the app before the fork).
+"""gunicorn settings and hooks for the stream pool (``-c python:eventgate.stream.gunicorn_conf``;
+loaded by the master, so that it imports neither gevent nor the app before the fork).
 
-Streams never finish on their own, so gunicorn's "graceful" stop would just cut them at
-graceful_timeout — all at once, and on SIGTERM without running any cleanup. Instead, when a worker
-exits (SIGTERM, HUP reload, max age) it ends every stream itself with a jittered ``retry:``, so
-clients come back spread out, on the new workers, and resume from their cursor.
+The hooks that run in a worker reach the worker's state (stream/state.py) through its loaded
+app and only call it: what a worker does as it starts serving and as it exits is written there.
 """
 
 from __future__ import annotations
 
-import random
-
-from eventgate.shared import pools, sse
+from eventgate.shared import pools
 
 worker_class = "gevent"
 keepalive = 0
@@ -26,40 +22,29 @@ pools.install_json_errors()
 
 logger_class = pools.logger_class_from_env()
 
+#: stream/state.py's EXTENSION: the key of the worker's StreamState in its app's extensions.
+_STATE_KEY = "eventgate.stream"
 
-def worker_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
+
+def _stream_state(worker):  # noqa: ANN001, ANN202 - gunicorn's worker; a StreamState or None
     app = getattr(worker, "wsgi", None)
-    state = getattr(app, "extensions", {}).get("eventgate.stream")
-    if state is None:
-        return
-    retry_ms = state.config.retry_ms
-    # Imported here, in the worker (which has loaded it already): the master loads this file and
-    # must not import the stream package (gevent, redis) before the fork.
-    from eventgate.stream import status
-
-    if state.acceptor is not None:
-        state.acceptor.close(graceful_timeout=server.cfg.graceful_timeout)
-    status.withdraw(state)
-    state.broker.stop()
-    state.hub.finish_all(
-        lambda: sse.retry(int(retry_ms * random.uniform(0.2, 2.0))) + sse.comment("shutdown")
-    )
-    # Give the subject leases of the streams just ended back now: their clients reconnect within
-    # seconds and must not find their own old streams still counted against them.
-    if state.limits is not None:
-        try:
-            state.limits.flush()
-        except Exception as error:  # noqa: BLE001 - Redis down: the leases lapse on their own
-            server.log.warning("stream leases not released at exit: %s", error)
+    return getattr(app, "extensions", {}).get(_STATE_KEY)
 
 
 def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
     """In the worker, with the app loaded and before it builds its servers: the accept fast path
     (stream/acceptor.py) takes the listeners; it opens plain stream requests itself and hands
     everything else to gunicorn's handler."""
-    from eventgate.stream import acceptor  # in the worker only, see worker_exit
+    state = _stream_state(worker)
+    if state is not None:
+        state.take_listeners(worker)
 
-    acceptor.install(worker)
+
+def worker_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    """In the worker, as it exits (SIGTERM, HUP reload, max age): it ends its streams itself."""
+    state = _stream_state(worker)
+    if state is not None:
+        state.shutdown(graceful_timeout=server.cfg.graceful_timeout)
 
 
 def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature

@@ -7,7 +7,6 @@ noticed when its hang-up did not reach us (the send fails).
 
 from __future__ import annotations
 
-import json
 import time
 
 import gevent
@@ -16,17 +15,13 @@ from eventgate.shared import sse
 from eventgate.stream.hub import Hub
 from eventgate.stream.subscriber import Subscriber
 
-TOKEN_EXPIRED_EVENT = "eventgate.token_expired"
 _COMMENT = sse.comment("hb")
 
 
 def token_expired_words(subscriber: Subscriber) -> bytes:
-    """The documented control event sent before a stream whose token expired is closed: the
-    client fetches a new token and reconnects with its last event id (the ``id:`` repeats the
-    current cursor so nothing is skipped or repeated)."""
-    data = json.dumps({"expired_at": subscriber.expires_at}, separators=(",", ":"))
-    channel = subscriber.channels[0]
-    return sse.frame(subscriber.cursor(channel), TOKEN_EXPIRED_EVENT, data)
+    """What a stream whose token expired is told before it is closed: the client fetches a new
+    token and reconnects with its last event id."""
+    return sse.token_expired(subscriber.cursor(subscriber.channels[0]), subscriber.expires_at)
 
 
 def run(hub: Hub, heartbeat_seconds: float) -> None:

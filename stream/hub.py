@@ -9,14 +9,11 @@ here — that is the broker's; socket writes are the subscribers'.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 
 from eventgate.shared import sse
 from eventgate.stream.lag import LagHistogram
 from eventgate.stream.subscriber import Subscriber
-
-LOST_EVENT = "eventgate.lost"
 
 
 class Channel:
@@ -32,24 +29,18 @@ class Channel:
         self.backfilling = False
 
 
-def lost_body(channel: str, last_seen: str, resumes_after: str) -> bytes:
-    """The documented control event sent when history was lost: events on ``channel`` after
-    ``last_seen`` up to and including ``resumes_after`` are gone; delivery continues after it."""
-    data = json.dumps(
-        {"channel": channel, "last_seen": last_seen, "resumes_after": resumes_after},
-        separators=(",", ":"),
-    )
-    return sse.event_body(LOST_EVENT, data)
+def _tell_nobody(name: str) -> None:
+    """Until a broker says otherwise, a channel that loses its last subscriber needs no one told."""
 
 
 class Hub:
-    """Channel → subscribers. ``on_last(name)`` tells the broker a channel lost its last local
-    subscriber (it may be called from a libev callback: it must not block)."""
+    """Channel → subscribers. The broker that feeds the hub registers with ``when_empty`` to
+    hear when a channel lost its last local subscriber."""
 
-    def __init__(self, on_last: Callable[[str], None]) -> None:
+    def __init__(self) -> None:
         self.channels: dict[str, Channel] = {}
         self.subscribers: set[Subscriber] = set()
-        self._on_last = on_last
+        self._on_last: Callable[[str], None] = _tell_nobody
         self.delivered = 0
         # Plain counters copied to Prometheus once a second by stream/metrics.py (never per event).
         self.events = 0
@@ -58,6 +49,11 @@ class Hub:
         self.slow_disconnects = 0
         self.closed_written = 0
         self.lag = LagHistogram()
+
+    def when_empty(self, on_last: Callable[[str], None]) -> None:
+        """Call ``on_last(name)`` whenever channel ``name`` loses its last local subscriber (the
+        broker unsubscribes it). It may be called from a libev callback: it must not block."""
+        self._on_last = on_last
 
     def add(self, subscriber: Subscriber) -> list[str]:
         """Register a connection on all its channels; returns the channels that are new to
@@ -149,7 +145,7 @@ class Hub:
         if channel is None:
             return
         channel.last = resumes_after
-        body = lost_body(name, last_seen, resumes_after)
+        body = sse.lost_body(name, last_seen, resumes_after)
         self.lost += len(channel.subscribers)
         for subscriber in tuple(channel.subscribers):
             if subscriber.live:

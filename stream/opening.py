@@ -20,12 +20,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 
+import gevent
 from gevent import monkey
 
 from eventgate.shared import cursor, sse
-from eventgate.shared.errors import EventgateError, TokenExpired, TooBusy
-from eventgate.stream.resume import Unavailable, open_stream, start_positions
-from eventgate.stream.state import StreamState
+from eventgate.shared.config import Config
+from eventgate.shared.errors import EventgateError, TokenExpired, TooBusy, TooManyChannels
+from eventgate.shared.tokens import ChannelTokens
+from eventgate.stream.limits import StreamLimits
+from eventgate.stream.resume import Resume, Unavailable
 from eventgate.stream.subscriber import Subscriber
 
 #: The OS's socket class, not gevent's cooperative one: the hub only ever sends without waiting,
@@ -52,109 +55,117 @@ class StreamRequest:
     origin: str | None
 
 
-class StreamFailed(EventgateError):
-    """A bug while opening a stream: the client is told to retry, never shown a traceback."""
+class StreamOpener:
+    """What both front doors call to open a stream, built once per worker (stream/state.py)."""
 
-    code = "internal_error"
-    status = 500
+    def __init__(
+        self, config: Config, tokens: ChannelTokens, limits: StreamLimits, resume: Resume
+    ) -> None:
+        self.config = config
+        self.tokens = tokens
+        self.limits = limits
+        self.resume = resume
+        self.hub = resume.hub
+        self.loop = gevent.get_hub().loop
+        self.cors_origins = frozenset(config.cors_origins)
 
-    def __init__(self) -> None:
-        super().__init__("The stream server failed; retry.")
+    def open(self, ask: StreamRequest, take_socket: Callable[[], socket.socket]) -> None:
+        """Check ``ask`` and, if it passes, make the connection the hub's. Raises
+        EventgateError (a refusal to answer) before anything is written or ``take_socket`` is
+        called; after that, nothing propagates but programming errors, and the connection
+        answers for itself.
 
+        ``take_socket`` returns a non-blocking OS socket (TCP_NODELAY set) for the connection
+        that the caller's server will not close."""
+        config = self.config
+        grant = self.tokens.verify(ask.token)
+        channels = grant.resolve(ask.channels)
+        if len(channels) > config.max_channels_per_stream:
+            raise TooManyChannels(
+                f"a stream carries at most {config.max_channels_per_stream} channels."
+            )
+        requested = cursor.parse(ask.last_event_id, channels)
+        limits, hub = self.limits, self.hub
+        lease = limits.admit(grant.subject)  # 503 worker full / 429 subject full
 
-class StreamLimit(EventgateError):
-    code = "too_many_channels"
-    status = 400
+        def closed(subscriber: Subscriber) -> None:
+            hub.remove(subscriber)
+            limits.release(lease)
 
-
-def open_connection(
-    state: StreamState, ask: StreamRequest, take_socket: Callable[[], socket.socket]
-) -> None:
-    """Check ``ask`` and, if it passes, make the connection the hub's. Raises EventgateError
-    (a refusal to answer) before anything is written or ``take_socket`` is called; after
-    that, nothing propagates but programming errors, and the connection answers for itself.
-
-    ``take_socket`` returns a non-blocking OS socket (TCP_NODELAY set) for the connection that
-    the caller's server will not close."""
-    config = state.config
-    grant = state.tokens.verify(ask.token)
-    channels = grant.resolve(ask.channels)
-    if len(channels) > config.max_channels_per_stream:
-        raise StreamLimit(
-            f"a stream carries at most {config.max_channels_per_stream} channels."
+        try:
+            raw = take_socket()
+            subscriber = Subscriber(
+                raw,
+                channels,
+                loop=self.loop,
+                on_close=closed,
+                max_queue_bytes=config.max_queue_bytes,
+                max_queue_frames=config.max_queue_frames,
+                subject=grant.subject,
+                expires_at=grant.expires_at,
+            )
+        except BaseException:
+            limits.release(lease)  # no connection will ever close it (e.g. out of descriptors)
+            raise
+        try:
+            positions = self.resume.positions(channels, requested)
+        except Unavailable:
+            positions = None
+        opening = (
+            _HEAD + _header_lines(self.cors_headers(ask.origin)) + b"\r\n"
+            + sse.retry(jittered(config.retry_ms))
         )
-    requested = cursor.parse(ask.last_event_id, channels)
-    lease = state.limits.admit(grant.subject)  # 503 worker full / 429 subject full
+        if positions is not None:
+            # The client's cursor from the first byte: were the stream to end before its first
+            # event (a worker killed, Redis gone before the subscription was confirmed), the
+            # reconnect resumes here; without it, it would start at the log's end again and
+            # miss whatever was published in between.
+            opening += sse.position(cursor.format(positions, channels[0]))
+        subscriber.send(opening)
+        try:
+            if positions is None:
+                raise Unavailable("Redis is unreachable")
+            self.resume.open(subscriber, positions, timeout=max(2.0, config.heartbeat_seconds))
+        except Unavailable:
+            subscriber.finish(sse.comment("redis unavailable, retry"))
+        except BaseException:
+            subscriber.close("error")  # gives its descriptor and its lease back
+            raise
 
-    def closed(subscriber: Subscriber) -> None:
-        state.hub.remove(subscriber)
-        state.limits.release(lease)
+    def cors_headers(self, origin: str | None) -> dict[str, str]:
+        """CORS headers for a request from a configured origin (``EVENTGATE_CORS_ORIGINS``),
+        else none. Credentials are allowed (the cookie token, ``withCredentials``), so the
+        origin is echoed — only after an exact match against the configured list, never a
+        pattern."""
+        if not origin or origin not in self.cors_origins:
+            return {}
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Credentials": "true",
+            "Vary": "Origin",
+        }
 
-    try:
-        raw = take_socket()
-        subscriber = Subscriber(
-            raw,
-            channels,
-            loop=state.loop,
-            on_close=closed,
-            max_queue_bytes=config.max_queue_bytes,
-            max_queue_frames=config.max_queue_frames,
-            subject=grant.subject,
-            expires_at=grant.expires_at,
-        )
-    except BaseException:
-        state.limits.release(lease)  # no connection will ever close it (e.g. out of descriptors)
-        raise
-    try:
-        positions = start_positions(state.redis, channels, requested, state.hub, state.broker)
-    except Unavailable:
-        positions = None
-    opening = (
-        _HEAD + _header_lines(cors_headers(state, ask.origin)) + b"\r\n"
-        + sse.retry(jittered(config.retry_ms))
-    )
-    if positions is not None:
-        # The client's cursor from the first byte: were the stream to end before its first
-        # event (a worker killed, Redis gone before the subscription was confirmed), the
-        # reconnect resumes here; without it, it would start at the log's end again and miss
-        # whatever was published in between.
-        opening += sse.position(cursor.format(positions, channels[0]))
-    subscriber.send(opening)
-    try:
-        if positions is None:
-            raise Unavailable("Redis is unreachable")
-        open_stream(
-            subscriber,
-            positions,
-            hub=state.hub,
-            broker=state.broker,
-            client=state.redis,
-            timeout=max(2.0, config.heartbeat_seconds),
-        )
-    except Unavailable:
-        subscriber.finish(sse.comment("redis unavailable, retry"))
-    except BaseException:
-        subscriber.close("error")  # gives its descriptor and its lease back
-        raise
+    def refusal_response(self, error: EventgateError, origin: str | None) -> bytes:
+        """A whole HTTP response refusing a stream, for the fast path (the Flask app renders
+        the same status, headers and body through stream/views.py)."""
+        body = json.dumps(
+            {"error": error.code, "message": error.message}, separators=(",", ":")
+        ).encode() + b"\n"
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+            **refusal_headers(error),
+            **self.cors_headers(origin),
+            "Connection": "close",
+        }
+        status = f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n"
+        return status.encode("latin-1") + _header_lines(headers) + b"\r\n" + body
 
 
 def jittered(retry_ms: int) -> int:
     """A reconnection delay spread over [retry_ms/2, retry_ms*3/2] so that clients cut at the
     same moment (a worker restart) do not all come back in the same instant."""
     return int(retry_ms * random.uniform(0.5, 1.5))
-
-
-def cors_headers(state: StreamState, origin: str | None) -> dict[str, str]:
-    """CORS headers for a request from a configured origin (``EVENTGATE_CORS_ORIGINS``), else
-    none. Credentials are allowed (the cookie token, ``withCredentials``), so the origin is
-    echoed — only after an exact match against the configured list, never a pattern."""
-    if not origin or origin not in state.cors_origins:
-        return {}
-    return {
-        "Access-Control-Allow-Origin": origin,
-        "Access-Control-Allow-Credentials": "true",
-        "Vary": "Origin",
-    }
 
 
 def refusal_headers(error: EventgateError) -> dict[str, str]:
@@ -167,23 +178,6 @@ def refusal_headers(error: EventgateError) -> dict[str, str]:
     if isinstance(error, TooBusy):
         headers["Retry-After"] = str(error.retry_after)
     return headers
-
-
-def refusal_response(state: StreamState, error: EventgateError, origin: str | None) -> bytes:
-    """A whole HTTP response refusing a stream, for the fast path (the Flask app renders the
-    same status, headers and body through stream/errors.py)."""
-    body = json.dumps(
-        {"error": error.code, "message": error.message}, separators=(",", ":")
-    ).encode() + b"\n"
-    headers = {
-        "Content-Type": "application/json",
-        "Content-Length": str(len(body)),
-        **refusal_headers(error),
-        **cors_headers(state, origin),
-        "Connection": "close",
-    }
-    status = f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n".encode("latin-1")
-    return status + _header_lines(headers) + b"\r\n" + body
 
 
 def _header_lines(headers: dict[str, str]) -> bytes:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import gevent
 import redis
 
-from eventgate.shared import keys
+from eventgate.shared import keys, sse
 from eventgate.shared.events import START, id_key
-from eventgate.stream.broker import READ_BATCH, Broker, body_of, entry_fields
-from eventgate.stream.hub import Hub, lost_body
+from eventgate.shared.sse import event_body_bytes
+from eventgate.stream.broker import READ_BATCH, Broker, entry_fields
+from eventgate.stream.hub import Hub
 from eventgate.stream.subscriber import Subscriber
 
 #: A replay pauses while this much is still queued for a slow socket (bytes).
@@ -26,74 +27,143 @@ _POLL_SECONDS = 0.005
 
 
 class Unavailable(Exception):
-    """Redis could not be reached or did not confirm in time; the client should retry."""
+    """Redis could not be reached or did not confirm in time; the stream ends with a retry (this
+    is no refusal: the client reconnects and resumes from its cursor)."""
 
 
-def start_positions(
-    client: redis.Redis,
-    channels: list[str],
-    requested: dict[str, str],
-    hub: Hub | None = None,
-    broker: Broker | None = None,
-) -> dict[str, str]:
-    """Where the connection starts on each channel: the client's cursor, or for channels it
-    names no position for, the log's current end. Call it before the response head goes out, so
-    that every event published after the client saw its 200 is delivered.
+class Resume:
+    """How one worker brings new connections to live: ``positions`` before the response head
+    goes out, then ``open``. Built once per worker over its hub, broker and Redis client."""
 
-    A channel this worker already follows live (given ``hub`` and a connected ``broker``)
-    starts where the hub stands, with no round trip: every later event reaches the connection
-    live. The hub may stand a few in-flight events behind the log's end; the client then gets
-    those too, which is no gap and no duplicate."""
-    following = {}
-    if hub is not None and broker is not None and broker.connected:
-        for name in channels:
-            position = None if name in requested else _live_position(hub, name)
-            if position is not None:
-                following[name] = position
-    try:
-        heads = read_heads(
-            client, [name for name in channels if name not in requested and name not in following]
-        )
-    except (redis.RedisError, OSError) as error:
-        raise Unavailable(str(error)) from None
-    return {
-        name: requested.get(name) or following.get(name) or heads[name] for name in channels
-    }
+    def __init__(self, hub: Hub, broker: Broker, client: redis.Redis) -> None:
+        self.hub = hub
+        self.broker = broker
+        self.client = client
 
+    def positions(self, channels: list[str], requested: dict[str, str]) -> dict[str, str]:
+        """Where the connection starts on each channel: the client's cursor, or for channels it
+        names no position for, the log's current end. Call it before the response head goes
+        out, so that every event published after the client saw its 200 is delivered. Raises
+        Unavailable when Redis cannot be read.
 
-def _live_position(hub: Hub, name: str) -> str | None:
-    """The id of the last event the hub delivered on ``name``, if it follows it without a gap
-    being read back right now; else None."""
-    channel = hub.channels.get(name)
-    if channel is None or channel.backfilling:
-        return None
-    return channel.last
+        A channel this worker already follows live (its broker connected) starts where the hub
+        stands, with no round trip: every later event reaches the connection live. The hub may
+        stand a few in-flight events behind the log's end; the client then gets those too,
+        which is no gap and no duplicate."""
+        following = {}
+        if self.broker.connected:
+            for name in channels:
+                position = None if name in requested else self._live_position(name)
+                if position is not None:
+                    following[name] = position
+        try:
+            heads = read_heads(
+                self.client,
+                [name for name in channels if name not in requested and name not in following],
+            )
+        except (redis.RedisError, OSError) as error:
+            raise Unavailable(str(error)) from None
+        return {
+            name: requested.get(name) or following.get(name) or heads[name] for name in channels
+        }
 
+    def open(self, subscriber: Subscriber, positions: dict[str, str], timeout: float) -> None:
+        """Register ``subscriber``, subscribe its channels, replay the log after ``positions``
+        and hand it over to live delivery. Raises Unavailable when Redis fails; the caller ends
+        the stream (the client reconnects and resumes)."""
+        self.hub.add(subscriber)
+        subscriber.positions.update(positions)
+        try:
+            if not self.broker.subscribe(list(subscriber.channels), timeout):
+                raise Unavailable("Redis did not confirm the subscription in time")
+            for name in subscriber.channels:
+                # Standing where the hub stands, there is nothing to read back: the rest comes
+                # live.
+                if self._live_position(name) != subscriber.positions[name]:
+                    self.replay(subscriber, name)
+            self.hand_off(subscriber, timeout)
+        except (redis.RedisError, OSError) as error:
+            raise Unavailable(str(error)) from None
 
-def open_stream(
-    subscriber: Subscriber,
-    positions: dict[str, str],
-    *,
-    hub: Hub,
-    broker: Broker,
-    client: redis.Redis,
-    timeout: float,
-) -> None:
-    """Register ``subscriber``, subscribe its channels, replay the log after ``positions`` and
-    hand it over to live delivery. Raises Unavailable when Redis fails; the caller ends the
-    stream (the client reconnects and resumes)."""
-    hub.add(subscriber)
-    subscriber.positions.update(positions)
-    try:
-        if not broker.subscribe(list(subscriber.channels), timeout):
-            raise Unavailable("Redis did not confirm the subscription in time")
-        for name in subscriber.channels:
-            # Standing where the hub stands, there is nothing to read back: the rest comes live.
-            if _live_position(hub, name) != subscriber.positions[name]:
-                replay(subscriber, name, client, hub)
-        hand_off(subscriber, hub, client, timeout)
-    except (redis.RedisError, OSError) as error:
-        raise Unavailable(str(error)) from None
+    def _live_position(self, name: str) -> str | None:
+        """The id of the last event the hub delivered on ``name``, if it follows it without a
+        gap being read back right now; else None."""
+        channel = self.hub.channels.get(name)
+        if channel is None or channel.backfilling:
+            return None
+        return channel.last
+
+    def replay(self, subscriber: Subscriber, name: str) -> None:
+        """Send every event of ``name`` after the subscriber's position, in log order, with an
+        ``eventgate.lost`` notice first where the log no longer holds what came between."""
+        hub, client = self.hub, self.client
+        while not subscriber.closed:
+            position = subscriber.positions[name]
+            entries = client.xrange(keys.log_key(name), min=f"({position}", count=READ_BATCH)
+            subscriber.cork()  # one send per batch read: a resuming crowd replays the same events
+            try:
+                for entry_id, fields in entries:
+                    event_id, prev, event_type, data = entry_fields(entry_id, fields)
+                    if prev != subscriber.positions[name]:
+                        subscriber.emit(name, prev, sse.lost_body(name, position, prev))
+                        hub.lost += 1
+                    subscriber.emit(name, event_id, event_body_bytes(event_type, data))
+            finally:
+                subscriber.uncork()
+            hub.replayed += len(entries)
+            if len(entries) < READ_BATCH:
+                return
+            while subscriber.backlog_bytes > _REPLAY_PAUSE_BYTES and not subscriber.closed:
+                gevent.sleep(_POLL_SECONDS)
+
+    def hand_off(self, subscriber: Subscriber, timeout: float) -> None:
+        """Release the live events that arrived during replay, then switch the subscriber to
+        live.
+
+        A held event whose ``prev`` is not the subscriber's position reveals a gap (the replay
+        stopped short of it): its channel is replayed again first. The switch happens only once
+        the subscriber stands exactly where the hub does on every channel; if the hub is behind
+        (its live feed lags the log the replay read), wait for it, so that nothing the hub
+        broadcasts later is a duplicate for this connection. Raises Unavailable when the hub
+        does not catch up within ``timeout`` seconds."""
+        hub = self.hub
+        deadline = gevent.get_hub().loop.now() + timeout
+        while not subscriber.closed:
+            pending, subscriber.pending = subscriber.pending, []
+            gap = None
+            subscriber.cork()
+            try:
+                for index, (name, event_id, prev, body) in enumerate(pending):
+                    position = subscriber.positions[name]
+                    if id_key(event_id) <= id_key(position):
+                        continue
+                    if prev != position:
+                        gap = name
+                        subscriber.pending = pending[index:] + subscriber.pending
+                        break
+                    subscriber.emit(name, event_id, body)
+            finally:
+                subscriber.uncork()
+            if gap is not None:
+                self.replay(subscriber, gap)
+                continue
+            if subscriber.pending:
+                continue
+            behind = False
+            for name in subscriber.channels:
+                channel = hub.channels.get(name)
+                if channel is not None and channel.last is not None:
+                    behind = behind or channel.last != subscriber.positions[name]
+            if not behind:
+                for name in subscriber.channels:
+                    channel = hub.channels.get(name)
+                    if channel is not None and channel.last is None:
+                        channel.last = subscriber.positions[name]
+                subscriber.live = True
+                return
+            if gevent.get_hub().loop.now() > deadline:
+                raise Unavailable("the live feed did not catch up with the log in time")
+            gevent.sleep(_POLL_SECONDS)
 
 
 def read_heads(client: redis.Redis, channels: list[str]) -> dict[str, str]:
@@ -120,79 +190,6 @@ def read_heads(client: redis.Redis, channels: list[str]) -> dict[str, str]:
             if isinstance(info, dict) and info.get("last-generated-id"):
                 heads[name] = _text(info["last-generated-id"])
     return heads
-
-
-def replay(
-    subscriber: Subscriber, name: str, client: redis.Redis, hub: Hub | None = None
-) -> None:
-    """Send every event of ``name`` after the subscriber's position, in log order (counted in
-    ``hub.replayed`` and ``hub.lost`` when a hub is given)."""
-    while not subscriber.closed:
-        position = subscriber.positions[name]
-        entries = client.xrange(keys.log_key(name), min=f"({position}", count=READ_BATCH)
-        subscriber.cork()  # one send per batch read: a resuming crowd replays the same events
-        try:
-            for entry_id, fields in entries:
-                event_id, prev, event_type, data = entry_fields(entry_id, fields)
-                if prev != subscriber.positions[name]:
-                    subscriber.emit(name, prev, lost_body(name, position, prev))
-                    if hub is not None:
-                        hub.lost += 1
-                subscriber.emit(name, event_id, body_of(event_type, data))
-        finally:
-            subscriber.uncork()
-        if hub is not None:
-            hub.replayed += len(entries)
-        if len(entries) < READ_BATCH:
-            return
-        while subscriber.backlog_bytes > _REPLAY_PAUSE_BYTES and not subscriber.closed:
-            gevent.sleep(_POLL_SECONDS)
-
-
-def hand_off(subscriber: Subscriber, hub: Hub, client: redis.Redis, timeout: float) -> None:
-    """Release the live events that arrived during replay, then switch the subscriber to live.
-
-    The switch happens only once the subscriber stands exactly where the hub does on every
-    channel; if the hub is behind (its live feed lags the log the replay read), wait for it, so
-    that nothing the hub broadcasts later is a duplicate for this connection.
-    """
-    deadline = gevent.get_hub().loop.now() + timeout
-    while not subscriber.closed:
-        pending, subscriber.pending = subscriber.pending, []
-        gap = None
-        subscriber.cork()
-        try:
-            for index, (name, event_id, prev, body) in enumerate(pending):
-                position = subscriber.positions[name]
-                if id_key(event_id) <= id_key(position):
-                    continue
-                if prev != position:
-                    gap = name
-                    subscriber.pending = pending[index:] + subscriber.pending
-                    break
-                subscriber.emit(name, event_id, body)
-        finally:
-            subscriber.uncork()
-        if gap is not None:
-            replay(subscriber, gap, client, hub)
-            continue
-        if subscriber.pending:
-            continue
-        behind = False
-        for name in subscriber.channels:
-            channel = hub.channels.get(name)
-            if channel is not None and channel.last is not None:
-                behind = behind or channel.last != subscriber.positions[name]
-        if not behind:
-            for name in subscriber.channels:
-                channel = hub.channels.get(name)
-                if channel is not None and channel.last is None:
-                    channel.last = subscriber.positions[name]
-            subscriber.live = True
-            return
-        if gevent.get_hub().loop.now() > deadline:
-            raise Unavailable("the live feed did not catch up with the log in time")
-        gevent.sleep(_POLL_SECONDS)
 
 
 def _text(value: bytes | str) -> str:

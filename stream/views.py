@@ -1,35 +1,74 @@
-"""GET /streams through Flask, and the stream pool's other routes.
+"""The Flask door: GET /streams and the stream pool's other routes, the middleware that lets a
+view take gunicorn's socket over, and the JSON answer to every refusal.
 
 Plain stream requests never get here: the accept fast path (stream/acceptor.py) serves them
 before gunicorn parses anything. This view serves the rest — HEAD, unusual headers, requests
 the fast path declines — with the same code (stream/opening.py): it writes the response on a
-duplicate of gunicorn's socket and tells stream/handover.py that the connection is taken.
+duplicate of gunicorn's socket and tells the middleware (``Handover``) that the connection is
+taken.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from gunicorn.workers.base_async import ALREADY_HANDLED
+from werkzeug.exceptions import HTTPException
 
-from eventgate.shared.errors import EventgateError
-from eventgate.stream.opening import OsSocket, StreamRequest, cors_headers, open_connection
+from eventgate.shared.errors import EventgateError, StreamFailed, UnsupportedServer
+from eventgate.stream.opening import OsSocket, StreamRequest, refusal_headers
 from eventgate.stream.state import StreamState
+
+log = logging.getLogger("eventgate.stream")
 
 bp = Blueprint("stream", __name__)
 
-#: Set in the WSGI environ when the view took the socket over (see stream.handover).
+#: Set in the WSGI environ when the view took the socket over (see Handover).
 HANDLED = "eventgate.handled"
 
 
-class UnsupportedServer(EventgateError):
-    code = "unsupported_server"
-    status = 500
+def install(app: Flask) -> None:
+    """Serve the stream routes on ``app``, answer its errors with JSON, and wrap it in the
+    Handover middleware."""
+    app.register_blueprint(bp)
+    app.register_error_handler(EventgateError, _eventgate_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+    app.wsgi_app = Handover(app.wsgi_app)
+
+
+class Handover:
+    """WSGI middleware for views that take the client socket over.
+
+    When a view wrote its own response on the socket it sets ``environ[HANDLED]``; the
+    middleware then returns gunicorn's ``ALREADY_HANDLED`` marker so gunicorn writes nothing
+    more (no second header block, no 500 page). The marker is internal to gunicorn: the version
+    is pinned in pyproject.toml and tests/stream covers the behaviour."""
+
+    def __init__(self, app) -> None:  # noqa: ANN001 - any WSGI app
+        self.app = app
+
+    def __call__(self, environ, start_response):  # noqa: ANN001, ANN204 - WSGI
+        started: list[tuple] = []
+
+        def defer(status, headers, exc_info=None):  # noqa: ANN001, ANN202
+            started.append((status, headers, exc_info))
+            return lambda data: None
+
+        body = self.app(environ, defer)
+        if environ.get(HANDLED):
+            if hasattr(body, "close"):
+                body.close()
+            return ALREADY_HANDLED
+        start_response(*started[0])
+        return body
 
 
 def _state() -> StreamState:
-    return current_app.extensions["eventgate.stream"]
+    return StreamState.of(current_app)
 
 
 @bp.get("/streams", provide_automatic_options=False)
@@ -52,13 +91,13 @@ def streams():
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return raw
 
-    open_connection(state, ask, take_socket)
+    state.opener.open(ask, take_socket)
     request.environ[HANDLED] = True
     return ""
 
 
 def _cors(state: StreamState) -> dict[str, str]:
-    return cors_headers(state, request.headers.get("Origin"))
+    return state.opener.cors_headers(request.headers.get("Origin"))
 
 
 @bp.after_app_request
@@ -116,3 +155,26 @@ def readyz():
     if not ok:
         return jsonify(error="not_ready", message="Redis is not reachable from this worker."), 503
     return jsonify(status="ready")
+
+
+# -- JSON errors for every refusal: {"error": code, "message": sentence} ---------------------
+
+
+def _eventgate_error(error: EventgateError) -> Response:
+    response = jsonify(error=error.code, message=error.message)
+    response.status_code = error.status
+    response.headers.update(refusal_headers(error))
+    return response
+
+
+def _http_error(error: HTTPException) -> Response:
+    name = (error.name or "error").lower().replace(" ", "_")
+    response = jsonify(error=name, message=error.description or error.name)
+    response.status_code = error.code or 500
+    return response
+
+
+def _unexpected(error: Exception) -> tuple[Response, int]:
+    log.exception("unhandled error")
+    failed = StreamFailed()
+    return jsonify(error=failed.code, message=failed.message), failed.status

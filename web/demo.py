@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, render_template
 
-from eventgate.web.errors import InvalidRequest
+from eventgate.shared.errors import InvalidRequest
 from eventgate.web.extension import current_eventgate
 from eventgate.web.isotime import iso_utc
 from eventgate.web.jsonbody import read_fields, read_json

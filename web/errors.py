@@ -14,20 +14,6 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from eventgate.shared.errors import EventgateError, PublishError
 
-
-class InvalidRequest(EventgateError, ValueError):
-    """The request body is not what the endpoint accepts (content type, JSON, shape, fields)."""
-
-    code = "invalid_request"
-    status = 400
-
-
-class InvalidJSON(InvalidRequest):
-    """The request body does not parse as JSON."""
-
-    code = "invalid_json"
-
-
 #: Seconds a client should wait before retrying after Redis failed to store an event.
 RETRY_AFTER_SECONDS = 1
 

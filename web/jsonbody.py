@@ -13,7 +13,7 @@ from collections.abc import Collection
 
 from flask import request
 
-from eventgate.web.errors import InvalidJSON, InvalidRequest
+from eventgate.shared.errors import InvalidJSON, InvalidRequest
 
 
 def read_json() -> object:

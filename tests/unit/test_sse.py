@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventgate.shared import sse
-from eventgate.shared.errors import InvalidEvent
+from eventgate.shared.errors import InvalidEvent, InvalidName
 from eventgate.shared.events import encode_data
+from eventgate.shared.names import validate_event_type
 from tests.wsse import ParsedEvent, Parser, parse, parse_chunks
 
 # --- exact bytes -------------------------------------------------------------------------------
@@ -73,6 +74,49 @@ def test_cr_injection_in_data_is_neutralised():
     # E12: a bare CR in data must not become id:/event: fields
     body = sse.frame("5-0", "message", "hello\rid: 999\revent: admin\r")
     assert parse(body) == [ParsedEvent("message", "hello\nid: 999\nevent: admin\n", "5-0")]
+
+
+def test_lost_control_event_exact_bytes():
+    body = sse.lost_body("orders.42", "5-0", "9-3")
+    assert sse.id_line("9-3") + body == (
+        b'id: 9-3\nevent: eventgate.lost\n'
+        b'data: {"channel":"orders.42","last_seen":"5-0","resumes_after":"9-3"}\n\n'
+    )
+
+
+def test_token_expired_control_event_exact_bytes():
+    assert sse.token_expired("a=5-0,b=6-1", 1795420498.5) == (
+        b'id: a=5-0,b=6-1\nevent: eventgate.token_expired\ndata: {"expired_at":1795420498.5}\n\n'
+    )
+
+
+def test_control_events_are_under_the_prefix_publishers_may_not_use():
+    assert sse.CONTROL_PREFIX == "eventgate."
+    for event_type in (sse.LOST_EVENT, sse.TOKEN_EXPIRED_EVENT):
+        assert event_type.startswith(sse.CONTROL_PREFIX)
+        with pytest.raises(InvalidName):
+            validate_event_type(event_type)
+
+
+@pytest.mark.parametrize(("event_type", "data"), [
+    (b"message", b'{"a":1}'),
+    (b"t", b""),
+    ("t", '"str fields"'),
+    (b"t", '{"k":"\u00e9"}'.encode()),  # non-ASCII: through event_body
+    (b"t", b"a\rb\nc"),  # line breaks: through event_body, several data: lines
+])
+def test_event_body_bytes_is_event_body(event_type, data):
+    assert sse.event_body_bytes(event_type, data) == sse.event_body(_text(event_type), _text(data))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@pytest.mark.parametrize("event_type", [b"x\ry", b"x\ny", b"x\0y"])
+def test_event_body_bytes_refuses_control_chars_in_the_type(event_type):
+    with pytest.raises(ValueError):
+        sse.event_body_bytes(event_type, b"{}")
 
 
 # --- refusals ----------------------------------------------------------------------------------
@@ -168,6 +212,13 @@ def test_json_value_round_trips_through_the_strict_parser(value, event_type, cur
     assert event.last_event_id == cursor
     assert event.data == data
     assert json.loads(event.data) == value
+
+
+@given(text=_TEXT, event_type=_EVENT_TYPE)
+def test_event_body_bytes_is_event_body_for_any_text(text, event_type):
+    assert sse.event_body_bytes(event_type.encode(), text.encode()) == sse.event_body(
+        event_type, text
+    )
 
 
 @given(text=_TEXT, event_type=_EVENT_TYPE)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from eventgate.shared.errors import InvalidEvent, InvalidName
+from eventgate.shared.errors import InvalidEvent, InvalidName, InvalidRequest
 from eventgate.shared.publisher import Draft
 from eventgate.web.auth import require_scope
-from eventgate.web.errors import InvalidRequest
 from eventgate.web.extension import EventGate, current_eventgate
 from eventgate.web.jsonbody import read_fields, read_json
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from eventgate.shared.errors import InvalidName
+from eventgate.shared.errors import InvalidName, InvalidRequest
 from eventgate.shared.names import validate_grant
 from eventgate.web.auth import require_scope
-from eventgate.web.errors import InvalidRequest
 from eventgate.web.extension import current_eventgate
 from eventgate.web.isotime import iso_utc
 from eventgate.web.jsonbody import read_fields, read_json
