@@ -29,6 +29,8 @@ _EXPORTS = {
     "ConfigError": "eventgate.shared.errors",
     "InvalidName": "eventgate.shared.errors",
     "InvalidEvent": "eventgate.shared.errors",
+    "InvalidRequest": "eventgate.shared.errors",
+    "InvalidJSON": "eventgate.shared.errors",
     "InvalidCursor": "eventgate.shared.errors",
     "TokenError": "eventgate.shared.errors",
     "TokenExpired": "eventgate.shared.errors",
@@ -36,6 +38,9 @@ _EXPORTS = {
     "PublishError": "eventgate.shared.errors",
     "TooBusy": "eventgate.shared.errors",
     "TooManyStreams": "eventgate.shared.errors",
+    "TooManyChannels": "eventgate.shared.errors",
+    "StreamFailed": "eventgate.shared.errors",
+    "UnsupportedServer": "eventgate.shared.errors",
     "__version__": "eventgate.shared.version",
 }
 
@@ -50,14 +55,19 @@ __all__ = [
     "Grant",
     "InvalidCursor",
     "InvalidEvent",
+    "InvalidJSON",
     "InvalidName",
+    "InvalidRequest",
     "IssuedToken",
     "PublishError",
     "Publisher",
+    "StreamFailed",
     "TokenError",
     "TokenExpired",
     "TooBusy",
+    "TooManyChannels",
     "TooManyStreams",
+    "UnsupportedServer",
     "__version__",
 ]
 
@@ -69,12 +79,17 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ below d
         EventgateError,
         InvalidCursor,
         InvalidEvent,
+        InvalidJSON,
         InvalidName,
+        InvalidRequest,
         PublishError,
+        StreamFailed,
         TokenError,
         TokenExpired,
         TooBusy,
+        TooManyChannels,
         TooManyStreams,
+        UnsupportedServer,
     )
     from eventgate.shared.publisher import Draft, Publisher
     from eventgate.shared.tokens import ChannelTokens, Grant, IssuedToken
