@@ -58,8 +58,8 @@ class ThreadClients:
     """Per thread, a client that keeps one of ``client``'s pooled connections for itself.
 
     Every command on a pooled client checks a connection out and back in: a lock, a queue, a
-    readiness poll, a pid check — ≈20 µs of CPU on this project's machine, a tenth of a
-    single-event publish (docs/performance.md). A thread that publishes again and again (a web
+    readiness poll, a pid check — a noticeable share of a single-event publish
+    (docs/performance.md has the figure). A thread that publishes again and again (a web
     worker's threads) keeps one connection instead. At most half the pool is kept so (the rest
     stays for every other caller); past that, and for a client that holds a single connection
     already, ``client()`` is the shared pooled one. A kept connection goes back to the pool when

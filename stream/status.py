@@ -4,7 +4,7 @@ Lag figures (p50, p99 as bucket bounds, mean) cover the last minute of events.
 
 Written by the metrics greenlet (stream/metrics.py) every ``status_interval_seconds`` through
 shared/status.py, and withdrawn when the worker stops. Walking every connection to sum the
-queues costs about a microsecond per stream, once per interval, off the delivery path.
+queues happens once per interval, off the delivery path.
 """
 
 from __future__ import annotations

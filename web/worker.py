@@ -5,9 +5,8 @@ The web pool runs ``--worker-class eventgate.web.worker.WebWorker`` (blocking th
 In gunicorn's gthread, every request on a kept-alive connection — what nginx's upstream pool
 sends — crosses threads twice: the main thread's poller sees it readable and hands it to a pool
 thread (a wake-up), and the answered connection goes back to the main thread through a pipe
-(another) to be polled again. On this project's VM each wake-up costs ≈20 µs of CPU, and for a
-single-event publish (≈330–400 µs of worker CPU) that hand-off was the largest cost left besides
-the publish itself (docs/performance.md).
+(another) to be polled again. For a single-event publish that hand-off was the largest cost left
+besides the publish itself (docs/performance.md has the figures).
 
 Here the pool thread that answered a kept-alive request waits up to ``LINGER_SECONDS`` on that
 connection for the next one, and serves it itself if it comes: a client that publishes in a loop
@@ -25,7 +24,7 @@ import select
 from gunicorn.workers.gthread import ThreadWorker
 
 # Long enough for a client's turn-around between an answer and its next request on loopback
-# (nginx: tens of µs; the bench's Python client: ≈100–300 µs), short enough to be no one's
+# (nginx's and the bench client's, docs/performance.md), short enough to be no one's
 # latency: at most this, when every thread lingers while another connection's request waits.
 LINGER_SECONDS = 0.002
 

@@ -10,6 +10,8 @@ import os
 
 from eventgate.shared import keys, sse
 from eventgate.shared.events import Event, id_key
+from eventgate.shared.redisconn import connect_pubsub
+from eventgate.stream.broker import Replies
 from eventgate.stream.resume import Resume
 from tests.unit.inprocess import green_wait
 
@@ -199,3 +201,18 @@ def test_after_a_reconnect_what_was_published_meanwhile_is_backfilled(
     publish(publisher, channel, 1, first=4)  # and live delivery resumed
     peer.until(4)
     assert numbers(peer) == [1, 2, 3, 4]
+
+
+def test_the_pubsub_connection_is_read_by_our_own_hiredis_reader(config):
+    """docs/internals.md: Replies reads redis-py's ``connection._sock`` with a hiredis reader of
+    its own. Without the private attribute (a redis-py upgrade) or without hiredis it falls back
+    to redis-py's parser, one reply per call — still correct, so only this test notices."""
+    pubsub = connect_pubsub(config).pubsub()
+    pubsub.subscribe("eventgate-test.replies")  # connects, as the broker's first subscribe does
+    try:
+        replies = Replies(pubsub)
+        assert replies._reader is not None, "the broker fell back to redis-py's parser"
+        assert [b"subscribe", b"eventgate-test.replies", 1] in replies.read()
+        replies.close()
+    finally:
+        pubsub.close()
