@@ -26,8 +26,9 @@ logger_class = pools.logger_class_from_env()
 
 def _date_of_this_second() -> Callable[[float | None], str]:
     """gunicorn's ``util.http_date`` formats the Date header anew for every response (a share
-    of a publish request's CPU that docs/performance.md measures); the header has a resolution of one second, so format it once per
-    second, as nginx does. Other timestamps are formatted as before."""
+    of a publish request's CPU that docs/performance.md measures); the header has a resolution
+    of one second, so format it once per second, as nginx does. Other timestamps are formatted
+    as before."""
     # A reload (HUP) runs this file again in the master: wrap gunicorn's own function only.
     format_date = getattr(util.http_date, "__wrapped__", util.http_date)
     # (second, its Date), replaced as one object: threads never see half of an update.
