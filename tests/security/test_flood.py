@@ -20,7 +20,6 @@ from collections import Counter
 
 import pytest
 
-from eventgate.shared.tokens import ChannelTokens
 from tests.security.rawhttp import connect, read_answer, request
 from tests.servers import wait_for
 from tests.wsse import Parser
@@ -119,9 +118,8 @@ def post(port: int, source: str, path: str, body: object, key: str) -> tuple[int
         conn.close()
 
 
-def test_flood_hits_every_limit_while_a_stream_stays_on_time(stack, secret_register, unique):
-    secret_register.add(stack.publish_key, stack.secret_key)
-    tokens = ChannelTokens(stack.config.secret_keys)
+def test_flood_hits_every_limit_while_a_stream_stays_on_time(stack, stack_tokens, unique):
+    tokens = stack_tokens
     watch, noise = f"flood.{unique}.watch", f"flood.{unique}.noise"
     stop = threading.Event()
     tally = Tally()

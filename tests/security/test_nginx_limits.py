@@ -12,7 +12,6 @@ import pytest
 
 from eventgate.shared.publisher import Publisher
 from eventgate.shared.redisconn import connect as redis_connect
-from eventgate.shared.tokens import ChannelTokens
 from tests.security.rawhttp import connect, read_answer, request
 from tests.servers import wait_for
 from tests.stack import http_get
@@ -30,12 +29,6 @@ pytestmark = pytest.mark.stack(settings={
     "EVENTGATE_MAX_QUEUE_BYTES": str(256 << 20),
     "EVENTGATE_MAX_QUEUE_FRAMES": "1000000",
 })
-
-
-@pytest.fixture(scope="module")
-def tokens(stack, secret_register) -> ChannelTokens:
-    secret_register.add(stack.publish_key, stack.secret_key)
-    return ChannelTokens(stack.config.secret_keys)
 
 
 class HeldStream:
@@ -60,8 +53,8 @@ def streams(stack) -> int:
     return json.loads(http_get(stack.url("/streams/healthz"))[2])["streams"]
 
 
-def test_concurrent_connections_per_address(stack, tokens, channel):
-    token, _ = tokens.issue([channel])
+def test_concurrent_connections_per_address(stack, stack_tokens, channel):
+    token, _ = stack_tokens.issue([channel])
     path = f"/streams?token={token}"
     held = []
     for _ in range(5):
@@ -126,7 +119,7 @@ def dribble(port: int, source: str, closed_after: list, stop: threading.Event) -
     closed_after.append(time.monotonic() - started)
 
 
-def test_slowloris_headers_are_cut_and_others_are_served(stack, tokens, channel):
+def test_slowloris_headers_are_cut_and_others_are_served(stack, stack_tokens, channel):
     stop = threading.Event()
     closed_after: list[float] = []
     threads = [threading.Thread(target=dribble, args=(stack.port, "127.0.0.15", closed_after, stop))
@@ -136,7 +129,7 @@ def test_slowloris_headers_are_cut_and_others_are_served(stack, tokens, channel)
     try:
         # Meanwhile a normal client connects and is served at once.
         time.sleep(0.5)
-        token, _ = tokens.issue([channel])
+        token, _ = stack_tokens.issue([channel])
         started = time.monotonic()
         normal = HeldStream(stack.port, f"/streams?token={token}", "127.0.0.16")
         assert normal.status == 200
@@ -167,8 +160,8 @@ def test_a_body_that_never_arrives_is_cut(stack):
         assert answer.is_json, answer
 
 
-def test_a_client_that_stops_reading_is_cut_by_send_timeout(stack, tokens, channel):
-    token, _ = tokens.issue([channel])
+def test_a_client_that_stops_reading_is_cut_by_send_timeout(stack, stack_tokens, channel):
+    token, _ = stack_tokens.issue([channel])
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
     sock.bind(("127.0.0.18", 0))

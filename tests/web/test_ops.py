@@ -8,7 +8,6 @@ import json
 import logging
 import time
 
-import pytest
 from flask import jsonify
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -150,26 +149,6 @@ def test_cli_status_without_redis_is_one_line(run_cli, dead_redis_url):
     result = run_cli("status", EVENTGATE_REDIS_URL=dead_redis_url)
     assert result.returncode == 1 and "Redis is not answering" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-@pytest.fixture
-def publisher_for_cli(make_config):
-    from eventgate.shared.publisher import Publisher
-    from eventgate.shared.redisconn import connect
-
-    config = make_config()
-    publisher = Publisher(connect(config), config)
-
-    def publish(channel: str, count: int) -> list[str]:
-        ids: list[str] = []
-        for start in range(0, count, 500):
-            ids += publisher.publish_many(
-                [publisher.draft(channel, {"n": n}, "tick")
-                 for n in range(start, min(count, start + 500))]
-            )
-        return ids
-
-    return publish
 
 
 def test_cli_replay_prints_the_log_after_an_id(run_cli, channel, publisher_for_cli):
