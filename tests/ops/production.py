@@ -15,7 +15,6 @@ import socket
 import ssl
 import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,8 +24,8 @@ from supervisor.options import ServerOptions
 from eventgate.deploy.production import Production, render_production
 from eventgate.shared.config import ENV_FILE_NAME, Config
 from eventgate.shared.requestsize import max_request_bytes
+from tests.clients import Answer, build, connect, read_answer
 from tests.ops.configs import blocks, nginx_block, supervisor_options
-from tests.security.rawhttp import Answer, build, connect, read_answer
 from tests.servers import LOOPBACK, Program, wait_for
 
 #: A clean PATH for nginx (no venv, no user directories).
@@ -185,10 +184,7 @@ class Edge:
         """Send raw bytes over TLS (or plain HTTP to ``port``) and read the whole answer."""
         with self.open(source, port) as sock:
             sock.sendall(data)
-            answer = read_answer(sock)
-            if answer.headers.get("content-type", "").startswith("text/event-stream"):
-                answer.body += _read_to_end(sock)
-            return answer
+            return read_answer(sock, whole_stream=True)
 
     def request(self, method: str, target: str, headers: dict | None = None,
                 body: bytes = b"", source: str = LOOPBACK, port: int | None = None) -> Answer:
@@ -214,16 +210,3 @@ class Edge:
                  "the access log to be flushed")
         return "".join((log_dir / name).read_text(errors="replace")
                        for name in ("access.log", "error.log"))
-
-
-def _read_to_end(sock: socket.socket, timeout: float = 5.0) -> bytes:
-    data, deadline = b"", time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            chunk = sock.recv(65536)
-        except (ssl.SSLError, ConnectionResetError):
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data

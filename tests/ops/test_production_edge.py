@@ -15,8 +15,8 @@ import subprocess
 
 import pytest
 
+from tests.clients import Answer, build
 from tests.ops.production import ORIGIN
-from tests.security.rawhttp import Answer, build
 from tests.servers import LOOPBACK, wait_for
 
 #: A stream token stand-in: it must never reach a log.

@@ -19,8 +19,8 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from eventgate.shared.tokens import SALT, ChannelTokens
+from tests.clients import Answer, request
 from tests.security.conftest import Secured
-from tests.security.rawhttp import Answer, request
 
 
 @dataclass

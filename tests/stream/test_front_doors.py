@@ -13,14 +13,13 @@ import time
 
 import pytest
 
-from tests.clients import StreamClient, stream_path
-from tests.security import rawhttp
+from tests.clients import Answer, StreamClient, request, stream_path
 from tests.servers import LOOPBACK
 
 FLASK_DOOR = {"X_Via_Flask": "1"}
 
 
-def _door(answer: rawhttp.Answer) -> str:
+def _door(answer: Answer) -> str:
     return "flask" if "server" in answer.headers else "fast"
 
 
@@ -29,8 +28,7 @@ def test_stream_opens_and_delivers_through_either_door(cors_pool, cors_origin, t
                                                         channel, extra):
     token, _ = tokens.issue([channel])
     headers = {"Origin": cors_origin, **extra}
-    client = StreamClient(cors_pool.port, stream_path(token), headers).start()
-    time.sleep(0.3)
+    client = StreamClient(cors_pool.port, stream_path(token), headers).start().wait_open()
     ids = [publisher.publish(channel, {"n": n}) for n in range(3)]
     client.wait_events(3)
     assert [event.last_event_id for event in client.events] == ids
@@ -57,7 +55,7 @@ def test_refusals_are_the_same_through_either_door(cors_pool, cors_origin, token
     answers = {}
     for extra in ({}, FLASK_DOOR):
         sent = {"Origin": cors_origin, **headers, **extra}
-        answer = rawhttp.request(cors_pool.port, "GET", target, sent)
+        answer = request(cors_pool.port, "GET", target, sent)
         answers[_door(answer)] = answer
     assert set(answers) == {"fast", "flask"}
     fast, flask = answers["fast"], answers["flask"]
@@ -74,8 +72,8 @@ def test_refusals_are_the_same_through_either_door(cors_pool, cors_origin, token
 def test_too_many_channels_is_the_same_through_either_door(cors_pool, tokens):
     token, _ = tokens.issue(["a", "b", "c"])
     target = "/streams?token=" + token
-    fast = rawhttp.request(cors_pool.port, "GET", target)
-    flask = rawhttp.request(cors_pool.port, "GET", target, FLASK_DOOR)
+    fast = request(cors_pool.port, "GET", target)
+    flask = request(cors_pool.port, "GET", target, FLASK_DOOR)
     assert (_door(fast), _door(flask)) == ("fast", "flask")
     assert fast.status == flask.status == 400
     assert fast.json() == flask.json()
@@ -86,7 +84,7 @@ def test_a_head_sent_in_pieces_takes_the_ordinary_path(cors_pool, tokens, publis
     token, _ = tokens.issue([channel])
     with socket.create_connection((LOOPBACK, cors_pool.port), timeout=10) as sock:
         sock.sendall(f"GET {stream_path(token)} HTTP/1.1\r\n".encode())
-        time.sleep(0.3)  # the fast path peeks an incomplete head and leaves it to gunicorn
+        time.sleep(0.3)  # on purpose: the fast path peeks an incomplete head, leaves it to gunicorn
         sock.sendall(f"Host: {LOOPBACK}\r\n\r\n".encode())
         head = b""
         while b"\r\n\r\n" not in head:
@@ -101,9 +99,9 @@ def test_a_head_sent_in_pieces_takes_the_ordinary_path(cors_pool, tokens, publis
 
 
 def test_other_routes_still_go_through_flask(cors_pool):
-    answer = rawhttp.request(cors_pool.port, "GET", "/streams/healthz")
+    answer = request(cors_pool.port, "GET", "/streams/healthz")
     assert answer.status == 200 and answer.json()["status"] == "ok"
-    answer = rawhttp.request(cors_pool.port, "OPTIONS", "/streams")
+    answer = request(cors_pool.port, "OPTIONS", "/streams")
     assert answer.status == 204 and "GET" in answer.headers["allow"]
 
 
@@ -114,5 +112,5 @@ def test_a_connection_that_never_asks_is_closed_after_the_timeout(make_pool, tok
         assert silent.recv(1) == b""  # closed by the server, not by our 10 s timeout
         assert 1.5 < time.monotonic() - started < 8
     token, _ = tokens.issue([channel])  # the worker still serves everyone else
-    answer = rawhttp.request(pool.port, "GET", "/streams?token=" + token)
+    answer = request(pool.port, "GET", "/streams?token=" + token)
     assert answer.status == 200
