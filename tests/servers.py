@@ -54,7 +54,7 @@ def wait_for(
         reason = unless() if unless is not None else None
         if reason or time.monotonic() >= deadline:
             break
-        time.sleep(0.05)  # the poll interval
+        time.sleep(0.05)  # on purpose: the poll interval
     why = reason or f"timed out after {timeout}s"
     raise AssertionError(f"{why} waiting for {what} ({last_error!r}){log_tail(log)}")
 
@@ -206,7 +206,7 @@ class RedisServer:
         """Stop, stay down ``down_seconds`` (the outage under test), start again."""
         self.stop()
         if down_seconds:
-            time.sleep(down_seconds)  # the outage itself: clients see Redis gone this long
+            time.sleep(down_seconds)  # on purpose: the outage itself
         self.start()
 
 

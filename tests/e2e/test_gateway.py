@@ -156,8 +156,7 @@ def test_refusals_through_nginx(stack, channel, kind, monkeypatch):
 def test_heartbeat_on_idle_stream_through_nginx(stack, channel):
     token = token_for(stack, [channel])
     client = StreamClient(stack.port, stream_path(token)).start()
-    time.sleep(2.5)
-    assert client.raw.count(b": hb\n\n") >= 2
+    wait_for(lambda: client.raw.count(b": hb\n\n") >= 2, 2.5, "two heartbeats (every 1 s)")
     client.close()
 
 

@@ -4,10 +4,10 @@ periodic status event, ``eventgate status``, and log lines with nginx's request 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -82,9 +82,8 @@ def test_status_events_and_the_status_command(stack):
     tokens = ChannelTokens(stack.config.secret_keys)
     token, _ = tokens.issue([STATUS_CHANNEL])
     watcher = EventSourceClient(stack.port, token, (STATUS_CHANNEL,)).start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and len(watcher.data("status")) < 3:
-        time.sleep(0.1)
+    with contextlib.suppress(AssertionError):  # the count is checked below
+        wait_for(lambda: len(watcher.data("status")) >= 3, 10, "three status events")
     statuses = watcher.data("status")
     watcher.stop()
     assert len(statuses) >= 3  # one every 0.5 s, however many web workers

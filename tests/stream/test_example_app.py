@@ -34,7 +34,7 @@ def test_example_app_publishes_after_commit_to_a_real_stream(example_app, make_p
     assert post(f"{example_app}/orders/{order}/pay?card=declined") == 409
     assert post(f"{example_app}/orders/{order}/pay") == 200
     client.wait_events(1)
-    time.sleep(0.3)  # had the declined request published, its event would have come first
+    time.sleep(0.3)  # on purpose: had the declined request published, its event came first
     assert [(e.type, json.loads(e.data)) for e in client.events] == [
         ("order.updated", {"status": "paid"})]
     client.close()

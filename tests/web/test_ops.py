@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import time
 
 from flask import jsonify
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,6 +15,7 @@ from eventgate.shared.tokens import ChannelTokens
 from eventgate.web.app import create_app
 from eventgate.web.extension import current_eventgate
 from eventgate.web.statusfeed import STATUS_CHANNEL, StatusFeed
+from tests.servers import wait_for
 from tests.web.test_cli import run_cli as run_cli  # the fixture, shared
 
 
@@ -102,8 +102,8 @@ def test_status_feed_publishes_one_event_per_interval(make_config, redis_server,
     first = feed.publish_once()
     assert first is not None
     assert other.publish_once() is None  # another worker already did this interval
-    time.sleep(0.5)
-    assert other.publish_once() is not None
+    # The next interval (0.5 s) is the other worker's to publish.
+    wait_for(lambda: other.publish_once() is not None, 5, "the next interval")
     event = [e for e in read_log(STATUS_CHANNEL) if e.id == first][0]
     assert event.type == "status"
     data = json.loads(event.data)

@@ -83,7 +83,7 @@ def test_an_idle_connection_is_served_again_after_the_linger(make_gunicorn):
     server = make_gunicorn(threads=1)
     first, second = connection(server), connection(server)
     ask(first)
-    time.sleep(0.05)  # past the linger: back in gunicorn's poller, its thread free
+    time.sleep(0.05)  # on purpose: past the linger, back in gunicorn's poller, its thread free
     started = time.monotonic()
     ask(second)
     assert time.monotonic() - started < 0.5
