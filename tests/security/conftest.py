@@ -5,44 +5,14 @@ secret the tests used, so that test_secrets_in_logs can look for each of them in
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
 
 import pytest
 
 from eventgate.shared.config import Config
 from eventgate.shared.tokens import ChannelTokens
 from eventgate.web.app import create_app
+from tests.security.secured import ORIGIN, RESTRICTED_SCOPE, SecretRegister, Secured
 from tests.stack import Stack
-
-#: The one origin the secured stack allows cross-origin streams from.
-ORIGIN = "http://app.example.test"
-#: Channels the restricted publisher key may publish to (and mint tokens for).
-RESTRICTED_SCOPE = ("sec.orders.*", "sec.users.7")
-
-
-@dataclass
-class Secured:
-    """The package's stack and what the tests need to attack it."""
-
-    stack: Stack
-    restricted_key: str
-    old_secret: str
-    tokens: ChannelTokens  # signs with the current key
-    old_tokens: ChannelTokens  # signs with the old key, which the stack still accepts
-
-    @property
-    def port(self) -> int:
-        return self.stack.port
-
-
-@dataclass
-class SecretRegister:
-    """Every token and key the tests handed to a server: none may ever appear in a log."""
-
-    values: set[str] = field(default_factory=set)
-
-    def add(self, *values: str) -> None:
-        self.values.update(v for v in values if v)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.clients import request, stream_path
-from tests.security.conftest import ORIGIN
+from tests.security.secured import ORIGIN
 from tests.servers import wait_for
 
 
