@@ -8,6 +8,8 @@ the logs.
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import os
 import secrets
 import signal
@@ -140,6 +142,22 @@ class Stack:
     def url(self, path: str = "/") -> str:
         """A URL through nginx, the public entry."""
         return f"http://{LOOPBACK}:{self.port}{path}"
+
+    def post(self, path: str, body: object, key: str | bool | None = None,
+             source: str = LOOPBACK):
+        """(status, headers, body) of a JSON POST through nginx from ``source`` (any 127.x
+        address), with the stack's publisher key (or ``key``; ``False`` for none)."""
+        headers = {"Content-Type": "application/json"}
+        if key is not False:
+            headers["Authorization"] = f"Bearer {key or self.publish_key}"
+        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=10,
+                                          source_address=(source, 0))
+        try:
+            conn.request("POST", path, json.dumps(body), headers)
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
 
     def redis(self) -> redis.Redis:
         return redis.Redis(host=LOOPBACK, port=self.redis_port, socket_timeout=5)

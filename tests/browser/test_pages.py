@@ -13,7 +13,6 @@ import time
 import pytest
 
 from eventgate.web.demo import DEMO_CHANNEL, DEMO_EVENT_TYPE
-from tests.e2e.test_faults_stack import http_post
 from tests.servers import wait_for
 from tests.stack import http_get
 
@@ -27,7 +26,7 @@ pytestmark = pytest.mark.stack(
 def publish_demo(stack, text: str) -> None:
     body = {"channel": DEMO_CHANNEL, "type": DEMO_EVENT_TYPE,
             "data": {"text": text, "at": "2026-01-01T00:00:00Z"}}
-    status, _, answer = http_post(stack, body)
+    status, _, answer = stack.post("/api/events", body)
     assert status == 201, answer
 
 

@@ -15,7 +15,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from eventgate.shared.tokens import ChannelTokens
 from eventgate.web.statusfeed import STATUS_CHANNEL
 from tests.clients import EventSourceClient
-from tests.e2e.test_faults_stack import http_post
 from tests.servers import child_env, wait_for
 from tests.stack import REPO_ROOT, http_get
 
@@ -60,7 +59,7 @@ def test_metrics_sum_every_worker_on_the_app_ports(stack, channel):
     wait_for(lambda: scrape(stack.stream_port).get("eventgate_stream_open_streams") == 4, 10,
              "4 open streams in the stream pool's metrics")
     for n in range(10):  # each POST may land on either web worker
-        status, _, body = http_post(stack, {"channel": channel, "data": {"n": n}})
+        status, _, body = stack.post("/api/events", {"channel": channel, "data": {"n": n}})
         assert status == 201, body
     for client in clients:
         assert client.wait_data([{"n": n} for n in range(10)]) == [{"n": n} for n in range(10)]

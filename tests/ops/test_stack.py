@@ -8,7 +8,6 @@ import secrets
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,9 @@ PROGRAMS = ("nginx", "redis", "stream", "web")
 
 
 def publish(stack, channel: str, data: object) -> str:
-    request = urllib.request.Request(
-        stack.url("/api/events"),
-        data=json.dumps({"channel": channel, "data": data}).encode(),
-        headers={"Authorization": f"Bearer {stack.publish_key}",
-                 "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 201
-        return json.loads(response.read())["id"]
+    status, _, body = stack.post("/api/events", {"channel": channel, "data": data})
+    assert status == 201, body
+    return json.loads(body)["id"]
 
 
 def gunicorn_config(stack, name: str) -> dict:

@@ -10,7 +10,6 @@ event every 100 ms; each must arrive, in order, within a second of being publish
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import select
 import statistics
@@ -66,17 +65,6 @@ class Tally:
             self.counts.setdefault(actor, Counter())[(status, code)] += 1
 
 
-def post(port: int, source: str, path: str, body: object, key: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
-    try:
-        conn.request("POST", path, json.dumps(body),
-                     {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
 def test_flood_hits_every_limit_while_a_stream_stays_on_time(stack, stack_tokens, unique):
     tokens = stack_tokens
     watch, noise = f"flood.{unique}.watch", f"flood.{unique}.noise"
@@ -96,8 +84,8 @@ def test_flood_hits_every_limit_while_a_stream_stays_on_time(stack, stack_tokens
         n = 0
         while not stop.is_set():
             at = time.time()
-            status, body = post(stack.port, "127.0.0.2", "/api/events",
-                                {"channel": watch, "data": {"n": n, "at": at}}, stack.publish_key)
+            status, _, body = stack.post("/api/events", {"channel": watch,
+                                         "data": {"n": n, "at": at}}, source="127.0.0.2")
             assert status == 201, body
             sent.append(at)
             n += 1
@@ -156,7 +144,7 @@ def test_flood_hits_every_limit_while_a_stream_stays_on_time(stack, stack_tokens
     def publish_flood(source: str) -> None:  # batches fanned out to every noise stream
         batch = [{"channel": noise, "data": {"pad": "x" * 50}} for _ in range(BATCH)]
         while not stop.is_set():
-            status, body = post(stack.port, source, "/api/events", batch, stack.publish_key)
+            status, _, body = stack.post("/api/events", batch, source=source)
             tally.add("publish flood", status, body)
 
     def oversized() -> None:  # the body size limit (413) and the event size limit (400)
@@ -164,8 +152,7 @@ def test_flood_hits_every_limit_while_a_stream_stays_on_time(stack, stack_tokens
         large = {"channel": noise, "data": "x" * 70000}
         while not stop.is_set():
             for body in (huge, large):
-                status, answer = post(stack.port, "127.0.0.8", "/api/events", body,
-                                      stack.publish_key)
+                status, _, answer = stack.post("/api/events", body, source="127.0.0.8")
                 tally.add("oversized", status, answer)
             stop.wait(0.5)
 
