@@ -1,6 +1,8 @@
 """Real servers for tests: start programs on free loopback ports, wait with deadlines, stop them.
 
-Every wait has a deadline and every failure shows the captured log of the process that failed.
+``Program`` is the one way a test starts a program (redis-server, gunicorn, supervisord, nginx):
+its output is captured, every wait has a deadline and fails at once if the program exits, and a
+failure shows the captured log. ``wait_for`` is the one wait on a condition.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from signal import SIGTERM
+from typing import Any
 
 import redis
 
@@ -35,7 +38,7 @@ def wait_for(
     log: Path | None = None,
     *,
     unless: Callable[[], str | None] | None = None,
-):
+) -> Any:
     """Poll ``check`` until it returns a truthy value; fail with ``what`` and the log's tail.
 
     ``unless`` says why waiting on is pointless (e.g. the program exited): when it returns a

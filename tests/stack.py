@@ -144,7 +144,7 @@ class Stack:
         return f"http://{LOOPBACK}:{self.port}{path}"
 
     def post(self, path: str, body: object, key: str | bool | None = None,
-             source: str = LOOPBACK):
+             source: str = LOOPBACK) -> tuple[int, dict[str, str], bytes]:
         """(status, headers, body) of a JSON POST through nginx from ``source`` (any 127.x
         address), with the stack's publisher key (or ``key``; ``False`` for none)."""
         headers = {"Content-Type": "application/json"}

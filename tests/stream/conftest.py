@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.servers import LOOPBACK, child_env, free_port, venv_tool
@@ -24,7 +22,7 @@ def cors_pool(make_pool, cors_origin) -> StreamPool:
 
 
 @pytest.fixture
-def example_app(make_program, redis_server, secret_keys, publish_key, tmp_path) -> Iterator[str]:
+def example_app(make_program, redis_server, secret_keys, publish_key, tmp_path) -> str:
     """docs/example_app.py under gunicorn on the session's redis; its base URL."""
     port = free_port()
     program = make_program(
