@@ -206,7 +206,7 @@ class StreamClient:
                 chunk = self.sock.recv(65536)
                 if not chunk:
                     break
-                if self.drain and self.status is not None:
+                if self.drain and self.is_stream:  # a refusal's body is still read
                     continue
                 self.raw += chunk
                 if self.status is None:
