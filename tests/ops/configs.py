@@ -11,6 +11,7 @@ from supervisor.options import ServerOptions
 
 
 def supervisor_options(conf: Path) -> ServerOptions:
+    """``conf`` as supervisord reads it (its includes, %-expansion and validation)."""
     options = ServerOptions()
     options.configfile = str(conf)
     options.process_config(do_usage=False)
