@@ -1,19 +1,28 @@
-"""Test clients for streams: raw sockets parsed by the strict WHATWG parser (tests/wsse.py).
+"""Test clients: raw HTTP/1.1 over a socket and streams read by the strict WHATWG parser
+(tests/wsse.py), from any loopback source address (127.0.0.2 is another client to nginx's
+per-address limits).
 
-``StreamClient`` is one HTTP request read in a background thread; ``EventSourceClient`` behaves
-like a browser's EventSource: on a clean end or a dropped connection it waits the server's
-``retry:`` and reconnects with ``Last-Event-ID``, and it stops for good on a non-200 answer.
+``request``/``send`` build and read one answer, for requests no polite client sends (bare CR,
+NUL, odd bytes). ``StreamClient`` is one stream request read in a background thread;
+``EventSourceClient`` behaves like a browser's EventSource: on a clean end or a dropped
+connection it waits the server's ``retry:`` and reconnects with ``Last-Event-ID``, and it stops
+for good on a non-200 answer. (tests/e2e/test_gateway.py also reads streams with sseclient-py,
+the declared client, on purpose.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import ssl
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from tests.servers import LOOPBACK
+from tests.servers import LOOPBACK, wait_for
 from tests.wsse import ParsedEvent, Parser
 
 
@@ -27,19 +36,145 @@ def stream_path(token: str, channels: tuple[str, ...] = (), last_event_id: str |
     return path
 
 
-class StreamClient:
-    """One GET on a stream; events collect in ``events`` as they arrive."""
+def connect(port: int, source: str = LOOPBACK, timeout: float = 10.0) -> socket.socket:
+    """A TCP connection to ``port`` on loopback from ``source`` (any 127.x address)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.bind((source, 0))
+    sock.connect((LOOPBACK, port))
+    return sock
 
-    def __init__(self, port: int, path: str, headers: dict[str, str] | None = None) -> None:
+
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """(status, headers with lower-case names) of a response head without its blank line."""
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers
+
+
+@dataclass
+class Answer:
+    """A response: ``status`` 0 when the server closed without answering."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def json(self) -> dict:
+        return json.loads(self.body.decode())
+
+    @property
+    def is_json(self) -> bool:
+        return self.headers.get("content-type", "").startswith("application/json")
+
+    @property
+    def is_stream(self) -> bool:
+        return self.headers.get("content-type", "").startswith("text/event-stream")
+
+
+def build(method: str, target: str | bytes, port: int,
+          headers: Mapping[str, str | bytes] | None = None, body: bytes = b"") -> bytes:
+    """The bytes of one request, exactly as given (no validation, no escaping)."""
+    target_bytes = target if isinstance(target, bytes) else target.encode("utf-8")
+    lines = [method.encode() + b" " + target_bytes + b" HTTP/1.1",
+             f"Host: {LOOPBACK}:{port}".encode()]
+    for name, value in (headers or {}).items():
+        value_bytes = value if isinstance(value, bytes) else value.encode("utf-8")
+        lines.append(name.encode() + b": " + value_bytes)
+    if body or method in ("POST", "PUT"):
+        lines.append(f"Content-Length: {len(body)}".encode())
+    lines.append(b"Connection: close")
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def send(port: int, data: bytes, source: str = LOOPBACK, timeout: float = 10.0) -> Answer:
+    """Send ``data`` and read one response. A stream (``text/event-stream``) is read only up to
+    its head and first bytes, then closed."""
+    with connect(port, source, timeout) as sock:
+        sock.sendall(data)
+        return read_answer(sock, timeout)
+
+
+def request(port: int, method: str, target: str | bytes,
+            headers: Mapping[str, str | bytes] | None = None, body: bytes = b"",
+            source: str = LOOPBACK, timeout: float = 10.0) -> Answer:
+    return send(port, build(method, target, port, headers, body), source, timeout)
+
+
+def read_answer(sock: socket.socket, timeout: float = 10.0, whole_stream: bool = False) -> Answer:
+    """One response from ``sock``. A stream is read only up to its head and the bytes that came
+    with it, unless ``whole_stream`` (then to its end, like any body: a stream nginx answers by
+    itself is short)."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = _recv(sock, deadline)
+        if not chunk:
+            return Answer(0, body=data)
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    answer = Answer(*parse_head(head))
+    headers = answer.headers
+    if answer.is_stream and not whole_stream:
+        answer.body = rest
+        return answer
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        while len(rest) < length:
+            chunk = _recv(sock, deadline)
+            if not chunk:
+                break
+            rest += chunk
+        answer.body = rest[:length]
+    elif headers.get("transfer-encoding") == "chunked":
+        dechunker = Dechunker()
+        body = dechunker.feed(rest)
+        while not dechunker.done:
+            chunk = _recv(sock, deadline)
+            if not chunk:
+                break
+            body += dechunker.feed(chunk)
+        answer.body = body
+    else:
+        while chunk := _recv(sock, deadline):
+            rest += chunk
+        answer.body = rest
+    return answer
+
+
+def _recv(sock: socket.socket, deadline: float) -> bytes:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("no complete answer before the deadline")
+    sock.settimeout(remaining)
+    try:
+        return sock.recv(65536)
+    except (ConnectionResetError, ssl.SSLError):
+        return b""  # a reset (or a TLS connection cut) ends the answer
+
+
+class StreamClient:
+    """One GET on a stream from ``source``; events collect in ``events`` as they arrive, and in
+    ``arrivals`` with the wall-clock time each arrived. With ``drain`` the body is read and
+    dropped (a flood's own streams: parsing them would starve this process's other threads)."""
+
+    def __init__(self, port: int, path: str, headers: dict[str, str] | None = None, *,
+                 source: str = LOOPBACK, drain: bool = False) -> None:
         self.port = port
         self.path = path
         self.headers = headers or {}
+        self.source = source
+        self.drain = drain
         self.status: int | None = None
         self.response_headers: dict[str, str] = {}
         self.head_raw = b""
         self.body = b""
         self.raw = b""
         self.events: list[ParsedEvent] = []
+        self.arrivals: list[tuple[float, ParsedEvent]] = []
         self.parser = Parser()
         self.ended = threading.Event()
         self.headed = threading.Event()
@@ -47,7 +182,8 @@ class StreamClient:
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 10.0) -> StreamClient:
-        self.sock = socket.create_connection((LOOPBACK, self.port), timeout=timeout)
+        """Send the request; return once the head arrived (and a refusal's whole body)."""
+        self.sock = connect(self.port, self.source, timeout)
         lines = [f"GET {self.path} HTTP/1.1", f"Host: {LOOPBACK}:{self.port}",
                  "Accept: text/event-stream"]
         lines += [f"{k}: {v}" for k, v in self.headers.items()]
@@ -57,6 +193,8 @@ class StreamClient:
         self._thread.start()
         if not self.headed.wait(timeout):
             raise AssertionError(f"no response head within {timeout}s for {self.path[:60]}")
+        if not self.is_stream:
+            self.ended.wait(timeout)
         return self
 
     def _read(self) -> None:
@@ -68,6 +206,8 @@ class StreamClient:
                 chunk = self.sock.recv(65536)
                 if not chunk:
                     break
+                if self.drain and self.is_stream:  # a refusal's body is still read
+                    continue
                 self.raw += chunk
                 if self.status is None:
                     buffer += chunk
@@ -82,7 +222,11 @@ class StreamClient:
                 length = self.response_headers.get("content-length")
                 received += len(chunk)
                 if self.is_stream:
-                    self.events.extend(self.parser.feed(chunk))
+                    events = self.parser.feed(chunk)
+                    if events:
+                        now = time.time()
+                        self.arrivals.extend((now, event) for event in events)
+                        self.events.extend(events)
                 else:
                     self.body += chunk
                 if (dechunk is not None and dechunk.done) or (length and received >= int(length)):
@@ -97,11 +241,7 @@ class StreamClient:
 
     def _parse_head(self, head: bytes) -> None:
         self.head_raw = head
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        self.status = int(status_line.split()[1])
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            self.response_headers[name.strip().lower()] = value.strip()
+        self.status, self.response_headers = parse_head(head)
         self.headed.set()
 
     @property
@@ -113,13 +253,21 @@ class StreamClient:
         self.ended.wait(5)
         return json.loads(self.body.decode())
 
+    def wait_open(self, timeout: float = 10.0) -> StreamClient:
+        """Wait for the stream's opening (its ``retry:``, sent once the stream's position in each
+        channel is fixed): whatever is published after it, the stream delivers."""
+        wait_for(lambda: self.parser.retry is not None or self.ended.is_set(), timeout,
+                 f"the opening of {self.path[:60]}")
+        assert self.parser.retry is not None, f"the stream ended first: {self.raw[-300:]!r}"
+        return self
+
     def wait_events(self, count: int, timeout: float = 10.0) -> list[ParsedEvent]:
-        deadline = time.monotonic() + timeout
-        while len(self.events) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if len(self.events) < count:
-            raise AssertionError(
-                f"got {len(self.events)} of {count} events in {timeout}s; last: {self.events[-3:]}")
+        """Wait until ``count`` events arrived; all the events so far."""
+        try:
+            wait_for(lambda: len(self.events) >= count, timeout, f"{count} events")
+        except AssertionError:
+            raise AssertionError(f"got {len(self.events)} of {count} events in {timeout}s; "
+                                 f"last: {self.events[-3:]}") from None
         return self.events
 
     def close(self, reset: bool = False) -> None:
@@ -212,9 +360,8 @@ class EventSourceClient:
                 self.failed_status = client.status
                 return
             seen = 0
-            while not client.ended.is_set() and not self._stop.is_set():
+            while not self._stop.is_set() and not client.ended.wait(0.005):  # 5 ms: the poll
                 seen = self._take(client, seen)
-                time.sleep(0.005)
             self._take(client, seen)
             if client.parser.retry is not None:
                 self.retry_ms = client.parser.retry
@@ -230,16 +377,21 @@ class EventSourceClient:
             self.last_event_id = client.parser.last_event_id
         return seen + len(new)
 
+    @property
+    def opened(self) -> bool:
+        """Whether the current connection's stream has opened (see StreamClient.wait_open)."""
+        current = self.current
+        return current is not None and current.parser.retry is not None
+
     def data(self, event_type: str = "message") -> list:
         return [json.loads(e.data) for e in list(self.events) if e.type == event_type]
 
     def wait_data(self, expected: list, timeout: float = 20.0, event_type: str = "message"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = self.data(event_type)
-            if len(got) >= len(expected):
-                break
-            time.sleep(0.02)
+        """The data of every ``event_type`` event once there are as many as ``expected`` (or
+        the deadline passed: the caller compares)."""
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: len(self.data(event_type)) >= len(expected), timeout,
+                     f"{len(expected)} {event_type} events")
         return self.data(event_type)
 
     def stop(self) -> None:

@@ -1,4 +1,5 @@
-"""Shared fixtures: real redis-server on a free loopback port, configs, unique channel names."""
+"""Shared fixtures: real redis-server, stream pools and whole stacks on free loopback ports;
+configs, tokens, a publisher, unique channel names."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ import itertools
 import secrets
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
 
 from eventgate.shared.config import Config
-from tests.servers import RedisServer, child_env
+from eventgate.shared.publisher import Publisher
+from eventgate.shared.tokens import ChannelTokens
+from tests.servers import Program, RedisServer, child_env
 from tests.stack import Stack
+from tests.stream.pool import StreamPool
 
 _counter = itertools.count()
 
@@ -51,6 +56,60 @@ def make_config(redis_server, secret_keys, publish_key, tmp_path):
         return replace(base, **overrides)
 
     return make
+
+
+@pytest.fixture
+def make_program(tmp_path):
+    """Factory: ``make_program(argv, name, port=None, **options)`` starts a Program (see
+    tests/servers.py) whose output goes to ``<tmp_path>/<name>.log``; all are stopped after the
+    test."""
+    started: list[Program] = []
+
+    def make(argv: Sequence[object], name: str, **options) -> Program:
+        program = Program(argv, tmp_path / f"{name}.log", **options)
+        started.append(program)
+        return program.start()
+
+    yield make
+    for program in started:
+        program.stop()
+
+
+@pytest.fixture
+def make_pool(redis_server, secret_keys, publish_key, tmp_path):
+    """Factory: start a stream pool (tests/stream/pool.py; stopped after the test) on the
+    session's redis, with EVENTGATE_* overrides: ``make_pool(workers=2, heartbeat="5")``."""
+    pools: list[StreamPool] = []
+
+    def make(workers: int = 1, timeout: int = 30, **settings: str) -> StreamPool:
+        env = {
+            "EVENTGATE_SECRET_KEY": ",".join(secret_keys),
+            "EVENTGATE_PUBLISH_KEY": publish_key,
+            "EVENTGATE_REDIS_URL": redis_server.url,
+            "EVENTGATE_VAR_DIR": str(tmp_path / "var"),
+            "EVENTGATE_HEARTBEAT": "1",
+            "EVENTGATE_RETRY_MS": "300",
+        }
+        env.update({f"EVENTGATE_{k.upper()}": str(v) for k, v in settings.items()})
+        pool = StreamPool(tmp_path, env, workers, timeout).start()
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        pool.stop()
+
+
+@pytest.fixture
+def tokens(secret_keys) -> ChannelTokens:
+    """Signs stream tokens with the session's key (what ``make_pool``'s pools verify)."""
+    return ChannelTokens(secret_keys)
+
+
+@pytest.fixture
+def publisher(make_config) -> Publisher:
+    """A Publisher on the session's redis."""
+    return Publisher.from_config(make_config())
 
 
 @pytest.fixture

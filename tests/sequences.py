@@ -7,8 +7,8 @@ in order, nothing missing, nothing twice, and no loss notice (history was never 
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
 
 from eventgate.shared.tokens import ChannelTokens
 from tests.clients import EventSourceClient
@@ -32,9 +32,9 @@ def on_channel(client: EventSourceClient, channel: str) -> list[int]:
 
 
 def assert_exact(client: EventSourceClient, channel: str, expected: list[int], timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(on_channel(client, channel)) < len(expected):
-        time.sleep(0.05)
+    with contextlib.suppress(AssertionError):  # the comparison below says what is wrong
+        wait_for(lambda: len(on_channel(client, channel)) >= len(expected), timeout,
+                 f"{len(expected)} events on {channel}")
     got = on_channel(client, channel)
     assert got == expected, (
         f"{len(got)} of {len(expected)}; connections={client.connections}; "
@@ -50,8 +50,7 @@ def connect_clients(port: int, tokens: ChannelTokens, channels: list[str]):
     both, _ = tokens.issue(channels)
     clients = [EventSourceClient(port, one, (channels[0],)).start() for _ in range(3)]
     clients.append(EventSourceClient(port, both, tuple(channels)).start())
-    wait_for(lambda: all(c.connections for c in clients), 10, "clients to connect")
-    time.sleep(0.3)
+    wait_for(lambda: all(c.opened for c in clients), 10, "every client's stream to open")
     return clients
 
 

@@ -8,15 +8,16 @@ the logs.
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import redis
@@ -24,7 +25,7 @@ import redis
 from eventgate.deploy.render import render_stack
 from eventgate.deploy.stack import Process, descendants, running_processes, stack_processes
 from eventgate.shared.config import ENV_FILE_NAME, Config
-from tests.servers import LOOPBACK, child_env, free_port, port_open, wait_for
+from tests.servers import LOOPBACK, Program, child_env, free_port, port_open, venv_tool, wait_for
 
 REPO_ROOT = Path(__file__).absolute().parent.parent
 START_SECONDS = 30.0
@@ -106,7 +107,7 @@ class Stack:
             web_workers=web_workers,
             stream_workers=stream_workers,
         )
-        self.process: subprocess.Popen | None = None
+        self.process: Program | None = None
         self._output = workdir / "supervisord.out"
         self._known: dict[int, Process] = {}
 
@@ -115,6 +116,22 @@ class Stack:
     def url(self, path: str = "/") -> str:
         """A URL through nginx, the public entry."""
         return f"http://{LOOPBACK}:{self.port}{path}"
+
+    def post(self, path: str, body: object, key: str | bool | None = None,
+             source: str = LOOPBACK) -> tuple[int, dict[str, str], bytes]:
+        """(status, headers, body) of a JSON POST through nginx from ``source`` (any 127.x
+        address), with the stack's publisher key (or ``key``; ``False`` for none)."""
+        headers = {"Content-Type": "application/json"}
+        if key is not False:
+            headers["Authorization"] = f"Bearer {key or self.publish_key}"
+        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=10,
+                                          source_address=(source, 0))
+        try:
+            conn.request("POST", path, json.dumps(body), headers)
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
 
     def redis(self) -> redis.Redis:
         return redis.Redis(host=LOOPBACK, port=self.redis_port, socket_timeout=5)
@@ -129,22 +146,18 @@ class Stack:
         self, *args: str, timeout: float = STOP_SECONDS
     ) -> subprocess.CompletedProcess:
         """Run ``supervisorctl -c <conf> ARGS``; output captured as text, exit status unchecked."""
-        binary = Path(sys.executable).parent / "supervisorctl"
         return subprocess.run(
-            [str(binary), "-c", str(self.conf), *args],
+            [str(venv_tool("supervisorctl")), "-c", str(self.conf), *args],
             capture_output=True, text=True, timeout=timeout, env=child_env(), check=False,
         )
 
     # -- life cycle -----------------------------------------------------------------------------
 
     def start(self) -> Stack:
-        binary = Path(sys.executable).parent / "supervisord"
-        with self._output.open("wb") as output:
-            self.process = subprocess.Popen(
-                [str(binary), "-n", "-c", str(self.conf)],
-                cwd=self.root, env=child_env(), stdout=output, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = Program(
+            [venv_tool("supervisord"), "-n", "-c", self.conf], self._output,
+            cwd=self.root, new_session=True, stop_seconds=STOP_SECONDS,
+        ).start()
         try:
             self.wait_healthy()
         except BaseException:
@@ -158,58 +171,57 @@ class Stack:
         if (self.root / "stream" / "wsgi.py").exists():
             paths.append("/streams/healthz")
         for path in paths:
-            try:
-                wait_for(lambda path=path: self._answers_200(path), timeout, f"GET {path}")
-            except AssertionError as error:
-                raise AssertionError(f"{error}\n{self.diagnostics()}") from None
+            self.wait_until(lambda path=path: http_get(self.url(path), timeout=2)[0] == 200,
+                            timeout, f"GET {path}")
 
-    def _answers_200(self, path: str) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"supervisord exited with {self.process.returncode}")
-        return http_get(self.url(path), timeout=2)[0] == 200
+    def wait_until(self, check: Callable[[], object], timeout: float, what: str) -> object:
+        """``wait_for(check)`` that fails at once if supervisord exits, showing every log."""
+        unless = self.process.exited if self.process is not None else None
+        try:
+            return wait_for(check, timeout, what, unless=unless)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self.diagnostics()}") from None
 
     def stop(self, check: bool = True) -> None:
         """Shut supervisord down and wait for it; with ``check``, assert no process is left."""
         if self.process is None:
             return
-        process, self.process = self.process, None
+        program, self.process = self.process, None
         # supervisord itself too, in case it has not written its pid file yet
-        supervisord = running_processes().get(process.pid)
+        supervisord = running_processes().get(program.pid)
         self._known = stack_processes(self.var_dir, [supervisord] if supervisord else [])
-        if process.poll() is None:
+
+        def shutdown() -> None:
             if self.supervisorctl("shutdown").returncode != 0:
-                process.send_signal(signal.SIGTERM)  # its socket is not up (yet): same shutdown
-            try:
-                process.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(10)
+                program.signal(signal.SIGTERM)  # its socket is not up (yet): same shutdown
+
+        returncode = program.stop(ask=shutdown)
         left = self._leftovers()
         for pid in left:  # never leave strays to the next test, even when failing
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         if check:
-            assert process.returncode == 0, f"supervisord exited {process.returncode}\n" + (
-                self.diagnostics()
-            )
+            assert returncode == 0, f"supervisord exited {returncode}\n" + self.diagnostics()
             assert not left, f"processes left after shutdown: {left}\n{self.diagnostics()}"
             busy = [p for p in (self.port, self.web_port, self.stream_port, self.redis_port)
                     if port_open(p)]
             assert not busy, f"ports still answering after shutdown: {busy}"
 
     def _leftovers(self) -> dict[int, str]:
-        deadline = time.monotonic() + 5
-        while True:
-            left = stack_processes(self.var_dir, self._known.values())
-            if not left or time.monotonic() > deadline:
-                return {pid: process.command for pid, process in left.items()}
-            time.sleep(0.1)
+        """Processes of the stack still alive once they have had 5 s to exit."""
+
+        def left() -> dict[int, str]:
+            found = stack_processes(self.var_dir, self._known.values())
+            return {pid: process.command for pid, process in found.items()}
+
+        with contextlib.suppress(AssertionError):  # the caller reports them, with their pids
+            wait_for(lambda: not left(), 5, "the stack's processes to exit")
+        return left()
 
     def diagnostics(self) -> str:
         """supervisorctl status and the tail of every log, for failure messages."""
         parts = []
-        if self.process is not None and self.process.poll() is None:
+        if self.process is not None and self.process.running:
             parts.append("--- supervisorctl status ---\n" + self.supervisorctl("status").stdout)
         logs = sorted((self.var_dir / "log").glob("*.log")) + [self._output]
         for path in logs:

@@ -13,7 +13,6 @@ import time
 import pytest
 
 from eventgate.web.demo import DEMO_CHANNEL, DEMO_EVENT_TYPE
-from tests.e2e.test_faults_stack import http_post
 from tests.servers import wait_for
 from tests.stack import http_get
 
@@ -27,7 +26,7 @@ pytestmark = pytest.mark.stack(
 def publish_demo(stack, text: str) -> None:
     body = {"channel": DEMO_CHANNEL, "type": DEMO_EVENT_TYPE,
             "data": {"text": text, "at": "2026-01-01T00:00:00Z"}}
-    status, _, answer = http_post(stack, body)
+    status, _, answer = stack.post("/api/events", body)
     assert status == 201, answer
 
 
@@ -79,14 +78,14 @@ def test_page_resumes_after_the_stream_worker_is_killed(stack, browser):
     meanwhile = [f"meanwhile {n}" for n in range(20)]
     for text in meanwhile:  # while the worker is dead, respawning, and the page reconnects
         publish_demo(stack, text)
-        time.sleep(0.05)
+        time.sleep(0.05)  # on purpose: spread over the worker's death, respawn and reconnect
     wait_for(lambda: stream_worker_pid(stack) != victim, 20, "a new stream worker")
     after = [f"after {n}" for n in range(3)]
     for text in after:
         publish_demo(stack, text)
     expected = before + meanwhile + after
     wait_until(lambda: len(shown(page)) >= len(expected), "every message", timeout=30)
-    time.sleep(0.5)  # a duplicate would arrive right behind
+    time.sleep(0.5)  # on purpose: a duplicate would arrive right behind
     assert shown(page) == expected  # every event, in order, each once
     assert page.get_attribute("#status", "data-state") == "live"
     page.close()
@@ -106,7 +105,7 @@ def test_page_that_saw_no_event_yet_resumes_after_the_stream_worker_is_killed(st
     for text in meanwhile:  # well within the reconnect delay (retry 400 ms, jittered to >= 200)
         publish_demo(stack, text)
     wait_until(lambda: len(shown(page)) >= len(meanwhile), "every message", timeout=30)
-    time.sleep(0.5)  # a duplicate would arrive right behind
+    time.sleep(0.5)  # on purpose: a duplicate would arrive right behind
     assert shown(page) == meanwhile
     page.close()
 

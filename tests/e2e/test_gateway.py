@@ -22,16 +22,9 @@ from tests.stack import http_get
 pytestmark = pytest.mark.stack(stream_workers=1, settings={"EVENTGATE_HEARTBEAT": "1"})
 
 
-def api(stack, path: str, body, key: str | None = None) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
-    headers = {"Content-Type": "application/json"}
-    if key is not False:
-        headers["Authorization"] = f"Bearer {key or stack.publish_key}"
-    conn.request("POST", path, json.dumps(body), headers)
-    response = conn.getresponse()
-    payload = json.loads(response.read() or b"{}")
-    conn.close()
-    return response.status, payload
+def api(stack, path: str, body, key: str | bool | None = None) -> tuple[int, dict]:
+    status, _, data = stack.post(path, body, key)
+    return status, json.loads(data or b"{}")
 
 
 def token_for(stack, channels, **extra) -> str:
@@ -156,8 +149,7 @@ def test_refusals_through_nginx(stack, channel, kind, monkeypatch):
 def test_heartbeat_on_idle_stream_through_nginx(stack, channel):
     token = token_for(stack, [channel])
     client = StreamClient(stack.port, stream_path(token)).start()
-    time.sleep(2.5)
-    assert client.raw.count(b": hb\n\n") >= 2
+    wait_for(lambda: client.raw.count(b": hb\n\n") >= 2, 2.5, "two heartbeats (every 1 s)")
     client.close()
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-import time
 
 from eventgate.shared import keys
 from tests.servers import wait_for
@@ -49,15 +48,20 @@ def test_hup_of_the_web_program_fails_no_request(make_stack, channel):
     publishers = [threading.Thread(target=publish) for _ in range(3)]
     for thread in publishers:
         thread.start()
+    def more_answers(count: int = 40) -> None:
+        """Wait until the publishers got ``count`` more answers: requests before and after."""
+        wanted = len(answers) + count
+        wait_for(lambda: len(answers) >= wanted, 20, f"{count} more publish answers")
+
     try:
-        time.sleep(0.5)
+        more_answers()
         for _ in range(2):
             result = stack.supervisorctl("signal", "HUP", "web")
             assert result.returncode == 0, result.stdout + result.stderr
             wait_for(lambda old=before: not web_workers(stack) & old
                      and len(web_workers(stack)) == 2, 20, "two new web workers only")
             before = web_workers(stack)
-            time.sleep(0.5)
+            more_answers()
     finally:
         stop.set()
         for thread in publishers:

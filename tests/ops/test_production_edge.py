@@ -8,229 +8,21 @@ Each test that meets a per-address limit connects from its own loopback source a
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import re
 import secrets
 import shutil
-import signal
-import socket
-import ssl
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-from eventgate.deploy.render import Production, render_production
-from eventgate.shared.config import max_request_bytes
-from tests.ops.test_production_configs import ORIGIN, PATH, loopback_production
-from tests.security.rawhttp import Answer, build, connect, read_answer
-from tests.servers import LOOPBACK, free_port, port_open, wait_for
+from tests.clients import Answer, build, read_answer
+from tests.ops.production import ORIGIN
+from tests.servers import LOOPBACK, wait_for
 
-HOLD_SECONDS = 30.0
 #: A stream token stand-in: it must never reach a log.
 TOKEN = "tok-" + secrets.token_urlsafe(24)
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")  # nginx's $request_id
-
-
-class Echo(ThreadingHTTPServer):
-    """The web node: answers every request with JSON of what it received; ``/hold`` waits until
-    ``release`` is set (a long request that keeps its client connection busy)."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__((LOOPBACK, 0), _EchoHandler)
-        self.release = threading.Event()
-        self.held = 0
-        self.lock = threading.Lock()
-
-    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
-        pass  # nginx closing a held upstream connection is no error here
-
-
-class _EchoHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Echo
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        if self.path.startswith("/hold"):
-            with self.server.lock:
-                self.server.held += 1
-            self.server.release.wait(HOLD_SECONDS)
-            with self.server.lock:
-                self.server.held -= 1
-        answer = json.dumps({
-            "path": self.path, "body_bytes": len(body),
-            "x-request-id": self.headers.get("X-Request-ID"),
-        }).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-
-@dataclass
-class Edge:
-    production: Production
-    echo: Echo
-    process: subprocess.Popen
-    error_output: Path
-
-    @property
-    def port(self) -> int:
-        return self.production.https_port
-
-    @property
-    def body_limit(self) -> int:
-        return max_request_bytes(self.production)  # a Production has the fields it reads
-
-    def send(self, data: bytes, source: str = LOOPBACK, port: int | None = None) -> Answer:
-        """Send raw bytes over TLS (or plain HTTP to ``port``) and read the whole answer."""
-        with self.open(source, port) as sock:
-            sock.sendall(data)
-            answer = read_answer(sock)
-            if answer.headers.get("content-type", "").startswith("text/event-stream"):
-                answer.body += _read_to_end(sock)
-            return answer
-
-    def request(self, method: str, target: str, headers: dict | None = None,
-                body: bytes = b"", source: str = LOOPBACK, port: int | None = None) -> Answer:
-        return self.send(build(method, target, port or self.port, headers, body), source, port)
-
-    def open(self, source: str = LOOPBACK, port: int | None = None) -> socket.socket:
-        raw = connect(port or self.port, source)
-        if port is not None:
-            return raw
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context.wrap_socket(raw, server_hostname="eventgate.test")
-
-    def logs(self, source: str) -> str:
-        """Both nginx logs, once the access log has a last request from ``source`` (the workers
-        buffer it: a reopen, or the 5 s flush, writes it out)."""
-        marker = f"/marker-{secrets.token_hex(8)}"
-        self.request("GET", marker, source=source)
-        log_dir = Path(self.production.nginx_log_dir)
-        os.kill(self.process.pid, signal.SIGUSR1)  # reopen, which flushes the buffer
-        wait_for(lambda: marker in (log_dir / "access.log").read_text(errors="replace"), 15,
-                 "the access log to be flushed")
-        return "".join((log_dir / name).read_text(errors="replace")
-                       for name in ("access.log", "error.log"))
-
-
-def _read_to_end(sock: socket.socket, timeout: float = 5.0) -> bytes:
-    data, deadline = b"", time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            chunk = sock.recv(65536)
-        except (ssl.SSLError, ConnectionResetError):
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-class StreamNode(ThreadingHTTPServer):
-    """A stream node answering as the stream pool does (text/event-stream, X-Accel-Buffering:
-    no, no length): one event at once, the next once ``release`` is set, then the end."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__((LOOPBACK, 0), _StreamHandler)
-        self.release = threading.Event()
-
-
-class _StreamHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"  # the body ends when the connection does
-    server: StreamNode
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("X-Accel-Buffering", "no")
-        self.end_headers()
-        self.wfile.write(b"data: first\n\n")
-        self.wfile.flush()
-        self.server.release.wait(HOLD_SECONDS)
-        self.wfile.write(b"data: second\n\n")
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-
-@contextlib.contextmanager
-def running_edge(tmp: Path, echo: Echo, **settings) -> Iterator[Edge]:
-    """The edge rendered for loopback with ``settings``, run by the system's nginx."""
-    if shutil.which("nginx", path=PATH) is None:
-        pytest.skip("nginx is not installed")
-    threading.Thread(target=echo.serve_forever, daemon=True).start()
-    production = loopback_production(
-        tmp, web_nodes=(f"{LOOPBACK}:{echo.server_address[1]}",), listen_address=LOOPBACK,
-        http_port=free_port(), https_port=free_port(), streams_per_nginx_worker=256, **settings,
-    )
-    render_production(production, tmp / "out")
-    error_output = tmp / "nginx.out"
-    with error_output.open("wb") as output:
-        process = subprocess.Popen(
-            ["nginx", "-c", str(tmp / "out" / "nginx" / "nginx.conf"),
-             "-p", production.nginx_temp_dir, "-g", "daemon off;"],
-            stdout=output, stderr=subprocess.STDOUT, env={"PATH": PATH},
-        )
-    try:
-        wait_for(lambda: port_open(production.https_port) and port_open(production.http_port),
-                 15, "the edge nginx to listen", error_output)
-        yield Edge(production, echo, process, error_output)
-    finally:
-        echo.release.set()
-        process.terminate()
-        process.wait(timeout=15)
-        echo.shutdown()
-        echo.server_close()
-
-
-@pytest.fixture(scope="module")
-def edge(tmp_path_factory):
-    with running_edge(
-        tmp_path_factory.mktemp("edge"), Echo(),
-        stream_nodes=(f"{LOOPBACK}:{free_port()}",),  # nothing listens there
-        cors_origins=(ORIGIN,), max_event_bytes=1024, max_batch_events=10,
-        connections_per_address=3, stream_connect_rate=1, stream_connect_burst=2,
-    ) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def streaming_edge(tmp_path_factory):
-    """An edge whose stream node answers."""
-    node = StreamNode()
-    threading.Thread(target=node.serve_forever, daemon=True).start()
-    try:
-        with running_edge(tmp_path_factory.mktemp("streaming-edge"), Echo(),
-                          stream_nodes=(f"{LOOPBACK}:{node.server_address[1]}",)) as running:
-            yield running, node
-    finally:
-        node.release.set()
-        node.shutdown()
-        node.server_close()
 
 
 def json_error(answer: Answer, status: int, error: str) -> None:
@@ -291,8 +83,8 @@ def test_streams_pass_x_accel_buffering_on_unbuffered(streaming_edge):
             data += chunk
         assert b"data: first" in data and b"data: second" not in data, data
         node.release.set()
-        data += _read_to_end(sock)
-    assert b"data: second" in data, data
+        rest = read_answer(sock, whole_stream=True)  # no head left: the rest comes as its body
+    assert b"data: second" in data + rest.body, (data, rest)
 
 
 def test_health_and_metrics_answers_are_json(edge):

@@ -15,26 +15,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from gunicorn.config import Config as GunicornConfig
 from gunicorn.workers.gthread import ThreadWorker
-from supervisor.options import ServerOptions
 
 from eventgate.deploy.render import ENV_NAMES, render_stack
 from eventgate.shared.config import Config, max_request_bytes
+from tests.ops.configs import directives, gunicorn_settings, nginx_block, supervisor_options
 from tests.stack import REPO_ROOT
 
-SECRET = "s3cret-signing-key-that-must-not-leak-000000"
-PUBLISH = "publish-key-that-must-not-leak-00000000000000"
 GRACEFUL_TIMEOUT = 10
-
-
-@pytest.fixture
-def config(tmp_path) -> Config:
-    return Config(
-        secret_keys=(SECRET,), publish_keys=(PUBLISH,), var_dir=tmp_path / "var",
-        port=18080, web_port=18000, stream_port=18001, redis_port=16399,
-        redis_url="redis://127.0.0.1:16399/0", heartbeat_seconds=1.5, retry_ms=700,
-    )
 
 
 def render(config: Config, foreground: bool = False, **workers: int) -> Path:
@@ -44,13 +32,6 @@ def render(config: Config, foreground: bool = False, **workers: int) -> Path:
     )
 
 
-def supervisor_options(conf: Path) -> ServerOptions:
-    options = ServerOptions()
-    options.configfile = str(conf)
-    options.process_config(do_usage=False)
-    return options
-
-
 def programs(conf: Path) -> dict:
     options = supervisor_options(conf)
     return {
@@ -58,45 +39,6 @@ def programs(conf: Path) -> dict:
         for group in options.process_group_configs
         for process in group.process_configs
     }
-
-
-def gunicorn_settings(argv: list[str]) -> GunicornConfig:
-    """Parse a gunicorn command line the way gunicorn's Application.load_config does."""
-    settings = GunicornConfig()
-    args = settings.parser().parse_args(argv[1:])
-    for key, value in vars(args).items():
-        if value is not None and key != "args":
-            settings.set(key.lower(), value)
-    return settings
-
-
-def nginx_block(text: str, opening: str) -> str:
-    """The text between ``opening {`` and its matching ``}``."""
-    start = text.index(opening + " {") + len(opening) + 2
-    depth = 1
-    for index in range(start, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[index], 0)
-        if depth == 0:
-            return text[start:index]
-    raise AssertionError(f"unbalanced block {opening!r}")
-
-
-def directives(block: str) -> list[str]:
-    """Top-level directives of an nginx block, whitespace-normalised, comments dropped."""
-    block = re.sub(r"#[^\n]*", "", block)
-    found, depth, current = [], 0, ""
-    for char in block:
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            current = ""
-        elif char == ";" and depth == 0:
-            found.append(" ".join(current.split()))
-            current = ""
-        elif depth == 0:
-            current += char
-    return found
 
 
 def test_stream_pool_keeps_streams_open(config):
@@ -246,7 +188,8 @@ def test_every_setting_reaches_the_apps_and_round_trips(config):
     for name in ("web", "stream"):
         environ = dict(found[name][1].environment)
         assert not any("KEY" in key for key in environ), "a secret went into the rendered config"
-        environ.update(EVENTGATE_SECRET_KEY=SECRET, EVENTGATE_PUBLISH_KEY=PUBLISH)
+        environ.update(EVENTGATE_SECRET_KEY=config.secret_keys[0],
+                       EVENTGATE_PUBLISH_KEY=config.publish_keys[0])
         expected = dataclasses.replace(config, var_dir=config.var_dir.resolve())
         assert Config.from_env(environ) == expected
 
@@ -256,7 +199,7 @@ def test_no_secret_is_rendered(config):
     conf = render(with_password)
     for path in (conf, conf.parent / "nginx.conf"):
         text = path.read_text()
-        for secret in (SECRET, PUBLISH, "hunter2-redis"):
+        for secret in (*config.secret_keys, *config.publish_keys, "hunter2-redis"):
             assert secret not in text, f"{secret} in {path.name}"
 
 

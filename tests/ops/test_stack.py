@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from eventgate.shared.tokens import ChannelTokens
-from tests.servers import LOOPBACK, wait_for
+from tests.clients import StreamClient, stream_path
+from tests.servers import wait_for
 from tests.stack import http_get
 
 pytestmark = pytest.mark.stack(stream_workers=2, settings={"EVENTGATE_HEARTBEAT": "1"})
@@ -24,38 +23,9 @@ PROGRAMS = ("nginx", "redis", "stream", "web")
 
 
 def publish(stack, channel: str, data: object) -> str:
-    request = urllib.request.Request(
-        stack.url("/api/events"),
-        data=json.dumps({"channel": channel, "data": data}).encode(),
-        headers={"Authorization": f"Bearer {stack.publish_key}",
-                 "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 201
-        return json.loads(response.read())["id"]
-
-
-def open_stream(stack, path: str, headers: dict[str, str] | None = None) -> socket.socket:
-    sock = socket.create_connection((LOOPBACK, stack.port), timeout=5)
-    lines = [f"GET {path} HTTP/1.1", f"Host: {LOOPBACK}:{stack.port}", "Accept: text/event-stream"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-    return sock
-
-
-def read_until(sock: socket.socket, marker: bytes, timeout: float, data: bytes = b"") -> bytes:
-    deadline = time.monotonic() + timeout
-    while marker not in data:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"{marker!r} not received within {timeout}s; got {data[-600:]!r}")
-        sock.settimeout(remaining)
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"the stream closed before {marker!r}; got {data[-600:]!r}")
-        data += chunk
-    return data
+    status, _, body = stack.post("/api/events", {"channel": channel, "data": data})
+    assert status == 201, body
+    return json.loads(body)["id"]
 
 
 def gunicorn_config(stack, name: str) -> dict:
@@ -127,25 +97,23 @@ def test_event_reaches_a_stream_through_nginx_at_once(stack):
     channel = f"ops.{secrets.token_hex(4)}"
     token, _ = ChannelTokens(stack.config.secret_keys).issue([channel])
     # Accept-Encoding: gzip must not make nginx compress (and so hold back) the stream.
-    sock = open_stream(stack, f"/streams?token={token}", {"Accept-Encoding": "gzip"})
+    client = StreamClient(stack.port, stream_path(token), {"Accept-Encoding": "gzip"}).start()
     try:
-        head = read_until(sock, b"\r\n\r\n", 10)
-        status_line, _, rest = head.partition(b"\r\n")
-        assert b" 200 " in status_line, head
-        headers = rest.lower()
-        assert b"content-type: text/event-stream" in headers
-        assert b"content-encoding" not in headers
+        assert client.status == 200, client.head_raw
+        assert client.response_headers["content-type"].startswith("text/event-stream")
+        assert "content-encoding" not in client.response_headers
         # nginx honours the pool's header (no buffering, below) and passes it on, for a proxy
         # in front of it (an ingress, a CDN)
-        assert b"x-accel-buffering: no" in headers.split(b"\r\n"), head
-        data = read_until(sock, b"retry:", 10, head)
+        assert client.response_headers.get("x-accel-buffering") == "no", client.head_raw
+        wait_for(lambda: client.parser.retry is not None, 10, "the stream's retry: line")
         marker = secrets.token_hex(8)
         started = time.monotonic()
         publish(stack, channel, {"marker": marker})
-        read_until(sock, marker.encode(), 5, data)
+        wait_for(lambda: any(marker in event.data for event in client.events), 5,
+                 "the published event")
         assert time.monotonic() - started < 1.0
     finally:
-        sock.close()
+        client.close()
 
 
 def test_tokens_never_reach_the_logs(stack):
@@ -179,7 +147,7 @@ def test_hup_reload_refuses_nothing(stack):
             status, _, body = http_get(stack.url(path))
             if status != 200:
                 failures.append((path, status, body[:200]))
-        time.sleep(0.05)
+        time.sleep(0.05)  # on purpose: requests all through the reload, not in a burst
     assert not failures
     assert "stream" in stack.supervisorctl("status").stdout
 

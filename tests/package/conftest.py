@@ -24,7 +24,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.servers import LOOPBACK, child_env, free_port, stop_process, wait_for
+from tests.servers import LOOPBACK, Program, child_env, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Not source: version control, venvs, runtime files, caches and earlier builds.
@@ -96,26 +96,25 @@ class Venv:
         return result.stdout
 
 
-class Served:
+class Served(Program):
     """``gunicorn APP -c python:CONF`` of a venv, started in its empty home on a free port."""
 
     def __init__(self, venv: Venv, app: str, conf: str, *flags: str, **settings: str) -> None:
-        self.port = free_port()
-        self.url = f"http://{LOOPBACK}:{self.port}"
-        self.log = venv.home / f"gunicorn-{self.port}.log"
-        args = [venv.bin("gunicorn"), app, "-c", conf, "--bind", f"{LOOPBACK}:{self.port}",
-                "--workers", "1", "--graceful-timeout", "5",
-                "--control-socket", str(venv.home / f"gunicorn-{self.port}.ctl"), *flags]
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(args, cwd=venv.home, env=venv.env(**settings),
-                                            stdout=log, stderr=subprocess.STDOUT)
+        port = free_port()
+        self.url = f"http://{LOOPBACK}:{port}"
+        super().__init__(
+            [venv.bin("gunicorn"), app, "-c", conf, "--bind", f"{LOOPBACK}:{port}",
+             "--workers", "1", "--graceful-timeout", "5",
+             "--control-socket", str(venv.home / f"gunicorn-{port}.ctl"), *flags],
+            venv.home / f"gunicorn-{port}.log", port=port, cwd=venv.home,
+            env=venv.env(**settings),
+        )
+        self.start()
 
-    def wait(self, ready: Callable[[], object], what: str) -> Served:
-        wait_for(lambda: self.process.poll() is None and ready(), 30, what, self.log)
+    def ready(self, check: Callable[[], object], what: str) -> Served:
+        """Wait (30 s at most) until ``check()`` is true; fails at once if gunicorn exits."""
+        self.wait_until(check, 30, what)
         return self
-
-    def stop(self) -> None:
-        stop_process(self.process)
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +176,7 @@ def server_venv(venvs) -> Venv:
 @pytest.fixture
 def serve(server_venv):
     """Factory: ``serve(app, conf, *flags, **EVENTGATE settings)`` starts a pool of the server
-    venv (stopped after the test); wait on it with ``.wait(ready, what)``."""
+    venv (stopped after the test); wait on it with ``.ready(check, what)``."""
     started: list[Served] = []
 
     def make(app: str, conf: str, *flags: str, **settings: str) -> Served:

@@ -128,7 +128,7 @@ def test_the_installed_stream_pool_serves_a_stream(server_venv, serve, redis_ser
     env = settings(redis_server, secret_keys, publish_key, server_venv.home)
     pool = serve("eventgate.stream.wsgi:app", "python:eventgate.stream.gunicorn_conf",
                  "--worker-class", "gevent", "--keep-alive", "0", "--max-requests", "0", **env)
-    pool.wait(lambda: json.loads(http_get(f"{pool.url}/streams/healthz")[2])["redis_connected"],
+    pool.ready(lambda: json.loads(http_get(f"{pool.url}/streams/healthz")[2])["redis_connected"],
               "the stream pool of the server venv")
     token = server_venv.python(
         "from eventgate import ChannelTokens, Config\n"
@@ -138,7 +138,7 @@ def test_the_installed_stream_pool_serves_a_stream(server_venv, serve, redis_ser
     client = StreamClient(pool.port, stream_path(token)).start()
     try:
         assert client.status == 200
-        pool.wait(lambda: json.loads(http_get(f"{pool.url}/streams/healthz")[2])["streams"] == 1,
+        pool.ready(lambda: json.loads(http_get(f"{pool.url}/streams/healthz")[2])["streams"] == 1,
                   "the stream to open")
         event_id = server_venv.python(
             "from eventgate import Publisher, Config\n"
@@ -155,7 +155,7 @@ def test_the_installed_web_app_serves_its_page_and_static_files(server_venv, ser
     env = settings(redis_server, secret_keys, publish_key, server_venv.home)
     web = serve("eventgate.web.wsgi:app", "python:eventgate.web.gunicorn_conf",
                 "--worker-class", "eventgate.web.worker.WebWorker", "--threads", "2", **env)
-    web.wait(lambda: http_get(f"{web.url}/healthz")[0] == 200, "the web pool of the server venv")
+    web.ready(lambda: http_get(f"{web.url}/healthz")[0] == 200, "the web pool of the server venv")
 
     status, _, page = http_get(f"{web.url}/")
     assert status == 200, page

@@ -5,43 +5,14 @@ secret the tests used, so that test_secrets_in_logs can look for each of them in
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
 
 import pytest
 
+from eventgate.shared.config import Config
 from eventgate.shared.tokens import ChannelTokens
+from eventgate.web.app import create_app
+from tests.security.secured import ORIGIN, RESTRICTED_SCOPE, SecretRegister, Secured
 from tests.stack import Stack
-from tests.stream.conftest import make_pool, publisher, tokens  # noqa: F401 - shared fixtures
-
-#: The one origin the secured stack allows cross-origin streams from.
-ORIGIN = "http://app.example.test"
-#: Channels the restricted publisher key may publish to (and mint tokens for).
-RESTRICTED_SCOPE = ("sec.orders.*", "sec.users.7")
-
-
-@dataclass
-class Secured:
-    """The package's stack and what the tests need to attack it."""
-
-    stack: Stack
-    restricted_key: str
-    old_secret: str
-    tokens: ChannelTokens  # signs with the current key
-    old_tokens: ChannelTokens  # signs with the old key, which the stack still accepts
-
-    @property
-    def port(self) -> int:
-        return self.stack.port
-
-
-@dataclass
-class SecretRegister:
-    """Every token and key the tests handed to a server: none may ever appear in a log."""
-
-    values: set[str] = field(default_factory=set)
-
-    def add(self, *values: str) -> None:
-        self.values.update(v for v in values if v)
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +62,24 @@ def make_secure_stack(make_stack, secret_register):
 def unique() -> str:
     """A fresh name part, so that tests never share channels."""
     return secrets.token_hex(4)
+
+
+@pytest.fixture(scope="module")
+def stack_tokens(stack, secret_register) -> ChannelTokens:
+    """Signs tokens for the module's ``stack``, whose keys go into the secret register."""
+    secret_register.add(stack.publish_key, stack.secret_key)
+    return ChannelTokens(stack.config.secret_keys)
+
+
+@pytest.fixture(scope="module")
+def fuzz_app(redis_server, tmp_path_factory):
+    """(app, publisher key, restricted key): the web app on the session's redis, with small
+    event limits and a key restricted to RESTRICTED_SCOPE."""
+    key, restricted = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    config = Config(
+        secret_keys=(secrets.token_urlsafe(32),),
+        publish_keys=(key, f"{restricted}:{'+'.join(RESTRICTED_SCOPE)}"),
+        redis_url=redis_server.url, redis_port=redis_server.port,
+        var_dir=tmp_path_factory.mktemp("fuzz") / "var", max_event_bytes=2048,
+    )
+    return create_app(config), key, restricted

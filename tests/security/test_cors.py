@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.clients import stream_path
-from tests.security.conftest import ORIGIN
-from tests.security.rawhttp import request
+from tests.clients import request, stream_path
+from tests.security.secured import ORIGIN
 from tests.servers import wait_for
 
 

@@ -10,9 +10,8 @@ event every 100 ms; each must arrive, in order, within a second of being publish
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
-import socket
+import select
 import statistics
 import threading
 import time
@@ -20,10 +19,8 @@ from collections import Counter
 
 import pytest
 
-from eventgate.shared.tokens import ChannelTokens
-from tests.security.rawhttp import connect, read_answer, request
+from tests.clients import StreamClient, connect, read_answer, request
 from tests.servers import wait_for
-from tests.wsse import Parser
 
 SUBJECT_LIMIT, WORKER_LIMIT, CONNECTIONS, RATE, BURST = 5, 60, 40, 10, 20
 FLOOD_SECONDS = 8.0
@@ -42,46 +39,6 @@ pytestmark = pytest.mark.stack(stream_workers=1, web_workers=2, settings={
     "EVENTGATE_MAX_QUEUE_BYTES": str(64 << 20),
     "EVENTGATE_MAX_QUEUE_FRAMES": "1000000",
 })
-
-
-class Reader:
-    """A stream opened from ``source`` and read in a thread; with ``parse``, events are parsed
-    and timestamped on arrival (the flood's own streams are only drained: parsing thousands of
-    events a second in this process would starve the observer's thread and skew its clock)."""
-
-    def __init__(self, port: int, path: str, source: str, parse: bool = False) -> None:
-        self.parse = parse
-        self.sock = connect(port, source)
-        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        self.answer = read_answer(self.sock, 10)
-        self.arrivals: list[tuple[float, object]] = []
-        self.closed = threading.Event()
-        if self.answer.status == 200:
-            threading.Thread(target=self._read, daemon=True).start()
-        else:
-            self.close()
-
-    def _read(self) -> None:
-        parser = Parser()
-        parser.feed(self.answer.body)
-        self.sock.settimeout(None)
-        try:
-            while chunk := self.sock.recv(65536):
-                if not self.parse:
-                    continue
-                now = time.time()
-                # nginx sends chunked bodies: the chunk-size lines are not SSE, but they only
-                # ever land on line ends here, where the strict parser ignores a bare hex line.
-                for event in parser.feed(chunk):
-                    self.arrivals.append((now, event))
-        except OSError:
-            pass
-        self.closed.set()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
 
 
 class Tally:
@@ -108,36 +65,27 @@ class Tally:
             self.counts.setdefault(actor, Counter())[(status, code)] += 1
 
 
-def post(port: int, source: str, path: str, body: object, key: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
-    try:
-        conn.request("POST", path, json.dumps(body),
-                     {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def test_flood_hits_every_limit_while_a_stream_stays_on_time(stack, secret_register, unique):
-    secret_register.add(stack.publish_key, stack.secret_key)
-    tokens = ChannelTokens(stack.config.secret_keys)
+def test_flood_hits_every_limit_while_a_stream_stays_on_time(stack, stack_tokens, unique):
+    tokens = stack_tokens
     watch, noise = f"flood.{unique}.watch", f"flood.{unique}.noise"
     stop = threading.Event()
     tally = Tally()
-    held: list[Reader] = []
+    held: list[StreamClient] = []
 
-    observer = Reader(stack.port, f"/streams?token={tokens.issue([watch])[0]}", "127.0.0.2",
-                      parse=True)
-    assert observer.answer.status == 200
+    # The observer's events are parsed and timestamped on arrival; the flood's own streams are
+    # only drained (parsing thousands of events a second here would starve the observer's thread
+    # and skew its clock).
+    observer = StreamClient(stack.port, f"/streams?token={tokens.issue([watch])[0]}",
+                            source="127.0.0.2").start()
+    assert observer.status == 200
     sent: list[float] = []
 
     def pace() -> None:  # the observed channel: one event every 100 ms, from its own address
         n = 0
         while not stop.is_set():
             at = time.time()
-            status, body = post(stack.port, "127.0.0.2", "/api/events",
-                                {"channel": watch, "data": {"n": n, "at": at}}, stack.publish_key)
+            status, _, body = stack.post("/api/events", {"channel": watch,
+                                         "data": {"n": n, "at": at}}, source="127.0.0.2")
             assert status == 201, body
             sent.append(at)
             n += 1
@@ -156,8 +104,12 @@ def test_flood_hits_every_limit_while_a_stream_stays_on_time(stack, secret_regis
             sock.sendall(b"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
                          b"\r\nContent-Length: 100\r\n\r\n{")
             socks.append(sock)
-            time.sleep(0.02)
-        time.sleep(0.5)
+            time.sleep(0.02)  # on purpose: connections one after another, not one burst
+        # nginx answers the refused ones (10 or more) at once; the others stay held. The count
+        # is checked with the tally.
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: len(select.select(socks, [], [], 0)[0]) >= 10, 5,
+                     "nginx's answers to the connections past its limit")
         for sock in socks:  # the refused ones were answered 429 at once; the others wait
             try:
                 answer = read_answer(sock, 0.05)
@@ -171,26 +123,28 @@ def test_flood_hits_every_limit_while_a_stream_stays_on_time(stack, secret_regis
     def one_subject() -> None:  # per-subject limit across the worker
         for _ in range(SUBJECT_LIMIT + 3):
             token = tokens.issue([noise], subject=f"flooder-{unique}")[0]
-            reader = Reader(stack.port, f"/streams?token={token}", "127.0.0.5")
-            tally.add("one subject", reader.answer.status, reader.answer.body)
-            if reader.answer.status == 200:
+            reader = StreamClient(stack.port, f"/streams?token={token}", source="127.0.0.5",
+                                  drain=True).start()
+            tally.add("one subject", reader.status, reader.body)
+            if reader.status == 200:
                 held.append(reader)
-            time.sleep(0.15)
+            time.sleep(0.15)  # on purpose: one new stream at a time
 
     def fill_worker(source: str) -> None:  # per-worker limit: streams that read the noise
         token = tokens.issue([noise])[0]
         stop.wait(1.5)  # after one_subject: a full worker refuses before any subject check
         for _ in range(8):
-            reader = Reader(stack.port, f"/streams?token={token}", source)
-            tally.add("fill worker", reader.answer.status, reader.answer.body)
-            if reader.answer.status == 200:
+            reader = StreamClient(stack.port, f"/streams?token={token}", source=source,
+                                  drain=True).start()
+            tally.add("fill worker", reader.status, reader.body)
+            if reader.status == 200:
                 held.append(reader)
-            time.sleep(0.15)
+            time.sleep(0.15)  # on purpose: one new stream at a time
 
     def publish_flood(source: str) -> None:  # batches fanned out to every noise stream
         batch = [{"channel": noise, "data": {"pad": "x" * 50}} for _ in range(BATCH)]
         while not stop.is_set():
-            status, body = post(stack.port, source, "/api/events", batch, stack.publish_key)
+            status, _, body = stack.post("/api/events", batch, source=source)
             tally.add("publish flood", status, body)
 
     def oversized() -> None:  # the body size limit (413) and the event size limit (400)
@@ -198,8 +152,7 @@ def test_flood_hits_every_limit_while_a_stream_stays_on_time(stack, secret_regis
         large = {"channel": noise, "data": "x" * 70000}
         while not stop.is_set():
             for body in (huge, large):
-                status, answer = post(stack.port, "127.0.0.8", "/api/events", body,
-                                      stack.publish_key)
+                status, _, answer = stack.post("/api/events", body, source="127.0.0.8")
                 tally.add("oversized", status, answer)
             stop.wait(0.5)
 
@@ -237,7 +190,7 @@ def test_flood_hits_every_limit_while_a_stream_stays_on_time(stack, secret_regis
     for actor in actors:
         actor.daemon = True
         actor.start()
-    time.sleep(FLOOD_SECONDS)
+    time.sleep(FLOOD_SECONDS)  # on purpose: the flood's length
     stop.set()
     for actor in actors:
         actor.join(15)

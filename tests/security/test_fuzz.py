@@ -12,15 +12,12 @@ import json
 import math
 import secrets
 
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from eventgate.shared import keys
 from eventgate.shared.events import Event
 from eventgate.shared.names import CONTROL_PREFIX
-from eventgate.web.app import create_app
-from tests.security.conftest import RESTRICTED_SCOPE
 
 # Characters that break line-based protocols or fool readers: CR, LF, NUL, Unicode line breaks,
 # bidi and zero-width marks, a homoglyph, a BOM, quotes and glob characters.
@@ -99,20 +96,6 @@ def same_json(a: object, b: object) -> bool:
 
 
 # -- the web app itself, on real Redis ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def fuzz_app(redis_server, tmp_path_factory):
-    from eventgate.shared.config import Config
-
-    key, restricted = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    config = Config(
-        secret_keys=(secrets.token_urlsafe(32),),
-        publish_keys=(key, f"{restricted}:{'+'.join(RESTRICTED_SCOPE)}"),
-        redis_url=redis_server.url, redis_port=redis_server.port,
-        var_dir=tmp_path_factory.mktemp("fuzz") / "var", max_event_bytes=2048,
-    )
-    return create_app(config), key, restricted
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,8 +12,7 @@ import pytest
 
 from eventgate.shared.publisher import Publisher
 from eventgate.shared.redisconn import connect as redis_connect
-from eventgate.shared.tokens import ChannelTokens
-from tests.security.rawhttp import connect, read_answer, request
+from tests.clients import StreamClient, connect, read_answer, request
 from tests.servers import wait_for
 from tests.stack import http_get
 
@@ -32,43 +31,21 @@ pytestmark = pytest.mark.stack(settings={
 })
 
 
-@pytest.fixture(scope="module")
-def tokens(stack, secret_register) -> ChannelTokens:
-    secret_register.add(stack.publish_key, stack.secret_key)
-    return ChannelTokens(stack.config.secret_keys)
-
-
-class HeldStream:
-    """A stream request from ``source``, kept open; ``status`` once its head arrived."""
-
-    def __init__(self, port: int, path: str, source: str) -> None:
-        self.sock = connect(port, source)
-        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        self.answer = read_answer(self.sock, 10)
-
-    @property
-    def status(self) -> int:
-        return self.answer.status
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def streams(stack) -> int:
     import json
 
     return json.loads(http_get(stack.url("/streams/healthz"))[2])["streams"]
 
 
-def test_concurrent_connections_per_address(stack, tokens, channel):
-    token, _ = tokens.issue([channel])
+def test_concurrent_connections_per_address(stack, stack_tokens, channel):
+    token, _ = stack_tokens.issue([channel])
     path = f"/streams?token={token}"
     held = []
     for _ in range(5):
-        held.append(HeldStream(stack.port, path, "127.0.0.11"))
-        time.sleep(0.6)  # under the connect rate: only the connection limit may refuse
+        held.append(StreamClient(stack.port, path, source="127.0.0.11").start())
+        time.sleep(0.6)  # on purpose: under the connect rate, only the connection limit refuses
     assert [h.status for h in held] == [200] * 5
-    time.sleep(0.6)
+    time.sleep(0.6)  # on purpose: under the connect rate again
     sixth = request(stack.port, "GET", path, source="127.0.0.11")
     assert sixth.status == 429 and sixth.is_json, sixth
     assert sixth.json()["error"] == "too_many_requests"
@@ -76,7 +53,7 @@ def test_concurrent_connections_per_address(stack, tokens, channel):
     # The publish API is refused too (the limit is per address, for the whole site)...
     assert request(stack.port, "GET", "/healthz", source="127.0.0.11").status == 429
     # ...but another address is not affected.
-    other = HeldStream(stack.port, path, "127.0.0.12")
+    other = StreamClient(stack.port, path, source="127.0.0.12").start()
     assert other.status == 200
     held.pop().close()
 
@@ -103,16 +80,18 @@ def test_new_streams_per_second_per_address(stack):
     # Only new streams are rate-limited, not the web app.
     assert {request(stack.port, "GET", "/healthz", source="127.0.0.13").status
             for _ in range(10)} == {200}
-    time.sleep(1.2)
+    time.sleep(1.2)  # on purpose: the rate's bucket refills (2 a second)
     assert request(stack.port, "GET", "/streams", source="127.0.0.13").status == 401
 
 
-def dribble(port: int, source: str, closed_after: list, stop: threading.Event) -> None:
+def dribble(port: int, source: str, connected: list, closed_after: list,
+            stop: threading.Event) -> None:
     """A slowloris client: a request head, one more byte every 0.3 s, never finished."""
     started = time.monotonic()
     try:
         with connect(port, source) as sock:
             sock.sendall(b"GET /streams?token=x HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            connected.append(source)
             while not stop.is_set():
                 sock.sendall(b"a")
                 sock.settimeout(0.3)
@@ -126,19 +105,21 @@ def dribble(port: int, source: str, closed_after: list, stop: threading.Event) -
     closed_after.append(time.monotonic() - started)
 
 
-def test_slowloris_headers_are_cut_and_others_are_served(stack, tokens, channel):
+def test_slowloris_headers_are_cut_and_others_are_served(stack, stack_tokens, channel):
     stop = threading.Event()
+    connected: list[str] = []
     closed_after: list[float] = []
-    threads = [threading.Thread(target=dribble, args=(stack.port, "127.0.0.15", closed_after, stop))
+    threads = [threading.Thread(target=dribble,
+                                args=(stack.port, "127.0.0.15", connected, closed_after, stop))
                for _ in range(60)]
     for thread in threads:
         thread.start()
     try:
         # Meanwhile a normal client connects and is served at once.
-        time.sleep(0.5)
-        token, _ = tokens.issue([channel])
+        wait_for(lambda: len(connected) == 60, 10, "every slow client to send its first bytes")
+        token, _ = stack_tokens.issue([channel])
         started = time.monotonic()
-        normal = HeldStream(stack.port, f"/streams?token={token}", "127.0.0.16")
+        normal = StreamClient(stack.port, f"/streams?token={token}", source="127.0.0.16").start()
         assert normal.status == 200
         assert time.monotonic() - started < 1.0
         normal.close()
@@ -167,8 +148,8 @@ def test_a_body_that_never_arrives_is_cut(stack):
         assert answer.is_json, answer
 
 
-def test_a_client_that_stops_reading_is_cut_by_send_timeout(stack, tokens, channel):
-    token, _ = tokens.issue([channel])
+def test_a_client_that_stops_reading_is_cut_by_send_timeout(stack, stack_tokens, channel):
+    token, _ = stack_tokens.issue([channel])
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
     sock.bind(("127.0.0.18", 0))

@@ -4,13 +4,11 @@ exit non-zero at once with one line saying why, and no traceback."""
 from __future__ import annotations
 
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.servers import child_env, free_port, wait_for
+from tests.servers import Program, child_env, free_port, venv_tool
 from tests.stack import REPO_ROOT, http_get
 
 STRONG = secrets.token_urlsafe(32)
@@ -21,17 +19,15 @@ POOLS = {
 }
 
 
-def gunicorn(pool: str, tmp_path: Path, settings: dict[str, str]) -> subprocess.Popen:
-    binary = Path(sys.executable).parent / "gunicorn"
+def gunicorn(make_program, pool: str, tmp_path: Path, settings: dict[str, str]) -> Program:
+    """The pool's gunicorn command in production mode, on a free port."""
     port = free_port()
     env = child_env(EVENTGATE_VAR_DIR=str(tmp_path / "var"), **settings)  # no eventgate.env there
-    process = subprocess.Popen(
-        [str(binary), *POOLS[pool], "--bind", f"127.0.0.1:{port}",
-         "--control-socket", str(tmp_path / f"{pool}.ctl")],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    return make_program(
+        [venv_tool("gunicorn"), *POOLS[pool], "--bind", f"127.0.0.1:{port}",
+         "--control-socket", tmp_path / f"{pool}.ctl"],
+        pool, port=port, cwd=REPO_ROOT, env=env,
     )
-    process.port = port  # type: ignore[attr-defined]
-    return process
 
 
 REFUSED = {
@@ -59,11 +55,12 @@ REFUSED = {
 
 @pytest.mark.parametrize("pool", POOLS)
 @pytest.mark.parametrize("case", REFUSED)
-def test_production_start_refuses(pool, case, tmp_path):
+def test_production_start_refuses(make_program, pool, case, tmp_path):
     settings, reason = REFUSED[case]
-    process = gunicorn(pool, tmp_path, {"EVENTGATE_ENV": "production", **settings})
-    output, _ = process.communicate(timeout=30)
-    assert process.returncode != 0, output
+    program = gunicorn(make_program, pool, tmp_path, {"EVENTGATE_ENV": "production", **settings})
+    returncode = program.wait(30)
+    output = program.output()
+    assert returncode != 0, output
     said = [line for line in output.splitlines() if line.startswith("eventgate: ")]
     assert len(said) == 1 and reason in said[0], output
     assert "Traceback" not in output
@@ -72,19 +69,15 @@ def test_production_start_refuses(pool, case, tmp_path):
 
 
 @pytest.mark.parametrize("pool", POOLS)
-def test_production_start_with_strong_secrets_serves(pool, tmp_path, redis_server):
+def test_production_start_with_strong_secrets_serves(make_program, pool, tmp_path, redis_server):
     # The control: the same command with good secrets starts and answers its health check.
-    process = gunicorn(pool, tmp_path, {
+    program = gunicorn(make_program, pool, tmp_path, {
         "EVENTGATE_ENV": "production", "EVENTGATE_SECRET_KEY": STRONG,
         "EVENTGATE_PUBLISH_KEY": STRONG_TOO, "EVENTGATE_REDIS_URL": redis_server.url,
     })
-    health = f"http://127.0.0.1:{process.port}" + ("/healthz" if pool == "web" else
+    health = f"http://127.0.0.1:{program.port}" + ("/healthz" if pool == "web" else
                                                      "/streams/healthz")
-    try:
-        wait_for(lambda: process.poll() is not None or http_get(health, timeout=2)[0] == 200,
-                 30, "the pool to answer its health check")
-        assert process.poll() is None, process.communicate(timeout=5)[0]
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=30)
-    assert "eventgate: " not in output
+    program.wait_until(lambda: http_get(health, timeout=2)[0] == 200, 30,
+                       "the pool to answer its health check")
+    program.stop()
+    assert "eventgate: " not in program.output()

@@ -10,8 +10,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from eventgate.shared.config import ENV_FILE_NAME
 from eventgate.shared.tokens import SALT, ChannelTokens
-from tests.clients import stream_path
-from tests.security.rawhttp import request
+from tests.clients import request, stream_path
 from tests.servers import wait_for
 from tests.stack import http_get, process_tree, still_alive
 

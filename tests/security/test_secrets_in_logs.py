@@ -15,8 +15,7 @@ import secrets
 import time
 from pathlib import Path
 
-from tests.clients import stream_path
-from tests.security.rawhttp import request
+from tests.clients import request, stream_path
 from tests.servers import wait_for
 
 #: Any stream token: base64url of a JSON object ('{"' is "eyJ"), a timestamp, a signature.
@@ -78,7 +77,12 @@ def test_no_secret_in_any_log(secured, secret_register, unique, tmp_path_factory
     logs = secured.stack.var_dir / "log"
     wait_for(lambda: marker in (logs / "nginx-access.log").read_text(errors="replace"), 10,
              "the last request in nginx's access log")
-    time.sleep(0.5)  # the apps' own lines follow within moments
+    # The web app logs after answering: once a request after all the others is in its log, so
+    # are theirs.
+    last = f"{marker}-web"
+    assert request(secured.port, "GET", "/healthz", {"X-Request-ID": last}).status == 200
+    wait_for(lambda: last in (logs / "web.log").read_text(errors="replace"), 10,
+             "the last request in the web app's log")
     secret_register.add(publish_key, *secret_keys)  # the test pools' secrets
 
     files = log_files(tmp_path_factory.getbasetemp())

@@ -59,7 +59,7 @@ def test_leases_of_open_streams_are_renewed(make_pool, tokens, channel, redis_se
     pool = make_pool(max_streams_per_subject="2")  # heartbeat 1 s: a lease lasts 3 s
     subject = f"carol-{unique}"
     held = [open_stream(pool.port, tokens.issue([channel], subject)[0]) for _ in range(2)]
-    time.sleep(4.5)  # longer than a lease: only renewal keeps them counted
+    time.sleep(4.5)  # on purpose: longer than a lease, only renewal keeps them counted
     assert leases(redis_server, subject) == 2
     refused(open_stream(pool.port, tokens.issue([channel], subject)[0]), 429, "too_many_streams")
     for client in held:

@@ -11,6 +11,7 @@ import redis
 from eventgate.shared import keys
 from eventgate.shared.errors import PublishError
 from eventgate.shared.publisher import Publisher
+from tests.servers import wait_for
 
 
 class PacedPublisher:
@@ -43,13 +44,13 @@ class PacedPublisher:
                     # Ambiguous: Redis may have stored it and lost only the reply. A careful
                     # publisher checks before trying again (we are the channel's only writer).
                     self.failures += 1
-                    time.sleep(0.05)
+                    time.sleep(0.05)  # on purpose: an outbox's retry interval while Redis is down
                     if self._stored(channel, number):
                         break
             self.accepted[channel].append(number)
             delay = start + (number + 1) / self.rate - time.monotonic()
             if delay > 0:
-                time.sleep(delay)
+                time.sleep(delay)  # on purpose: the pace (``rate`` events a second)
         self.done.set()
 
     def _stored(self, channel: str, number: int) -> bool:
@@ -58,6 +59,15 @@ class PacedPublisher:
         except redis.RedisError:
             return False
         return bool(newest) and json.loads(newest[0][1][b"data"]) == {"n": number}
+
+    @property
+    def count(self) -> int:
+        """How many events Redis confirmed so far."""
+        return sum(len(numbers) for numbers in self.accepted.values())
+
+    def wait_count(self, count: int, timeout: float = 30) -> None:
+        """Wait until ``count`` events were confirmed (a fault strikes mid-stream after it)."""
+        wait_for(lambda: self.count >= count, timeout, f"{count} published events")
 
     def wait(self, timeout: float = 60) -> None:
         if not self.done.wait(timeout):

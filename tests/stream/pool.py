@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.servers import LOOPBACK, child_env, free_port, stop_process, wait_for
+from tests.servers import LOOPBACK, Program, child_env, free_port, venv_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,24 +24,21 @@ class StreamPool:
         self.workers = workers
         self.timeout = timeout
         self.log = workdir / f"stream-{self.port}.log"
-        self.process: subprocess.Popen | None = None
+        self.program = Program(
+            [
+                venv_tool("gunicorn"), "eventgate.stream.wsgi:app",
+                "-c", "python:eventgate.stream.gunicorn_conf",
+                "--worker-class", "gevent", "--bind", f"{LOOPBACK}:{self.port}",
+                "--workers", str(workers), "--keep-alive", "0", "--max-requests", "0",
+                "--timeout", str(timeout), "--graceful-timeout", "5",
+                "--control-socket", str(workdir / f"stream-{self.port}.ctl"),
+            ],
+            self.log, cwd=ROOT, env=child_env(**env),
+        )
 
     def start(self) -> StreamPool:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        gunicorn = Path(sys.executable).parent / "gunicorn"
-        args = [
-            str(gunicorn), "eventgate.stream.wsgi:app",
-            "-c", "python:eventgate.stream.gunicorn_conf",
-            "--worker-class", "gevent", "--bind", f"{LOOPBACK}:{self.port}",
-            "--workers", str(self.workers), "--keep-alive", "0", "--max-requests", "0",
-            "--timeout", str(self.timeout), "--graceful-timeout", "5",
-            "--control-socket", str(self.workdir / f"stream-{self.port}.ctl"),
-        ]
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                args, cwd=ROOT, env=child_env(**self.env), stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_for(lambda: self.health()["redis_connected"], 15, "the stream pool", self.log)
+        self.program.start()
+        self.program.wait_until(lambda: self.health()["redis_connected"], 15, "the stream pool")
         return self
 
     def health(self) -> dict:
@@ -49,16 +46,21 @@ class StreamPool:
         with urllib.request.urlopen(url, timeout=2) as response:
             return json.loads(response.read())
 
+    def wait_until(self, check: Callable[[], object], timeout: float, what: str) -> object:
+        """Wait on ``check`` with the pool's log in the failure (see Program.wait_until)."""
+        return self.program.wait_until(check, timeout, what)
+
     def worker_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.program.pid)], capture_output=True, text=True, check=False
+        )
         return [int(pid) for pid in out.stdout.split()]
 
     def signal(self, sig: int) -> None:
-        self.process.send_signal(sig)
+        self.program.signal(sig)
 
     def stop(self) -> None:
-        if self.process:
-            stop_process(self.process)
+        self.program.stop()
 
     def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        return self.program.output()

@@ -4,43 +4,13 @@ delivers what it publishes, and a failed request publishes nothing."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 
-import pytest
-
 from tests.clients import StreamClient
-from tests.servers import LOOPBACK, child_env, free_port, wait_for
-from tests.stack import REPO_ROOT, http_get
-
-
-@pytest.fixture
-def example_app(redis_server, secret_keys, publish_key, tmp_path):
-    port = free_port()
-    log = tmp_path / "example.log"
-    env = child_env(
-        EVENTGATE_SECRET_KEY=",".join(secret_keys), EVENTGATE_PUBLISH_KEY=publish_key,
-        EVENTGATE_REDIS_URL=redis_server.url, EVENTGATE_VAR_DIR=str(tmp_path / "var"),
-        # the repository's packages, as an installed eventgate would provide them
-        PYTHONPATH=str(REPO_ROOT),
-    )
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--chdir", str(REPO_ROOT / "docs"),
-             "--bind", f"{LOOPBACK}:{port}", "--workers", "1",
-             "--control-socket", str(tmp_path / "example.ctl"), "example_app:app"],
-            cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(lambda: http_get(f"http://{LOOPBACK}:{port}/nothing")[0] == 404, 20,
-                 "the example app", log)
-        yield f"http://{LOOPBACK}:{port}"
-    finally:
-        process.terminate()
-        process.wait(15)
+from tests.servers import wait_for
+from tests.stack import http_get
 
 
 def post(url: str) -> int:
@@ -64,7 +34,7 @@ def test_example_app_publishes_after_commit_to_a_real_stream(example_app, make_p
     assert post(f"{example_app}/orders/{order}/pay?card=declined") == 409
     assert post(f"{example_app}/orders/{order}/pay") == 200
     client.wait_events(1)
-    time.sleep(0.3)  # had the declined request published, its event would have come first
+    time.sleep(0.3)  # on purpose: had the declined request published, its event came first
     assert [(e.type, json.loads(e.data)) for e in client.events] == [
         ("order.updated", {"status": "paid"})]
     client.close()

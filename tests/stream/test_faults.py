@@ -30,7 +30,7 @@ def test_redis_restart_midstream(make_pool, tokens, publisher, channel, redis_se
     channels = [channel, f"{channel}.b"]
     clients = connect_clients(pool.port, tokens, channels)
     paced = PacedPublisher(publisher, channels, total=400, rate=100).start()
-    time.sleep(1.0)
+    paced.wait_count(100)  # mid-stream
     redis_server.restart(down_seconds=1.0)
     assert_sequences(clients, paced, channels)
     assert paced.failures > 0  # publishing really did fail while Redis was down
@@ -42,7 +42,7 @@ def test_kill_9_of_a_stream_worker(make_pool, tokens, publisher, channel):
     channels = [channel, f"{channel}.b"]
     clients = connect_clients(pool.port, tokens, channels)
     paced = PacedPublisher(publisher, channels, total=300, rate=100).start()
-    time.sleep(1.0)
+    paced.wait_count(100)  # mid-stream
     [worker] = pool.worker_pids()
     os.kill(worker, signal.SIGKILL)
     assert_sequences(clients, paced, channels)
@@ -55,7 +55,7 @@ def test_hup_reload_ends_streams_with_jittered_retry(make_pool, tokens, publishe
     channels = [channel, f"{channel}.b"]
     clients = connect_clients(pool.port, tokens, channels)
     paced = PacedPublisher(publisher, channels, total=400, rate=100).start()
-    time.sleep(1.0)
+    paced.wait_count(100)  # mid-stream
     [old] = pool.worker_pids()
     cut = time.monotonic()
     pool.signal(signal.SIGHUP)
@@ -84,7 +84,7 @@ def test_client_that_never_reads_is_dropped_others_on_time(
         publisher.publish_many(
             [publisher.draft(channel, {"n": n, "pad": payload}) for n in range(start, start + 10)]
         )
-        time.sleep(0.01)
+        time.sleep(0.01)  # on purpose: the pace (4 MB/s)
     reader.wait_events(2000, timeout=20)
     elapsed = time.monotonic() - started
     assert [json.loads(e.data)["n"] for e in reader.events] == list(range(2000))

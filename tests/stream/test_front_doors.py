@@ -13,34 +13,28 @@ import time
 
 import pytest
 
-from tests.clients import StreamClient, stream_path
-from tests.security import rawhttp
+from tests.clients import Answer, StreamClient, request, stream_path
 from tests.servers import LOOPBACK
 
-ORIGIN = "http://app.example"
 FLASK_DOOR = {"X_Via_Flask": "1"}
 
 
-def _door(answer: rawhttp.Answer) -> str:
+def _door(answer: Answer) -> str:
     return "flask" if "server" in answer.headers else "fast"
 
 
-@pytest.fixture
-def pool(make_pool):
-    return make_pool(cors_origins=ORIGIN, max_channels="2")
-
-
 @pytest.mark.parametrize("extra", [{}, FLASK_DOOR], ids=["fast", "flask"])
-def test_stream_opens_and_delivers_through_either_door(pool, tokens, publisher, channel, extra):
+def test_stream_opens_and_delivers_through_either_door(cors_pool, cors_origin, tokens, publisher,
+                                                        channel, extra):
     token, _ = tokens.issue([channel])
-    client = StreamClient(pool.port, stream_path(token), {"Origin": ORIGIN, **extra}).start()
-    time.sleep(0.3)
+    headers = {"Origin": cors_origin, **extra}
+    client = StreamClient(cors_pool.port, stream_path(token), headers).start().wait_open()
     ids = [publisher.publish(channel, {"n": n}) for n in range(3)]
     client.wait_events(3)
     assert [event.last_event_id for event in client.events] == ids
     head = client.head_raw.decode().lower()
     assert head.startswith("http/1.1 200 ok\r\n") and head.count("http/1.1") == 1
-    assert f"access-control-allow-origin: {ORIGIN}" in head
+    assert f"access-control-allow-origin: {cors_origin}" in head
     assert "text/event-stream" in head
     client.close()
 
@@ -54,13 +48,14 @@ REFUSALS = [
 
 
 @pytest.mark.parametrize("target, headers, status, code", REFUSALS)
-def test_refusals_are_the_same_through_either_door(pool, tokens, channel, target, headers,
-                                                   status, code):
+def test_refusals_are_the_same_through_either_door(cors_pool, cors_origin, tokens, channel, target,
+                                                   headers, status, code):
     token, _ = tokens.issue([channel])
     target = target.format(token=token)
     answers = {}
     for extra in ({}, FLASK_DOOR):
-        answer = rawhttp.request(pool.port, "GET", target, {"Origin": ORIGIN, **headers, **extra})
+        sent = {"Origin": cors_origin, **headers, **extra}
+        answer = request(cors_pool.port, "GET", target, sent)
         answers[_door(answer)] = answer
     assert set(answers) == {"fast", "flask"}
     fast, flask = answers["fast"], answers["flask"]
@@ -74,22 +69,22 @@ def test_refusals_are_the_same_through_either_door(pool, tokens, channel, target
         assert fast.headers.get(name) == flask.headers.get(name), name
 
 
-def test_too_many_channels_is_the_same_through_either_door(pool, tokens):
+def test_too_many_channels_is_the_same_through_either_door(cors_pool, tokens):
     token, _ = tokens.issue(["a", "b", "c"])
     target = "/streams?token=" + token
-    fast = rawhttp.request(pool.port, "GET", target)
-    flask = rawhttp.request(pool.port, "GET", target, FLASK_DOOR)
+    fast = request(cors_pool.port, "GET", target)
+    flask = request(cors_pool.port, "GET", target, FLASK_DOOR)
     assert (_door(fast), _door(flask)) == ("fast", "flask")
     assert fast.status == flask.status == 400
     assert fast.json() == flask.json()
     assert fast.json()["error"] == "too_many_channels"
 
 
-def test_a_head_sent_in_pieces_takes_the_ordinary_path(pool, tokens, publisher, channel):
+def test_a_head_sent_in_pieces_takes_the_ordinary_path(cors_pool, tokens, publisher, channel):
     token, _ = tokens.issue([channel])
-    with socket.create_connection((LOOPBACK, pool.port), timeout=10) as sock:
+    with socket.create_connection((LOOPBACK, cors_pool.port), timeout=10) as sock:
         sock.sendall(f"GET {stream_path(token)} HTTP/1.1\r\n".encode())
-        time.sleep(0.3)  # the fast path peeks an incomplete head and leaves it to gunicorn
+        time.sleep(0.3)  # on purpose: the fast path peeks an incomplete head, leaves it to gunicorn
         sock.sendall(f"Host: {LOOPBACK}\r\n\r\n".encode())
         head = b""
         while b"\r\n\r\n" not in head:
@@ -103,10 +98,10 @@ def test_a_head_sent_in_pieces_takes_the_ordinary_path(pool, tokens, publisher, 
         assert f"id: {event_id}".encode() in data
 
 
-def test_other_routes_still_go_through_flask(pool):
-    answer = rawhttp.request(pool.port, "GET", "/streams/healthz")
+def test_other_routes_still_go_through_flask(cors_pool):
+    answer = request(cors_pool.port, "GET", "/streams/healthz")
     assert answer.status == 200 and answer.json()["status"] == "ok"
-    answer = rawhttp.request(pool.port, "OPTIONS", "/streams")
+    answer = request(cors_pool.port, "OPTIONS", "/streams")
     assert answer.status == 204 and "GET" in answer.headers["allow"]
 
 
@@ -117,5 +112,5 @@ def test_a_connection_that_never_asks_is_closed_after_the_timeout(make_pool, tok
         assert silent.recv(1) == b""  # closed by the server, not by our 10 s timeout
         assert 1.5 < time.monotonic() - started < 8
     token, _ = tokens.issue([channel])  # the worker still serves everyone else
-    answer = rawhttp.request(pool.port, "GET", "/streams?token=" + token)
+    answer = request(pool.port, "GET", "/streams?token=" + token)
     assert answer.status == 200

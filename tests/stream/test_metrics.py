@@ -98,8 +98,10 @@ def test_counters_reach_metrics_and_the_status_record(make_pool, tokens, publish
 
     received_before = sum(len(client.raw) for client in clients)
     found = wait_for(settled, 10, "delivered == 4 in /metrics")
-    time.sleep(0.1)
-    received_after = sum(len(client.raw) for client in clients)
+    written = found["eventgate_stream_written_bytes_total"]
+    received_after = wait_for(
+        lambda: (n := sum(len(client.raw) for client in clients)) >= written and n, 5,
+        "the clients to receive every byte written")
     assert found["eventgate_stream_events_total"] == 2
     assert found["eventgate_stream_events_replayed_total"] == 6
     assert found["eventgate_stream_open_streams"] == 2
@@ -135,7 +137,7 @@ def test_dead_workers_records_expire(redis_server):
     client = redis_server.client()
     write_record(client, "gone-host:1", {"pid": 1, "streams": 3}, ttl_seconds=0.2)
     assert any(r["worker"] == "gone-host:1" for r in read_records(client))
-    time.sleep(0.3)
+    time.sleep(0.3)  # on purpose: past the record's 0.2 s time to live
     assert not any(r["worker"] == "gone-host:1" for r in read_records(client))
     assert client.hget("eventgate:workers", "gone-host:1") is None
 

@@ -9,6 +9,7 @@ from eventgate.shared.config import Config
 from eventgate.shared.publisher import Publisher
 from eventgate.shared.redisconn import connect
 from tests.clients import EventSourceClient, StreamClient, stream_path
+from tests.servers import wait_for
 from tests.stream.paced import PacedPublisher
 
 
@@ -19,8 +20,7 @@ def numbers(events, event_type="message"):
 def test_reconnect_after_1000_missed_events(make_pool, tokens, publisher, channel):
     pool = make_pool()
     token, _ = tokens.issue([channel])
-    first = StreamClient(pool.port, stream_path(token)).start()
-    time.sleep(0.2)
+    first = StreamClient(pool.port, stream_path(token)).start().wait_open()
     publisher.publish(channel, {"n": 0})
     cursor = first.wait_events(1)[0].last_event_id
     first.close()
@@ -42,7 +42,7 @@ def test_query_cursor_and_header_precedence(make_pool, tokens, publisher, channe
     path = stream_path(token, (), ids[0], query_cursor=True)
     both = StreamClient(pool.port, path, {"Last-Event-ID": ids[3]}).start()
     assert numbers(both.wait_events(1)) == [4]
-    time.sleep(0.3)
+    time.sleep(0.3)  # on purpose: nothing more may arrive (the older query cursor is ignored)
     assert len(both.events) == 1
     by_query.close()
     both.close()
@@ -52,8 +52,7 @@ def test_resume_across_five_channels_on_one_connection(make_pool, tokens, publis
     pool = make_pool()
     names = [f"multi.{time.monotonic_ns()}.{i}" for i in range(5)]
     token, _ = tokens.issue(names)
-    client = StreamClient(pool.port, stream_path(token)).start()
-    time.sleep(0.2)
+    client = StreamClient(pool.port, stream_path(token)).start().wait_open()
     publisher.publish_many([publisher.draft(names[n % 5], {"n": n}) for n in range(50)])
     client.wait_events(50)
     cursor = client.events[19].last_event_id  # resume from the middle
@@ -81,7 +80,7 @@ def test_cursor_naming_other_channels_is_ignored(make_pool, tokens, publisher, c
     cursor = f"secret.channel=0-0,{channel}=0-0"
     client = StreamClient(pool.port, stream_path(token), {"Last-Event-ID": cursor}).start()
     assert numbers(client.wait_events(1)) == [0]
-    time.sleep(0.3)
+    time.sleep(0.3)  # on purpose: an id naming the secret channel would arrive within this
     assert all(e.last_event_id.count("secret") == 0 for e in client.events)
     client.close()
 
@@ -94,8 +93,8 @@ def test_history_exhausted_sends_lost_event_first(make_pool, make_config, tokens
     seen = publisher.publish(channel, {"n": 0})
     publisher.publish_many([publisher.draft(channel, {"n": n}) for n in range(1, 501)])
     client = StreamClient(pool.port, stream_path(token), {"Last-Event-ID": seen}).start()
-    events = client.wait_events(2)
-    time.sleep(0.5)
+    client.wait_events(2)
+    wait_for(lambda: numbers(client.events)[-1:] == [500], 10, "the replay up to the newest")
     events = client.events
     assert events[0].type == "eventgate.lost"
     lost = json.loads(events[0].data)
@@ -110,11 +109,11 @@ def test_replay_to_live_handoff_at_500_per_second(make_pool, tokens, publisher, 
     pool = make_pool()
     token, _ = tokens.issue([channel])
     clients = [EventSourceClient(pool.port, token).start() for _ in range(3)]
-    time.sleep(0.3)
+    wait_for(lambda: all(c.opened for c in clients), 10, "every client's stream to open")
     paced = PacedPublisher(publisher, [channel], total=1500, rate=500).start()
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:  # cut every client every 0.3 s: it must resume exactly
-        time.sleep(0.3)
+        time.sleep(0.3)  # on purpose: the interval between cuts
         for client in clients:
             if client.current is not None:
                 client.current.close(reset=True)

@@ -117,9 +117,7 @@ def test_heartbeat_on_idle_stream(make_pool, tokens, channel):
     pool = make_pool(heartbeat="0.5")
     token, _ = tokens.issue([channel])
     client = StreamClient(pool.port, stream_path(token)).start()
-    time.sleep(2.2)
-    beats = client.raw.count(b": hb\n\n")
-    assert beats >= 3, client.raw
+    wait_for(lambda: client.raw.count(b": hb\n\n") >= 3, 2.2, "three heartbeats (every 0.5 s)")
     assert client.events == []
     client.close()
 

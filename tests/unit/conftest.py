@@ -1,15 +1,16 @@
 """Fixtures for the in-process stream tests (tests/unit/inprocess.py says how gevent runs here):
-a hub, subscribers on socketpairs, and a broker and Resume on the session's real Redis."""
+a hub, subscribers on socketpairs, and a broker and Resume on the session's real Redis; a
+private var dir. The session's redis, configs and publisher are in tests/conftest.py."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
+from pathlib import Path
 
 import gevent
 import pytest
 
-from eventgate.shared.publisher import Publisher
 from eventgate.shared.redisconn import connect, connect_pubsub
 from eventgate.stream.broker import Broker
 from eventgate.stream.hub import Hub
@@ -73,11 +74,6 @@ def client(config):
 
 
 @pytest.fixture
-def publisher(config, client) -> Publisher:
-    return Publisher(client, config)
-
-
-@pytest.fixture
 def make_broker(hub, config, client):
     """Factory: ``make_broker(start=True)`` → a Broker feeding ``hub`` from the session's Redis,
     started unless told otherwise; stopped after the test."""
@@ -99,3 +95,9 @@ def make_broker(hub, config, client):
 def resume(hub, make_broker, client) -> Resume:
     """A Resume over ``hub`` and a broker that is not started (not connected)."""
     return Resume(hub, make_broker(start=False), client)
+
+
+@pytest.fixture
+def var_dir(tmp_path) -> Path:
+    """A var dir that does not exist yet, private to the test."""
+    return tmp_path / "var"

@@ -15,11 +15,6 @@ STRONG = "sK8qT2vX9mLpR4wZ7yB1nC6dF3gH5jE0aU-_oIxV"
 STRONG2 = "pQ3rS8tU1vW6xY9zA2bC5dE7fG0hJ4kL-_mNoP"
 
 
-@pytest.fixture
-def var_dir(tmp_path) -> Path:
-    return tmp_path / "var"
-
-
 def env(var_dir: Path, **values: str) -> dict[str, str]:
     """An explicit environ: always names the var dir, so no test reads the checkout's var/."""
     return {"EVENTGATE_VAR_DIR": str(var_dir), **{f"EVENTGATE_{k}": v for k, v in values.items()}}

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
+from flask import request, request_started
 
 from eventgate.shared import keys
 from eventgate.shared.events import Event
+from eventgate.shared.publisher import Publisher
+from eventgate.shared.redisconn import connect
 from eventgate.web.app import create_app
-from tests.servers import free_port
+from tests.servers import LOOPBACK, Program, free_port, port_open, venv_tool
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -42,3 +50,54 @@ def read_log(redis_server):
 def dead_redis_url() -> str:
     """A redis URL on a loopback port where nothing listens: connections are refused at once."""
     return f"redis://127.0.0.1:{free_port()}/0"
+
+
+@pytest.fixture
+def flask_calls(app):
+    """Requests Flask itself handled (its request_started signal)."""
+    seen: list[str] = []
+
+    def record(sender, **extra) -> None:  # noqa: ANN001 - blinker's signature
+        seen.append(request.path)
+
+    request_started.connect(record, app)
+    yield seen
+    request_started.disconnect(record, app)
+
+
+@pytest.fixture
+def publisher_for_cli(make_config) -> Callable[[str, int], list[str]]:
+    """``publisher_for_cli(channel, count)``: publishes ``{"n": 0}`` … ``{"n": count - 1}`` as
+    ``tick`` events in batches of 500; their ids, in order."""
+    config = make_config()
+    publisher = Publisher(connect(config), config)
+
+    def publish(channel: str, count: int) -> list[str]:
+        ids: list[str] = []
+        for start in range(0, count, 500):
+            ids += publisher.publish_many(
+                [publisher.draft(channel, {"n": n}, "tick")
+                 for n in range(start, min(count, start + 500))]
+            )
+        return ids
+
+    return publish
+
+
+@pytest.fixture
+def make_gunicorn(make_program, tmp_path) -> Callable[..., Program]:
+    """Factory: ``make_gunicorn(worker_class, threads)`` serves tests/web/threadapp.py with one
+    worker of that class on a free port (kept-alive connections, as behind nginx)."""
+
+    def make(worker_class: str = "eventgate.web.worker.WebWorker", threads: int = 4) -> Program:
+        port = free_port()
+        program = make_program([
+            venv_tool("gunicorn"), "tests.web.threadapp:app", "--bind", f"{LOOPBACK}:{port}",
+            "--workers", "1", "--worker-class", worker_class, "--threads", str(threads),
+            "--keep-alive", "30", "--timeout", "30", "--graceful-timeout", "5",
+            "--control-socket", str(tmp_path / f"gunicorn-{port}.ctl"),
+        ], f"gunicorn-{port}", port=port, cwd=ROOT)
+        program.wait_until(lambda: port_open(port), 15, "gunicorn")
+        return program
+
+    return make

@@ -8,27 +8,11 @@ import json
 import logging
 
 import pytest
-from flask import request_started
 
 from eventgate.shared.errors import PublishError
 from eventgate.shared.logformat import current_request_id
 from eventgate.web.app import create_app
 from eventgate.web.fastpublish import FastPublish
-
-
-@pytest.fixture
-def flask_calls(app):
-    """Requests Flask itself handled (its request_started signal)."""
-    seen: list[str] = []
-
-    def record(sender, **extra) -> None:  # noqa: ANN001 - blinker's signature
-        from flask import request
-
-        seen.append(request.path)
-
-    request_started.connect(record, app)
-    yield seen
-    request_started.disconnect(record, app)
 
 
 def flask_only(app):

@@ -6,9 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import time
 
-import pytest
 from flask import jsonify
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -18,6 +16,7 @@ from eventgate.shared.tokens import ChannelTokens
 from eventgate.web.app import create_app
 from eventgate.web.extension import current_eventgate
 from eventgate.web.ops import STATUS_CHANNEL, StatusFeed
+from tests.servers import wait_for
 
 
 def samples(client) -> dict[str, float]:
@@ -103,8 +102,8 @@ def test_status_feed_publishes_one_event_per_interval(make_config, redis_server,
     first = feed.publish_once()
     assert first is not None
     assert other.publish_once() is None  # another worker already did this interval
-    time.sleep(0.5)
-    assert other.publish_once() is not None
+    # The next interval (0.5 s) is the other worker's to publish.
+    wait_for(lambda: other.publish_once() is not None, 5, "the next interval")
     event = [e for e in read_log(STATUS_CHANNEL) if e.id == first][0]
     assert event.type == "status"
     data = json.loads(event.data)
@@ -150,26 +149,6 @@ def test_cli_status_without_redis_is_one_line(run_cli, dead_redis_url):
     result = run_cli("status", EVENTGATE_REDIS_URL=dead_redis_url)
     assert result.returncode == 1 and "Redis is not answering" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-@pytest.fixture
-def publisher_for_cli(make_config):
-    from eventgate.shared.publisher import Publisher
-    from eventgate.shared.redisconn import connect
-
-    config = make_config()
-    publisher = Publisher(connect(config), config)
-
-    def publish(channel: str, count: int) -> list[str]:
-        ids: list[str] = []
-        for start in range(0, count, 500):
-            ids += publisher.publish_many(
-                [publisher.draft(channel, {"n": n}, "tick")
-                 for n in range(start, min(count, start + 500))]
-            )
-        return ids
-
-    return publish
 
 
 def test_cli_replay_prints_the_log_after_an_id(run_cli, channel, publisher_for_cli):

@@ -6,59 +6,15 @@ from __future__ import annotations
 
 import http.client
 import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from tests.servers import LOOPBACK, child_env, free_port, port_open, wait_for
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.servers import LOOPBACK, Program, wait_for
 
 
-class Gunicorn:
-    """``gunicorn tests.web.threadapp:app`` with one worker of ``worker_class``."""
-
-    def __init__(self, workdir: Path, worker_class: str, threads: int) -> None:
-        self.port = free_port()
-        self.log = workdir / f"gunicorn-{self.port}.log"
-        gunicorn = Path(sys.executable).parent / "gunicorn"
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([
-                str(gunicorn), "tests.web.threadapp:app", "--bind", f"{LOOPBACK}:{self.port}",
-                "--workers", "1", "--worker-class", worker_class, "--threads", str(threads),
-                "--keep-alive", "30", "--timeout", "30", "--graceful-timeout", "5",
-                "--control-socket", str(workdir / f"gunicorn-{self.port}.ctl"),
-            ], cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
-        wait_for(lambda: port_open(self.port), 15, "gunicorn", self.log)
-
-    def connection(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(LOOPBACK, self.port, timeout=10)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-
-
-@pytest.fixture
-def make_gunicorn(tmp_path: Path) -> Iterator:
-    started: list[Gunicorn] = []
-
-    def make(worker_class: str = "eventgate.web.worker.WebWorker", threads: int = 4) -> Gunicorn:
-        started.append(Gunicorn(tmp_path, worker_class, threads))
-        return started[-1]
-
-    yield make
-    for server in started:
-        server.stop()
+def connection(server: Program) -> http.client.HTTPConnection:
+    """A kept-alive connection to ``server`` (one of ``make_gunicorn``'s)."""
+    return http.client.HTTPConnection(LOOPBACK, server.port, timeout=10)
 
 
 def ask(conn: http.client.HTTPConnection, body: bytes = b"x" * 100) -> tuple[str, int]:
@@ -70,12 +26,12 @@ def ask(conn: http.client.HTTPConnection, body: bytes = b"x" * 100) -> tuple[str
     return thread, int(length)
 
 
-def start_every_thread(server: Gunicorn, threads: int = 4) -> None:
+def start_every_thread(server: Program, threads: int = 4) -> None:
     """Requests that hold a thread each for a moment, at once: the pool starts all its threads
     (a ThreadPoolExecutor starts one only when none is idle)."""
 
     def hold() -> None:
-        conn = server.connection()
+        conn = connection(server)
         conn.request("POST", "/", body=b"", headers={"X-Sleep": "0.3"})
         assert conn.getresponse().status == 200
         conn.close()
@@ -87,11 +43,11 @@ def start_every_thread(server: Gunicorn, threads: int = 4) -> None:
         holder.join(15)
 
 
-def thread_changes_on_a_busy_connection(server: Gunicorn, requests: int = 40) -> int:
+def thread_changes_on_a_busy_connection(server: Program, requests: int = 40) -> int:
     """How often the next request on one kept-alive connection, sent as soon as the last answer
     came, was answered by another thread than the last (every thread of the pool started)."""
     start_every_thread(server)
-    conn = server.connection()
+    conn = connection(server)
     threads = []
     for _ in range(requests):
         thread, length = ask(conn)
@@ -125,9 +81,9 @@ def test_pipelined_requests_are_all_answered(make_gunicorn):
 
 def test_an_idle_connection_is_served_again_after_the_linger(make_gunicorn):
     server = make_gunicorn(threads=1)
-    first, second = server.connection(), server.connection()
+    first, second = connection(server), connection(server)
     ask(first)
-    time.sleep(0.05)  # past the linger: back in gunicorn's poller, its thread free
+    time.sleep(0.05)  # on purpose: past the linger, back in gunicorn's poller, its thread free
     started = time.monotonic()
     ask(second)
     assert time.monotonic() - started < 0.5
@@ -143,7 +99,7 @@ def test_a_lingering_thread_does_not_starve_other_connections(make_gunicorn):
     busy_answers = []
 
     def keep_busy() -> None:
-        conn = server.connection()
+        conn = connection(server)
         while not stop.is_set():
             busy_answers.append(ask(conn))
         conn.close()
@@ -152,7 +108,7 @@ def test_a_lingering_thread_does_not_starve_other_connections(make_gunicorn):
     busy.start()
     try:
         wait_for(lambda: len(busy_answers) > 20, 10, "the busy connection's first answers")
-        other = server.connection()
+        other = connection(server)
         waits = []
         for _ in range(10):
             started = time.monotonic()

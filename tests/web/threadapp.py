@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 
 def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
-    time.sleep(float(environ.get("HTTP_X_SLEEP") or 0))
+    time.sleep(float(environ.get("HTTP_X_SLEEP") or 0))  # on purpose: holds its thread
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length else b""
     answer = f"{threading.get_ident()} {len(body)}".encode()

@@ -1,0 +1,72 @@
+"""Fixtures for the ops tests: a development Config to render, the production settings for
+loopback, and the production edge run with the system's nginx."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from eventgate.deploy.render import Production
+from eventgate.shared.config import Config
+from tests.ops.production import (
+    ORIGIN,
+    PATH,
+    Edge,
+    StreamNode,
+    loopback_production,
+    running_edge,
+)
+from tests.servers import LOOPBACK, free_port
+
+
+@pytest.fixture
+def config(tmp_path) -> Config:
+    """A development Config with fixed ports and keys (nothing is started from it)."""
+    return Config(
+        secret_keys=("s3cret-signing-key-that-must-not-leak-000000",),
+        publish_keys=("publish-key-that-must-not-leak-00000000000000",),
+        var_dir=tmp_path / "var",
+        port=18080, web_port=18000, stream_port=18001, redis_port=16399,
+        redis_url="redis://127.0.0.1:16399/0", heartbeat_seconds=1.5, retry_ms=700,
+    )
+
+
+@pytest.fixture
+def production(tmp_path) -> Production:
+    """Production settings for loopback, with CORS for ORIGIN."""
+    return loopback_production(tmp_path, cors_origins=(ORIGIN,))
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory) -> Iterator[Edge]:
+    """The rendered edge under the system's nginx, with tight per-address limits; its web node
+    is an Echo, its stream node a port nothing listens on."""
+    if shutil.which("nginx", path=PATH) is None:
+        pytest.skip("nginx is not installed")
+    with running_edge(
+        tmp_path_factory.mktemp("edge"),
+        stream_nodes=(f"{LOOPBACK}:{free_port()}",),  # nothing listens there
+        cors_origins=(ORIGIN,), max_event_bytes=1024, max_batch_events=10,
+        connections_per_address=3, stream_connect_rate=1, stream_connect_burst=2,
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def streaming_edge(tmp_path_factory) -> Iterator[tuple[Edge, StreamNode]]:
+    """An edge whose one stream node answers (a StreamNode)."""
+    if shutil.which("nginx", path=PATH) is None:
+        pytest.skip("nginx is not installed")
+    node = StreamNode()
+    threading.Thread(target=node.serve_forever, daemon=True).start()
+    try:
+        with running_edge(tmp_path_factory.mktemp("streaming-edge"),
+                          stream_nodes=(f"{LOOPBACK}:{node.server_address[1]}",)) as running:
+            yield running, node
+    finally:
+        node.release.set()
+        node.shutdown()
+        node.server_close()
