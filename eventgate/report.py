@@ -18,7 +18,7 @@ import redis
 from tqdm import tqdm
 
 from eventgate.shared import keys
-from eventgate.shared.events import START, Event, id_key
+from eventgate.shared.events import START, Event, first_id, id_key, read_page
 from eventgate.shared.status import log_lengths, overview
 
 REPLAY_BATCH = 1000
@@ -71,8 +71,7 @@ def replay(client: redis.Redis, channel: str, since: str, out: TextIO, *, as_jso
     oldest first, ``limit`` at most; returns how many. ``progress`` None: only on a terminal."""
     since = START if since in ("0", "") else since
     id_key(since)  # ValueError for a malformed id
-    log = keys.log_key(channel)
-    total = _remaining(client, log, since)
+    total = _remaining(client, channel, since)
     if limit is not None and total is not None:
         total = min(total, limit)
     show = sys.stderr.isatty() if progress is None else progress
@@ -81,7 +80,7 @@ def replay(client: redis.Redis, channel: str, since: str, out: TextIO, *, as_jso
         position = since
         while limit is None or printed < limit:
             count = REPLAY_BATCH if limit is None else min(REPLAY_BATCH, limit - printed)
-            entries = client.xrange(log, min=f"({position}", count=count)
+            entries = read_page(client, channel, position, count)
             for entry_id, fields in entries:
                 event = Event.from_entry(channel, entry_id, fields)
                 out.write(_line(event, as_json) + "\n")
@@ -94,15 +93,14 @@ def replay(client: redis.Redis, channel: str, since: str, out: TextIO, *, as_jso
     return printed
 
 
-def _remaining(client: redis.Redis, log: str, since: str) -> int | None:
+def _remaining(client: redis.Redis, channel: str, since: str) -> int | None:
     """How many entries follow ``since``: exact when ``since`` is before the log's first entry
     (the whole log), else unknown (None; the bar then counts without a total)."""
-    first = client.xrange(log, count=1)
-    if not first:
+    oldest = first_id(client, channel)
+    if oldest is None:
         return 0
-    first_id = first[0][0].decode("ascii") if isinstance(first[0][0], bytes) else first[0][0]
-    if id_key(since) < id_key(first_id):
-        return client.xlen(log)
+    if id_key(since) < id_key(oldest):
+        return client.xlen(keys.log_key(channel))
     return None
 
 

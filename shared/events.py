@@ -1,4 +1,5 @@
-"""Event and its two Redis forms (pub/sub payload, Stream entry): the format both sides agree on.
+"""Event and its two Redis forms (pub/sub payload, Stream entry): the format both sides agree on,
+and reading a channel's log (the Stream) — the one place that knows an entry's fields.
 
 Every stored event records ``prev``, the id of the event before it on its channel (``0-0`` for the
 first one). A reader that holds position P and next sees an event whose ``prev`` is not P knows,
@@ -11,9 +12,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import redis
+
+from eventgate.shared import keys
 from eventgate.shared.errors import InvalidEvent
 
 START = "0-0"
+#: Entries read per XRANGE while replaying or backfilling: big enough that a resuming crowd costs
+#: few round trips, small enough that one read never holds Redis or a worker for long.
+READ_BATCH = 500
 
 
 def encode_data(data: object, max_bytes: int) -> str:
@@ -87,3 +94,59 @@ class Event:
             "type": self.type,
             "data": json.loads(self.data),
         }
+
+
+# -- reading a channel's log ---------------------------------------------------------------------
+
+
+def read_page(client: redis.Redis, channel: str, after: str, count: int = READ_BATCH) -> list:
+    """Up to ``count`` raw entries of ``channel``'s log after the id ``after`` (exclusive), oldest
+    first; fewer than ``count`` means the log's end was reached. Decode each with
+    ``entry_fields`` (hot paths) or ``Event.from_entry``."""
+    return client.xrange(keys.log_key(channel), min=f"({after}", count=count)
+
+
+def entry_fields(entry_id: bytes | str, fields: dict) -> tuple[str, str, bytes | str, bytes | str]:
+    """``(id, prev, type, data)`` of an XRANGE entry, without decoding type and data (bytes from
+    our clients; str tolerated). A missing field raises KeyError."""
+    try:
+        return _text(entry_id), _text(fields[b"prev"]), fields[b"type"], fields[b"data"]
+    except KeyError:
+        event = Event.from_entry("", entry_id, fields)
+        return event.id, event.prev, event.type, event.data
+
+
+def read_heads(client: redis.Redis, channels: list[str]) -> dict[str, str]:
+    """The id of the newest event of each channel (its log's last generated id), ``0-0`` for a
+    channel that never had one. One round trip, plus one more only for emptied logs."""
+    if not channels:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for name in channels:
+        pipe.xrevrange(keys.log_key(name), count=1)
+    heads: dict[str, str] = {}
+    emptied = []
+    for name, newest in zip(channels, pipe.execute(), strict=True):
+        if newest:
+            heads[name] = _text(newest[0][0])
+        else:
+            heads[name] = START
+            emptied.append(name)
+    if emptied:
+        pipe = client.pipeline(transaction=False)
+        for name in emptied:
+            pipe.xinfo_stream(keys.log_key(name))
+        for name, info in zip(emptied, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(info, dict) and info.get("last-generated-id"):
+                heads[name] = _text(info["last-generated-id"])
+    return heads
+
+
+def first_id(client: redis.Redis, channel: str) -> str | None:
+    """The id of the oldest event ``channel``'s log still holds (None when it holds none)."""
+    first = client.xrange(keys.log_key(channel), count=1)
+    return _text(first[0][0]) if first else None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value

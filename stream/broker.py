@@ -34,29 +34,13 @@ except ImportError:  # redis[hiredis] is a dependency; without it the read loop 
 
 from eventgate.shared import keys
 from eventgate.shared.config import Config
-from eventgate.shared.events import Event, id_key
+from eventgate.shared.events import READ_BATCH, entry_fields, id_key, read_page
 from eventgate.shared.sse import event_body_bytes
 from eventgate.stream.hub import Channel, Hub
 
 log = logging.getLogger("eventgate.stream.broker")
 
-#: Entries read per XRANGE while backfilling or replaying.
-READ_BATCH = 500
 _ERRORS = (redis.RedisError, OSError)
-
-
-def entry_fields(entry_id: bytes | str, fields: dict) -> tuple[str, str, bytes | str, bytes | str]:
-    """``(id, prev, type, data)`` of an XRANGE entry, without decoding type and data (bytes from
-    our clients; str tolerated). A missing field raises KeyError."""
-    try:
-        return _text(entry_id), _text(fields[b"prev"]), fields[b"type"], fields[b"data"]
-    except KeyError:
-        event = Event.from_entry("", entry_id, fields)
-        return event.id, event.prev, event.type, event.data
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 class Replies:
@@ -361,9 +345,7 @@ class Broker:
     def _catch_up(self, channel: Channel) -> None:
         name = channel.name
         while True:
-            entries = self.redis.xrange(
-                keys.log_key(name), min=f"({channel.last}", count=READ_BATCH
-            )
+            entries = read_page(self.redis, name, channel.last)
             for entry_id, fields in entries:
                 event_id, prev, event_type, data = entry_fields(entry_id, fields)
                 if prev != channel.last:

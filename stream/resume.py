@@ -14,10 +14,10 @@ from __future__ import annotations
 import gevent
 import redis
 
-from eventgate.shared import keys, sse
-from eventgate.shared.events import START, id_key
+from eventgate.shared import sse
+from eventgate.shared.events import READ_BATCH, entry_fields, id_key, read_heads, read_page
 from eventgate.shared.sse import event_body_bytes
-from eventgate.stream.broker import READ_BATCH, Broker, entry_fields
+from eventgate.stream.broker import Broker
 from eventgate.stream.hub import Hub
 from eventgate.stream.subscriber import Subscriber
 
@@ -99,7 +99,7 @@ class Resume:
         hub, client = self.hub, self.client
         while not subscriber.closed:
             position = subscriber.positions[name]
-            entries = client.xrange(keys.log_key(name), min=f"({position}", count=READ_BATCH)
+            entries = read_page(client, name, position)
             subscriber.cork()  # one send per batch read: a resuming crowd replays the same events
             try:
                 for entry_id, fields in entries:
@@ -164,33 +164,3 @@ class Resume:
             if gevent.get_hub().loop.now() > deadline:
                 raise Unavailable("the live feed did not catch up with the log in time")
             gevent.sleep(_POLL_SECONDS)
-
-
-def read_heads(client: redis.Redis, channels: list[str]) -> dict[str, str]:
-    """The id of the newest event of each channel (its log's last generated id), ``0-0`` for a
-    channel that never had one. One round trip, plus one more only for emptied logs."""
-    if not channels:
-        return {}
-    pipe = client.pipeline(transaction=False)
-    for name in channels:
-        pipe.xrevrange(keys.log_key(name), count=1)
-    heads: dict[str, str] = {}
-    emptied = []
-    for name, newest in zip(channels, pipe.execute(), strict=True):
-        if newest:
-            heads[name] = _text(newest[0][0])
-        else:
-            heads[name] = START
-            emptied.append(name)
-    if emptied:
-        pipe = client.pipeline(transaction=False)
-        for name in emptied:
-            pipe.xinfo_stream(keys.log_key(name))
-        for name, info in zip(emptied, pipe.execute(raise_on_error=False), strict=True):
-            if isinstance(info, dict) and info.get("last-generated-id"):
-                heads[name] = _text(info["last-generated-id"])
-    return heads
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("ascii") if isinstance(value, bytes) else value

@@ -237,3 +237,15 @@ def test_a_publishing_only_install_imports_without_the_server_extra():
     )
     assert run_python(code) == "blocked"
     assert "logformat" in modules and "status" in modules and "config" in modules
+
+
+def test_a_channels_log_is_read_in_one_module():
+    """shared/events.py is the one place that reads a channel's log (XRANGE/XREVRANGE) and knows
+    an entry's fields; resume, backfill and the CLI's replay all go through it."""
+    readers = []
+    for folder in BARE | {"eventgate"}:
+        for path in python_files(folder):
+            source = path.read_text(encoding="utf-8")
+            if ".xrange(" in source or ".xrevrange(" in source:
+                readers.append(str(path.relative_to(ROOT)))
+    assert readers == ["shared/events.py"]
