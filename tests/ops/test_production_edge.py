@@ -83,8 +83,11 @@ def test_streams_pass_x_accel_buffering_on_unbuffered(streaming_edge):
             data += chunk
         assert b"data: first" in data and b"data: second" not in data, data
         node.release.set()
-        rest = read_answer(sock, whole_stream=True)  # no head left: the rest comes as its body
-    assert b"data: second" in data + rest.body, (data, rest)
+        while b"data: second" not in data and time.monotonic() < deadline + 10:
+            if not (chunk := sock.recv(65536)):
+                break
+            data += chunk
+    assert b"data: second" in data, data
 
 
 def test_health_and_metrics_answers_are_json(edge):
