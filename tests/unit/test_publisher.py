@@ -15,35 +15,7 @@ from eventgate.shared.errors import InvalidEvent, InvalidName, PublishError
 from eventgate.shared.events import START, Event
 from eventgate.shared.publisher import Publisher, PublishSettings
 from eventgate.shared.redisconn import connect
-from tests.servers import free_port, wait_for
-
-
-@pytest.fixture
-def make_publisher(make_config):
-    clients = []
-
-    def make(**overrides) -> Publisher:
-        config = make_config(**overrides)
-        client = connect(config)
-        clients.append(client)
-        return Publisher(client, config)
-
-    yield make
-    for client in clients:
-        client.close()
-
-
-@pytest.fixture
-def publisher(make_publisher) -> Publisher:
-    return make_publisher()
-
-
-@pytest.fixture
-def inspector(redis_server):
-    """A plain client the test reads Redis with (not the one under test)."""
-    client = redis_server.client()
-    yield client
-    client.close()
+from tests.servers import free_port
 
 
 def log_entries(inspector, channel: str) -> list[Event]:
@@ -56,48 +28,6 @@ def command_calls(inspector) -> dict[str, int]:
         name: stats.get(f"cmdstat_{name}", {}).get("calls", 0)
         for name in ("evalsha", "eval", "xadd", "publish", "xtrim")
     }
-
-
-class Subscription:
-    """A raw pub/sub subscriber on live channels; every wait has a deadline."""
-
-    def __init__(self, inspector, channels: list[str]) -> None:
-        self.pubsub = inspector.pubsub()
-        self.pubsub.subscribe(*[keys.live_channel(c) for c in channels])
-        for _ in channels:
-            wait_for(lambda: self.pubsub.get_message(timeout=0.1), 5, "subscribe confirmation")
-
-    def messages(self, count: int, timeout: float = 5.0) -> list[tuple[str, bytes]]:
-        got: list[tuple[str, bytes]] = []
-
-        def more() -> bool:
-            message = self.pubsub.get_message(timeout=0.1)
-            while message is not None and len(got) < count:
-                if message["type"] == "message":
-                    channel = keys.channel_of_live(message["channel"].decode())
-                    got.append((channel, message["data"]))
-                message = self.pubsub.get_message(timeout=0.0) if len(got) < count else None
-            return len(got) >= count
-
-        wait_for(more, timeout, f"{count} pub/sub messages")
-        return got
-
-    def close(self) -> None:
-        self.pubsub.close()
-
-
-@pytest.fixture
-def subscribe(inspector):
-    subscriptions = []
-
-    def make(*channels: str) -> Subscription:
-        subscription = Subscription(inspector, list(channels))
-        subscriptions.append(subscription)
-        return subscription
-
-    yield make
-    for subscription in subscriptions:
-        subscription.close()
 
 
 # --- store ---------------------------------------------------------------------------------------
@@ -218,15 +148,6 @@ def test_publish_many_of_nothing(publisher):
 
 
 # --- building one -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def built():
-    """Publishers a test built with from_url / from_config; their clients are closed after it."""
-    publishers: list[Publisher] = []
-    yield publishers.append
-    for publisher in publishers:
-        publisher.client.close()
 
 
 def pool_settings(publisher: Publisher) -> dict:
