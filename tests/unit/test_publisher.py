@@ -15,7 +15,7 @@ from eventgate.shared.errors import InvalidEvent, InvalidName, PublishError
 from eventgate.shared.events import START, Event
 from eventgate.shared.publisher import Publisher, PublishSettings
 from eventgate.shared.redisconn import connect
-from tests.servers import free_port
+from tests.servers import free_port, wait_for
 
 
 def log_entries(inspector, channel: str) -> list[Event]:
@@ -211,6 +211,18 @@ def test_publish_settings_keep_the_redis_url_out_of_repr():
 # --- retention -----------------------------------------------------------------------------------
 
 
+def wait_until_older(inspector, event_id: str, seconds: float) -> None:
+    """Until ``event_id`` is more than ``seconds`` old by Redis's clock, the one the publish
+    script computes its retention cut-off with (TIME): a publish from then on trims it."""
+    stored_ms = int(event_id.partition("-")[0])
+
+    def older() -> bool:
+        now_seconds, now_micros = inspector.time()
+        return now_seconds * 1000 + now_micros // 1000 > stored_ms + seconds * 1000
+
+    wait_for(older, seconds + 5, f"{event_id} to be older than {seconds} s")
+
+
 def test_retention_by_count(make_publisher, inspector, channel):
     publisher = make_publisher(retention_count=100)
     for n in range(1000):
@@ -225,7 +237,7 @@ def test_retention_by_count(make_publisher, inspector, channel):
 def test_retention_by_age(make_publisher, inspector, channel):
     publisher = make_publisher(retention_seconds=1)
     old = [publisher.publish(channel, n) for n in range(3)]
-    time.sleep(1.2)
+    wait_until_older(inspector, old[-1], 1)
     new = publisher.publish(channel, "new")
     remaining = [e.id for e in log_entries(inspector, channel)]
     assert new in remaining
@@ -237,7 +249,7 @@ def test_retention_by_age(make_publisher, inspector, channel):
 def test_retention_by_age_in_a_batch(make_publisher, inspector, channel):
     publisher = make_publisher(retention_seconds=1)
     old = [publisher.publish(channel, n) for n in range(3)]
-    time.sleep(1.2)
+    wait_until_older(inspector, old[-1], 1)
     ids = publisher.publish_many([publisher.draft(ch, n) for n, ch in enumerate([channel] * 3)])
     assert [e.id for e in log_entries(inspector, channel)] == ids
     assert log_entries(inspector, channel)[0].prev == old[-1]
