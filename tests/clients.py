@@ -333,6 +333,10 @@ class EventSourceClient:
         self.last_event_id = last_event_id
         self.events: list[ParsedEvent] = []
         self.connections = 0
+        #: When each connection attempt began (monotonic): when the client chose to retry.
+        self.attempt_times: list[float] = []
+        #: When each connection's response head arrived (monotonic): when the server answered,
+        #: which a server that is starting delays for every waiting client alike.
         self.connect_times: list[float] = []
         self.failed_status: int | None = None
         self.retry_ms = 3000
@@ -348,6 +352,7 @@ class EventSourceClient:
         while not self._stop.is_set():
             headers = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
             client = StreamClient(self.port, stream_path(self.token, self.channels), headers)
+            self.attempt_times.append(time.monotonic())
             try:
                 client.start()
             except (OSError, AssertionError):

@@ -7,7 +7,7 @@ import itertools
 import secrets
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import pytest
@@ -107,9 +107,11 @@ def tokens(secret_keys) -> ChannelTokens:
 
 
 @pytest.fixture
-def publisher(make_config) -> Publisher:
-    """A Publisher on the session's redis."""
-    return Publisher.from_config(make_config())
+def publisher(make_config) -> Iterator[Publisher]:
+    """A Publisher on the session's redis; its client is closed after the test."""
+    publisher = Publisher.from_config(make_config())
+    yield publisher
+    publisher.client.close()
 
 
 @pytest.fixture

@@ -10,32 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from flask import Flask
-
 from eventgate.cli import cli
 from eventgate.shared import keys
 from eventgate.shared.tokens import ChannelTokens
-from eventgate.web.extension import EventGate
-from tests.servers import child_env, free_port
+from tests.servers import child_env
 
 EXAMPLE_APP = Path(__file__).resolve().parents[2] / "docs" / "example_app.py"
-
-
-@pytest.fixture
-def make_app(make_config, monkeypatch):
-    """``make_app(**config overrides)``: a user's Flask app with an EventGate. The environment
-    holds other settings (a dead Redis, another secret): a command that read it would fail."""
-    monkeypatch.setenv("EVENTGATE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    monkeypatch.setenv("EVENTGATE_SECRET_KEY", secrets.token_urlsafe(32))
-    monkeypatch.setenv("EVENTGATE_PUBLISH_KEY", secrets.token_urlsafe(32))
-
-    def make(**overrides) -> Flask:
-        app = Flask(__name__)
-        EventGate(app, config=make_config(**overrides))
-        return app
-
-    return make
 
 
 def test_the_app_gets_the_same_commands(make_app):

@@ -1,5 +1,6 @@
 """Fixtures for the ops tests: a development Config to render, the production settings for
-loopback, and the production edge run with the system's nginx."""
+loopback, the production edge run with the system's nginx, and the environment the Makefile's
+targets run in (``make_env``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from eventgate.deploy.render import Production
 from eventgate.shared.config import Config
+from tests.ops.makefile import make
 from tests.ops.production import (
     ORIGIN,
     PATH,
@@ -19,7 +21,7 @@ from tests.ops.production import (
     loopback_production,
     running_edge,
 )
-from tests.servers import LOOPBACK, free_port
+from tests.servers import LOOPBACK, child_env, free_port
 
 
 @pytest.fixture
@@ -70,3 +72,21 @@ def streaming_edge(tmp_path_factory) -> Iterator[tuple[Edge, StreamNode]]:
         node.release.set()
         node.shutdown()
         node.server_close()
+
+
+@pytest.fixture
+def make_env(tmp_path) -> Iterator[dict[str, str]]:
+    """The environment for ``make <target>`` (tests/ops/makefile.py): a private var dir, free
+    ports and one worker per pool; ``make down`` runs after the test whatever happened."""
+    ports = {name: free_port() for name in ("PORT", "WEB_PORT", "STREAM_PORT", "REDIS_PORT")}
+    env = child_env(
+        EVENTGATE_VAR_DIR=str(tmp_path / "var"),
+        EVENTGATE_WEB_WORKERS="1",
+        EVENTGATE_STREAM_WORKERS="1",
+        **{f"EVENTGATE_{name}": str(port) for name, port in ports.items()},
+    )
+    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):  # when the suite itself runs under make
+        env.pop(name, None)
+    yield env
+    # Whatever happened, stop what this test started.
+    make("down", env)

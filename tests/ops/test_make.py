@@ -10,35 +10,10 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-import pytest
-
 from eventgate.deploy.stack import Process, running_processes, stack_processes
-from tests.servers import child_env, free_port, port_open, wait_for
+from tests.ops.makefile import MAKE_SECONDS, make
+from tests.servers import port_open, wait_for
 from tests.stack import REPO_ROOT, http_get
-
-MAKE_SECONDS = 180
-
-
-@pytest.fixture
-def make_env(tmp_path):
-    ports = {name: free_port() for name in ("PORT", "WEB_PORT", "STREAM_PORT", "REDIS_PORT")}
-    env = child_env(
-        EVENTGATE_VAR_DIR=str(tmp_path / "var"),
-        EVENTGATE_WEB_WORKERS="1",
-        EVENTGATE_STREAM_WORKERS="1",
-        **{f"EVENTGATE_{name}": str(port) for name, port in ports.items()},
-    )
-    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):  # when the suite itself runs under make
-        env.pop(name, None)
-    yield env
-    # Whatever happened, stop what this test started.
-    subprocess.run(["make", "down"], cwd=REPO_ROOT, env=env, capture_output=True,
-                   timeout=MAKE_SECONDS, check=False)
-
-
-def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", target], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=MAKE_SECONDS, check=False)
 
 
 def var_dir(env: dict[str, str]) -> Path:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.ops.test_make import make
-from tests.ops.test_make import make_env as make_env  # the fixture, shared
+from tests.ops.makefile import make
 from tests.servers import wait_for
 from tests.stack import REPO_ROOT, http_get, process_tree
 

@@ -1,22 +1,33 @@
-"""Fixtures for the in-process stream tests (tests/unit/inprocess.py says how gevent runs here):
-a hub, subscribers on socketpairs, and a broker and Resume on the session's real Redis; a
-private var dir. The session's redis, configs and publisher are in tests/conftest.py."""
+"""Fixtures for the unit tests. In-process stream tests (tests/unit/inprocess.py says how gevent
+runs here): a hub, subscribers on socketpairs, a broker and Resume on the session's real Redis, a
+started StreamState; a private var dir. Publisher tests: publishers with overrides, a Redis
+client to inspect with, raw pub/sub subscriptions. Token tests: a hand-set clock and a key.
+The session's redis, configs, tokens and publisher are in tests/conftest.py."""
 
 from __future__ import annotations
 
 import contextlib
+import secrets
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import gevent
 import pytest
+from itsdangerous import TimestampSigner
 
+import eventgate.shared.tokens as tokens_module
+from eventgate.shared.publisher import Publisher
 from eventgate.shared.redisconn import connect, connect_pubsub
+from eventgate.shared.tokens import ChannelTokens
 from eventgate.stream.broker import Broker
 from eventgate.stream.hub import Hub
 from eventgate.stream.resume import Resume
+from eventgate.stream.state import StreamState
 from eventgate.stream.subscriber import Subscriber
 from tests.unit.inprocess import CountingSocket, Peer
+from tests.unit.subscription import Subscription
+from tests.unit.tokenclock import T0, Clock
 
 
 @pytest.fixture
@@ -101,3 +112,91 @@ def resume(hub, make_broker, client) -> Resume:
 def var_dir(tmp_path) -> Path:
     """A var dir that does not exist yet, private to the test."""
     return tmp_path / "var"
+
+
+@pytest.fixture
+def state(make_config):
+    """A StreamState built and started on the session's Redis (retry 1000 ms); its broker and
+    greenlets are stopped after the test."""
+    built = StreamState.build(make_config(retry_ms=1000))
+    built.start()
+    yield built
+    built.broker.stop()
+    gevent.killall(built.greenlets)
+
+
+# -- publishing ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_publisher(make_config):
+    """Factory: ``make_publisher(**config overrides)`` → a Publisher on the session's Redis; its
+    client is closed after the test."""
+    clients = []
+
+    def make(**overrides) -> Publisher:
+        config = make_config(**overrides)
+        client = connect(config)
+        clients.append(client)
+        return Publisher(client, config)
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def inspector(redis_server):
+    """A plain client the test reads Redis with (not the one under test)."""
+    client = redis_server.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def subscribe(inspector):
+    """Factory: ``subscribe(*channels)`` → a Subscription (tests/unit/subscription.py) to their
+    live feeds, subscribed already; closed after the test."""
+    subscriptions = []
+
+    def make(*channels: str) -> Subscription:
+        subscription = Subscription(inspector, list(channels))
+        subscriptions.append(subscription)
+        return subscription
+
+    yield make
+    for subscription in subscriptions:
+        subscription.close()
+
+
+@pytest.fixture
+def built():
+    """Publishers a test built with from_url / from_config; their clients are closed after it."""
+    publishers: list[Publisher] = []
+    yield publishers.append
+    for publisher in publishers:
+        publisher.client.close()
+
+
+# -- tokens --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    """The clock of shared.tokens and itsdangerous, at T0 until the test sets ``clock.now``."""
+    clock = Clock(T0)
+    monkeypatch.setattr(tokens_module, "time", SimpleNamespace(time=clock.time))
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: int(clock.now))
+    return clock
+
+
+@pytest.fixture
+def key() -> str:
+    """A fresh signing key."""
+    return secrets.token_urlsafe(32)
+
+
+@pytest.fixture
+def channel_tokens(key, clock) -> ChannelTokens:
+    """ChannelTokens with ``key``, on ``clock``."""
+    return ChannelTokens([key])

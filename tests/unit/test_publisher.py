@@ -18,34 +18,6 @@ from eventgate.shared.redisconn import connect
 from tests.servers import free_port, wait_for
 
 
-@pytest.fixture
-def make_publisher(make_config):
-    clients = []
-
-    def make(**overrides) -> Publisher:
-        config = make_config(**overrides)
-        client = connect(config)
-        clients.append(client)
-        return Publisher(client, config)
-
-    yield make
-    for client in clients:
-        client.close()
-
-
-@pytest.fixture
-def publisher(make_publisher) -> Publisher:
-    return make_publisher()
-
-
-@pytest.fixture
-def inspector(redis_server):
-    """A plain client the test reads Redis with (not the one under test)."""
-    client = redis_server.client()
-    yield client
-    client.close()
-
-
 def log_entries(inspector, channel: str) -> list[Event]:
     return [Event.from_entry(channel, i, f) for i, f in inspector.xrange(keys.log_key(channel))]
 
@@ -56,48 +28,6 @@ def command_calls(inspector) -> dict[str, int]:
         name: stats.get(f"cmdstat_{name}", {}).get("calls", 0)
         for name in ("evalsha", "eval", "xadd", "publish", "xtrim")
     }
-
-
-class Subscription:
-    """A raw pub/sub subscriber on live channels; every wait has a deadline."""
-
-    def __init__(self, inspector, channels: list[str]) -> None:
-        self.pubsub = inspector.pubsub()
-        self.pubsub.subscribe(*[keys.live_channel(c) for c in channels])
-        for _ in channels:
-            wait_for(lambda: self.pubsub.get_message(timeout=0.1), 5, "subscribe confirmation")
-
-    def messages(self, count: int, timeout: float = 5.0) -> list[tuple[str, bytes]]:
-        got: list[tuple[str, bytes]] = []
-
-        def more() -> bool:
-            message = self.pubsub.get_message(timeout=0.1)
-            while message is not None and len(got) < count:
-                if message["type"] == "message":
-                    channel = keys.channel_of_live(message["channel"].decode())
-                    got.append((channel, message["data"]))
-                message = self.pubsub.get_message(timeout=0.0) if len(got) < count else None
-            return len(got) >= count
-
-        wait_for(more, timeout, f"{count} pub/sub messages")
-        return got
-
-    def close(self) -> None:
-        self.pubsub.close()
-
-
-@pytest.fixture
-def subscribe(inspector):
-    subscriptions = []
-
-    def make(*channels: str) -> Subscription:
-        subscription = Subscription(inspector, list(channels))
-        subscriptions.append(subscription)
-        return subscription
-
-    yield make
-    for subscription in subscriptions:
-        subscription.close()
 
 
 # --- store ---------------------------------------------------------------------------------------
@@ -220,15 +150,6 @@ def test_publish_many_of_nothing(publisher):
 # --- building one -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def built():
-    """Publishers a test built with from_url / from_config; their clients are closed after it."""
-    publishers: list[Publisher] = []
-    yield publishers.append
-    for publisher in publishers:
-        publisher.client.close()
-
-
 def pool_settings(publisher: Publisher) -> dict:
     """What redisconn.connect chooses for the publisher's client."""
     pool = publisher.client.connection_pool
@@ -290,6 +211,18 @@ def test_publish_settings_keep_the_redis_url_out_of_repr():
 # --- retention -----------------------------------------------------------------------------------
 
 
+def wait_until_older(inspector, event_id: str, seconds: float) -> None:
+    """Until ``event_id`` is more than ``seconds`` old by Redis's clock, the one the publish
+    script computes its retention cut-off with (TIME): a publish from then on trims it."""
+    stored_ms = int(event_id.partition("-")[0])
+
+    def older() -> bool:
+        now_seconds, now_micros = inspector.time()
+        return now_seconds * 1000 + now_micros // 1000 > stored_ms + seconds * 1000
+
+    wait_for(older, seconds + 5, f"{event_id} to be older than {seconds} s")
+
+
 def test_retention_by_count(make_publisher, inspector, channel):
     publisher = make_publisher(retention_count=100)
     for n in range(1000):
@@ -304,7 +237,7 @@ def test_retention_by_count(make_publisher, inspector, channel):
 def test_retention_by_age(make_publisher, inspector, channel):
     publisher = make_publisher(retention_seconds=1)
     old = [publisher.publish(channel, n) for n in range(3)]
-    time.sleep(1.2)
+    wait_until_older(inspector, old[-1], 1)
     new = publisher.publish(channel, "new")
     remaining = [e.id for e in log_entries(inspector, channel)]
     assert new in remaining
@@ -316,7 +249,7 @@ def test_retention_by_age(make_publisher, inspector, channel):
 def test_retention_by_age_in_a_batch(make_publisher, inspector, channel):
     publisher = make_publisher(retention_seconds=1)
     old = [publisher.publish(channel, n) for n in range(3)]
-    time.sleep(1.2)
+    wait_until_older(inspector, old[-1], 1)
     ids = publisher.publish_many([publisher.draft(ch, n) for n, ch in enumerate([channel] * 3)])
     assert [e.id for e in log_entries(inspector, channel)] == ids
     assert log_entries(inspector, channel)[0].prev == old[-1]

@@ -6,25 +6,11 @@ from __future__ import annotations
 
 import socket
 
-import gevent
-import pytest
-
 from eventgate.shared import keys
 from eventgate.shared.tokens import ChannelTokens
 from eventgate.stream.opening import StreamRequest
 from eventgate.stream.state import StreamState
 from tests.unit.inprocess import Peer, green_wait
-
-RETRY_MS = 1000
-
-
-@pytest.fixture
-def state(make_config):
-    built = StreamState.build(make_config(retry_ms=RETRY_MS))
-    built.start()
-    yield built
-    built.broker.stop()
-    gevent.killall(built.greenlets)
 
 
 def open_stream(state: StreamState, token: str) -> Peer:
@@ -53,6 +39,6 @@ def test_a_started_state_serves_a_stream_and_shutdown_ends_it_with_a_jittered_re
     tail = peer.until_eof().rsplit(b"\n\n", 3)[-3:]
     assert tail[1] == b": shutdown" and tail[2] == b""
     retry_ms = int(tail[0].rpartition(b"retry: ")[2])
-    assert 0.2 * RETRY_MS <= retry_ms <= 2.0 * RETRY_MS
+    assert 0.2 * state.config.retry_ms <= retry_ms <= 2.0 * state.config.retry_ms
     assert state.hub.subscribers == set() and state.limits.open == 0
     assert not state.broker.connected

@@ -8,49 +8,18 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
-from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import URLSafeTimedSerializer
 
-import eventgate.shared.tokens as tokens_module
 from eventgate.shared.config import Config
 from eventgate.shared.errors import ChannelNotGranted, InvalidName, TokenError, TokenExpired
 from eventgate.shared.tokens import SALT, ChannelTokens, Grant, IssuedToken
-
-T0 = 1_800_000_000.0
+from tests.unit.tokenclock import T0
 
 
 def utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
-
-
-class Clock:
-    """The one clock both shared.tokens and itsdangerous read during a test."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch) -> Clock:
-    clock = Clock(T0)
-    monkeypatch.setattr(tokens_module, "time", SimpleNamespace(time=clock.time))
-    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: int(clock.now))
-    return clock
-
-
-@pytest.fixture
-def key() -> str:
-    return secrets.token_urlsafe(32)
-
-
-@pytest.fixture
-def channel_tokens(key, clock) -> ChannelTokens:
-    return ChannelTokens([key])
 
 
 def signed(key: str, payload: object, salt: str = SALT) -> str:

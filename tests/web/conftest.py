@@ -1,4 +1,5 @@
-"""Fixtures for the web app: the app on the session's real redis, its client, the publisher key."""
+"""Fixtures for the web app: the app on the session's real redis, its client, the publisher key,
+and ``make_app``, the app with test views that publish and then fail or succeed."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from flask import request, request_started
+from flask import Flask, abort, jsonify, request, request_started
 
 from eventgate.shared import keys
 from eventgate.shared.events import Event
 from eventgate.shared.publisher import Publisher
 from eventgate.shared.redisconn import connect
 from eventgate.web.app import create_app
+from eventgate.web.extension import current_eventgate
 from tests.servers import LOOPBACK, Program, free_port, port_open, venv_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +28,45 @@ def app(make_config):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+class Boom(Exception):
+    """What ``make_app``'s view raises after publishing."""
+
+
+@pytest.fixture
+def make_app(make_config):
+    """Factory: the web app plus test views that publish to ``channel`` and then end as told."""
+
+    def make(channel: str, **overrides) -> Flask:
+        app = create_app(make_config(**overrides))
+
+        @app.post("/t/<outcome>")
+        def publish_then(outcome: str):
+            gate = current_eventgate()
+            assert gate.publish(channel, {"n": 1}, "first") is None  # queued, not sent
+            gate.publish(channel, {"n": 2}, "second")
+            if outcome == "raise":
+                raise Boom("the view failed after publishing")
+            if outcome == "abort":
+                abort(409)
+            if outcome == "500":
+                return jsonify(status="failed"), 500
+            if outcome == "400":
+                return jsonify(status="refused"), 400
+            if outcome == "redirect":
+                return "", 302, {"Location": "/"}
+            return jsonify(status="ok"), 200
+
+        @app.post("/bad-name")
+        def bad_name():
+            current_eventgate().publish(channel, 1)
+            current_eventgate().publish("not valid", 1)
+            return "unreachable"
+
+        return app
+
+    return make
 
 
 @pytest.fixture

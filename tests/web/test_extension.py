@@ -6,51 +6,12 @@ import secrets
 from datetime import UTC, datetime
 
 import pytest
-from flask import Flask, abort, jsonify
+from flask import Flask
 
 from eventgate.shared.errors import InvalidName
 from eventgate.shared.tokens import ChannelTokens, IssuedToken
 from eventgate.web.app import create_app
 from eventgate.web.extension import EventGate, current_eventgate
-
-
-class Boom(Exception):
-    pass
-
-
-@pytest.fixture
-def make_app(make_config):
-    """Factory: the web app plus test views that publish to ``channel`` and then end as told."""
-
-    def make(channel: str, **overrides) -> Flask:
-        app = create_app(make_config(**overrides))
-
-        @app.post("/t/<outcome>")
-        def publish_then(outcome: str):
-            gate = current_eventgate()
-            assert gate.publish(channel, {"n": 1}, "first") is None  # queued, not sent
-            gate.publish(channel, {"n": 2}, "second")
-            if outcome == "raise":
-                raise Boom("the view failed after publishing")
-            if outcome == "abort":
-                abort(409)
-            if outcome == "500":
-                return jsonify(status="failed"), 500
-            if outcome == "400":
-                return jsonify(status="refused"), 400
-            if outcome == "redirect":
-                return "", 302, {"Location": "/"}
-            return jsonify(status="ok"), 200
-
-        @app.post("/bad-name")
-        def bad_name():
-            current_eventgate().publish(channel, 1)
-            current_eventgate().publish("not valid", 1)
-            return "unreachable"
-
-        return app
-
-    return make
 
 
 @pytest.mark.parametrize("outcome", ["ok", "redirect"])

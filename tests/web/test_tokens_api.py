@@ -9,13 +9,7 @@ from datetime import datetime
 
 import pytest
 
-from eventgate.shared.tokens import ChannelTokens
 from eventgate.web.app import create_app
-
-
-@pytest.fixture
-def tokens(secret_keys) -> ChannelTokens:
-    return ChannelTokens(secret_keys)
 
 
 def _expires(body: dict) -> float:
