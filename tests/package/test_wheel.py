@@ -12,7 +12,7 @@ from pathlib import Path
 from eventgate.shared import keys
 from eventgate.shared.version import __version__
 from tests.clients import StreamClient, stream_path
-from tests.package.conftest import ROOT
+from tests.stack import REPO_ROOT as ROOT
 from tests.stack import http_get
 
 #: Only the server extra brings these; the base install must work without any of them.
