@@ -105,7 +105,9 @@ if record then
 end
 return ids
 """
-_REUSED = b"reused"
+#: The script's answer to other events under a used key (bytes, or text from a client that
+#: decodes responses).
+_REUSED = (b"reused", "reused")
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,7 @@ class Publisher:
                 f"Redis did not store the event ({type(error).__name__}); nothing was published."
             ) from error
         if idempotency_key is not None and isinstance(ids, list) and ids:
-            if ids[0] == _REUSED:
+            if ids[0] in _REUSED:
                 raise IdempotencyKeyReused(
                     f"idempotency key {idempotency_key!r} was already used for other events: "
                     "repeat a publish with exactly the same events, or use a new key."
