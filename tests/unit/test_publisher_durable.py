@@ -26,6 +26,7 @@ def test_a_confirmed_durable_publish_is_on_the_replica_when_it_returns(
 ):
     primary, replica = replicated
     publisher = make_publisher(redis_url=primary.url, durable_replicas=1)
+    publisher.publish(channel + ".warm-up")  # loads the script: one WAIT per publish below
     with primary.client() as watch, replica.client() as mirror:
         before = waits(watch)
         ids = [publisher.publish(channel, n) for n in range(5)]

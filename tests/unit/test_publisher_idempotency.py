@@ -76,7 +76,7 @@ def test_other_events_under_a_used_key_are_refused_and_store_nothing(
     assert caught.value.code == "idempotency_key_reused" and caught.value.status == 409
     assert channel in caught.value.message
     assert stored(inspector, channel) == 1
-    assert stored(inspector, repeat_channel) == 1  # the first event's log, or none at all
+    assert stored(inspector, repeat_channel) == (1 if repeat_channel == channel else 0)
 
 
 def test_a_batch_is_not_a_repeat_of_its_first_event(make_publisher, inspector, channel):
