@@ -66,6 +66,8 @@ ENV_NAMES = {
     "redis_timeout_seconds": "REDIS_TIMEOUT",
     "redis_connect_timeout_seconds": "REDIS_CONNECT_TIMEOUT",
     "redis_pool_size": "REDIS_POOL_SIZE",
+    "idempotency_seconds": "IDEMPOTENCY_SECONDS",
+    "durable_replicas": "DURABLE_REPLICAS",
     "max_streams_per_subject": "MAX_STREAMS_PER_SUBJECT",
     "max_streams_per_worker": "MAX_STREAMS_PER_WORKER",
     "cors_origins": "CORS_ORIGINS",

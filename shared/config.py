@@ -99,6 +99,10 @@ class Config:
     redis_timeout_seconds: float = 0.5
     redis_connect_timeout_seconds: float = 0.5
     redis_pool_size: int = 16
+    #: How long a publish's Idempotency-Key is remembered (a repeat within it stores nothing).
+    idempotency_seconds: int = 86400
+    #: Replicas that must hold an event before its publish is confirmed (0: do not wait).
+    durable_replicas: int = 0
     #: "text" or "json" (one JSON object per line, for log shippers); both apps and gunicorn.
     log_format: str = "text"
     #: Opens the ops status page (/status) outside development, as the HTTP basic-auth password.
@@ -197,6 +201,8 @@ class Config:
             redis_timeout_seconds=number("REDIS_TIMEOUT", 0.5, float),
             redis_connect_timeout_seconds=number("REDIS_CONNECT_TIMEOUT", 0.5, float),
             redis_pool_size=number("REDIS_POOL_SIZE", 16),
+            idempotency_seconds=number("IDEMPOTENCY_SECONDS", 86400),
+            durable_replicas=number("DURABLE_REPLICAS", 0),
             log_format=get("LOG_FORMAT", "text"),
             ops_key=get("OPS_KEY", ""),
             status_interval_seconds=number("STATUS_INTERVAL", 2.0, float),
@@ -252,6 +258,13 @@ def _check_limits(config: Config) -> None:
     for field_name, env_name in timeouts.items():
         if getattr(config, field_name) < 1:
             raise ConfigError(f"EVENTGATE_{env_name} must be a whole number of seconds, >= 1.")
+    if config.idempotency_seconds < 1:
+        raise ConfigError("EVENTGATE_IDEMPOTENCY_SECONDS must be a whole number of seconds, >= 1.")
+    if config.durable_replicas < 0:
+        raise ConfigError(
+            "EVENTGATE_DURABLE_REPLICAS must be 0 (confirm without waiting for replicas) or the "
+            "number of replicas that must hold each event."
+        )
     for origin in config.cors_origins:
         if not ORIGIN.fullmatch(origin):
             raise ConfigError(

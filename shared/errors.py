@@ -89,6 +89,22 @@ class PublishError(EventgateError):
     status = 503
 
 
+class NotDurable(PublishError):
+    """Redis stored the event but fewer replicas than ``EVENTGATE_DURABLE_REPLICAS`` confirmed
+    holding it in time: a failover may lose it, or it may survive. Retrying with the same
+    idempotency key is safe: it stores nothing twice."""
+
+    code = "not_durable"
+    status = 503
+
+
+class IdempotencyKeyReused(EventgateError):
+    """An idempotency key came back with other events than the publish it first answered."""
+
+    code = "idempotency_key_reused"
+    status = 409
+
+
 class TooBusy(EventgateError):
     """A capacity limit refused the request; the caller may retry after ``retry_after`` seconds
     (sent as ``Retry-After``)."""

@@ -37,6 +37,13 @@ def subject_streams_key(subject: str) -> str:
     return f"{PREFIX}subject:{digest}:streams"
 
 
+def idempotency_key(key: str) -> str:
+    """The record of the publish made with ``Idempotency-Key: key``: the request's fingerprint
+    and the ids it was answered with, until it expires. One namespace for every publisher key:
+    two backends that share an eventgate must not share key values."""
+    return f"{PREFIX}idempotency:{key}"
+
+
 #: A hash: stream worker id (``host:pid``) -> its JSON status record (stream/status.py).
 WORKERS = f"{PREFIX}workers"
 #: Held for a moment by the web worker that publishes the ops status event (web/ops.py).

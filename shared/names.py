@@ -1,4 +1,5 @@
-"""Channel-name and event-type validation: the contract's alphabet, enforced at every entry.
+"""Channel-name, event-type and idempotency-key validation: the contract's alphabet, enforced at
+every entry.
 
 Threat: every name reaches the SSE wire (``event:`` lines) or a Redis key. A CR, LF or NUL — even a
 bare CR — would let a publisher inject ``id:``/``event:`` fields into every subscriber's stream, and
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import re
 
-from eventgate.shared.errors import InvalidName
+from eventgate.shared.errors import InvalidName, InvalidRequest
 from eventgate.shared.sse import CONTROL_PREFIX
 
 _CHANNEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _EVENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _GRANT_SUFFIX = ".*"
 
 
@@ -48,6 +50,17 @@ def validate_event_type(name: object) -> str:
             name,
         )
     return name
+
+
+def validate_idempotency_key(key: object) -> str:
+    """Return ``key`` if it is a valid ``Idempotency-Key``, else raise InvalidRequest (a 400).
+    It becomes part of a Redis key name, so it is whitelisted like a channel name."""
+    if not isinstance(key, str) or not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidRequest(
+            f"idempotency key {_shown(key)} is invalid: use 1 to 128 characters of"
+            " A-Z a-z 0-9 . _ : -."
+        )
+    return key
 
 
 def validate_grant(grant: object) -> str:

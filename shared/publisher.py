@@ -5,13 +5,19 @@ of the previous event (``prev``, so readers can prove continuity), then PUBLISHe
 the new id. Either Redis confirms and returns ids, or ``publish`` raises PublishError: nothing
 ever reports success for an event that was not stored. The converse does not hold: when Redis
 stops between running the script and replying, the event is stored yet the publish fails, so a
-caller that simply retries may publish it twice (read the channel's log back before retrying).
+caller that simply retries may publish it twice — unless it passes an idempotency key: the
+script keeps, beside the events and in the same atomic run, a record of the key, the request's
+fingerprint and the ids, so a repeat answers those ids and stores nothing again.
+
+With ``durable_replicas`` set, a publish is confirmed only once that many replicas hold it
+(``WAIT`` on the script's own connection); otherwise it raises NotDurable.
 
 A job worker needs two lines: ``Publisher.from_url("redis://…").publish("orders.42", {...})``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,12 +25,23 @@ import redis
 
 from eventgate.shared import keys
 from eventgate.shared.config import Config
-from eventgate.shared.errors import InvalidEvent, PublishError
+from eventgate.shared.errors import IdempotencyKeyReused, InvalidEvent, NotDurable, PublishError
 from eventgate.shared.events import encode_data
-from eventgate.shared.names import validate_channel, validate_event_type
+from eventgate.shared.names import (
+    validate_channel,
+    validate_event_type,
+    validate_idempotency_key,
+)
 from eventgate.shared.redisconn import ThreadClients, connect
 
-# KEYS: log1, live1, log2, live2, …   ARGV: maxlen, max_age_ms, type1, data1, type2, data2, …
+# KEYS: log1, live1, log2, live2, …[, record]
+# ARGV: maxlen, max_age_ms, type1, data1, type2, data2, …[, fingerprint, record_seconds]
+# With an idempotency record (an odd number of KEYS) the reply starts with the outcome: 'stored'
+# (then the new ids), 'replayed' (the ids the record holds; nothing added) or 'reused' (the record
+# holds another fingerprint; nothing added). The record, ``fingerprint\nid1,id2,…``, is written
+# after the adds, so that it exists only for events that were stored. A replay writes it again
+# (same value, same expiry) so that a WAIT that follows counts the replicas holding it — and,
+# the replication stream being ordered, the events it names.
 # A log's newest id is looked up once per batch (XREVRANGE, or the last generated id when the
 # log exists but is empty); later events of the batch on that log chain to the id just added,
 # which is what the lookup would find again. Trimming by age happens once per log, after its
@@ -32,6 +49,21 @@ from eventgate.shared.redisconn import ThreadClients, connect
 # every add.
 _SCRIPT = """
 local maxlen, max_age_ms = ARGV[1], tonumber(ARGV[2])
+local nkeys = #KEYS
+local record = nil
+if nkeys % 2 == 1 then
+  nkeys = nkeys - 1
+  record = KEYS[nkeys + 1]
+  local stored = redis.call('GET', record)
+  if stored then
+    local cut = string.find(stored, '\\n', 1, true)
+    if string.sub(stored, 1, cut - 1) ~= ARGV[nkeys + 3] then return {'reused'} end
+    redis.call('SET', record, stored, 'KEEPTTL')
+    local ids = {'replayed'}
+    for id in string.gmatch(string.sub(stored, cut + 1), '[^,]+') do ids[#ids + 1] = id end
+    return ids
+  end
+end
 local minid = nil
 if max_age_ms > 0 then
   local t = redis.call('TIME')
@@ -40,7 +72,7 @@ end
 local newest = {}
 local logs = {}
 local ids = {}
-for i = 1, #KEYS, 2 do
+for i = 1, nkeys, 2 do
   local log, live = KEYS[i], KEYS[i + 1]
   local etype, data = ARGV[i + 2], ARGV[i + 3]
   local prev = newest[log]
@@ -66,8 +98,16 @@ end
 if minid then
   for _, log in ipairs(logs) do redis.call('XTRIM', log, 'MINID', minid) end
 end
+if record then
+  redis.call('SET', record, ARGV[nkeys + 3] .. '\\n' .. table.concat(ids, ','),
+             'EX', ARGV[nkeys + 4])
+  table.insert(ids, 1, 'stored')
+end
 return ids
 """
+#: The script's answer to other events under a used key (bytes, or text from a client that
+#: decodes responses).
+_REUSED = (b"reused", "reused")
 
 
 @dataclass(frozen=True)
@@ -86,6 +126,8 @@ class PublishSettings:
     retention_seconds: int = Config.retention_seconds
     max_event_bytes: int = Config.max_event_bytes
     max_batch_events: int = Config.max_batch_events
+    idempotency_seconds: int = Config.idempotency_seconds
+    durable_replicas: int = Config.durable_replicas
 
 
 @dataclass(frozen=True)
@@ -133,13 +175,33 @@ class Publisher:
             data=encode_data(data, self._config.max_event_bytes),
         )
 
-    def publish(self, channel: str, data: object = None, event_type: str = "message") -> str:
+    def publish(
+        self,
+        channel: str,
+        data: object = None,
+        event_type: str = "message",
+        *,
+        idempotency_key: str | None = None,
+    ) -> str:
         """Store and publish one event; returns its id. Raises PublishError if Redis did not
-        confirm, InvalidName/InvalidEvent for bad input."""
-        return self.publish_many([self.draft(channel, data, event_type)])[0]
+        confirm, InvalidName/InvalidEvent for bad input; ``idempotency_key`` as ``publish_many``."""
+        draft = self.draft(channel, data, event_type)
+        return self.publish_many([draft], idempotency_key=idempotency_key)[0]
 
-    def publish_many(self, drafts: Sequence[Draft] | Iterable[Draft]) -> list[str]:
-        """Store and publish a batch atomically and in order (one script run); returns the ids."""
+    def publish_many(
+        self,
+        drafts: Sequence[Draft] | Iterable[Draft],
+        *,
+        idempotency_key: str | None = None,
+    ) -> list[str]:
+        """Store and publish a batch atomically and in order (one script run); returns the ids.
+
+        With ``idempotency_key`` (1–128 characters of A-Z a-z 0-9 . _ : -, else InvalidRequest):
+        a repeat of the same events under the same key within ``idempotency_seconds`` returns
+        the first publish's ids and stores nothing; other events under a key already used raise
+        IdempotencyKeyReused. With ``durable_replicas`` > 0, raises NotDurable (a PublishError)
+        when fewer replicas than that confirmed holding the events in time.
+        """
         drafts = list(drafts)
         if not drafts:
             return []
@@ -155,12 +217,69 @@ class Publisher:
         for draft in drafts:
             script_keys += [keys.log_key(draft.channel), keys.live_channel(draft.channel)]
             args += [draft.type, draft.data]
+        if idempotency_key is not None:
+            script_keys.append(keys.idempotency_key(validate_idempotency_key(idempotency_key)))
+            args += [fingerprint(drafts), self._config.idempotency_seconds]
+        durable = self._config.durable_replicas
         try:
-            ids = self._script(keys=script_keys, args=args, client=self._clients.client())
+            if durable:
+                ids, replicas = self._run_and_wait(script_keys, args)
+            else:
+                ids = self._script(keys=script_keys, args=args, client=self._clients.client())
+                replicas = 0
         except redis.RedisError as error:
             raise PublishError(
                 f"Redis did not store the event ({type(error).__name__}); nothing was published."
             ) from error
+        if idempotency_key is not None and isinstance(ids, list) and ids:
+            if ids[0] in _REUSED:
+                raise IdempotencyKeyReused(
+                    f"idempotency key {idempotency_key!r} was already used for other events: "
+                    "repeat a publish with exactly the same events, or use a new key."
+                )
+            ids = ids[1:]
         if not isinstance(ids, list) or len(ids) != len(drafts):
             raise PublishError("Redis answered the publish script with something unexpected.")
+        if replicas < durable:
+            raise NotDurable(
+                f"Redis stored the event but {replicas} of the {durable} replicas required "
+                f"confirmed holding it within {wait_ms(self._config)} ms: it may or may not "
+                "survive a failover; retry with the same idempotency key."
+            )
         return [i.decode("ascii") if isinstance(i, bytes) else str(i) for i in ids]
+
+    def _run_and_wait(self, script_keys: list[str], args: list[str | int]) -> tuple[object, int]:
+        """The script, then ``WAIT``, pipelined on one connection (WAIT counts the replicas
+        holding what its own connection wrote); the script's reply and the replica count.
+        Loads the script when Redis lacks it (a restarted or newly promoted primary)."""
+        command = ("EVALSHA", self._script.sha, len(script_keys), *script_keys, *args)
+        reply, replicas = self._pipelined(command)
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            self._client.script_load(_SCRIPT)
+            reply, replicas = self._pipelined(command)
+        for answer in (reply, replicas):
+            if isinstance(answer, Exception):
+                raise answer
+        return reply, int(replicas)
+
+    def _pipelined(self, command: tuple) -> list:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.execute_command(*command)
+        pipe.execute_command("WAIT", self._config.durable_replicas, wait_ms(self._config))
+        return pipe.execute(raise_on_error=False)
+
+
+def wait_ms(config: Config | PublishSettings) -> int:
+    """How long a durable publish waits for its replicas: half the Redis command timeout, so
+    that WAIT answers well before the connection's own read timeout would give up on it."""
+    return max(1, int(config.redis_timeout_seconds * 500))
+
+
+def fingerprint(drafts: Sequence[Draft]) -> str:
+    """What makes a repeat "the same request": every event's channel, type and data, in order
+    (hashed, so that a record stays small whatever the batch). Names hold no newline and JSON
+    text escapes it, so newline-separated fields cannot run into each other."""
+    digest = hashlib.sha256()
+    for draft in drafts:
+        digest.update(f"{draft.channel}\n{draft.type}\n{draft.data}\n".encode())
+    return digest.hexdigest()

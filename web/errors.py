@@ -44,13 +44,16 @@ def publish_failed_response(error: PublishError) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     """Answer every error of ``app`` with JSON: eventgate's own errors, HTTP errors, and crashes."""
-    app.register_error_handler(EventgateError, _eventgate_error)
+    app.register_error_handler(EventgateError, eventgate_error_response)
     app.register_error_handler(HTTPException, _http_error)
     # Flask logs the traceback of an unhandled exception, then calls the 500 handler.
     app.register_error_handler(InternalServerError, _internal_error)
 
 
-def _eventgate_error(error: EventgateError) -> Response:
+def eventgate_error_response(error: EventgateError) -> Response:
+    """The answer to one of eventgate's own errors (in an app context): its code and sentence
+    with its status, a 503 with ``Retry-After`` for a publish Redis did not confirm (logged),
+    a generic 500 (the details logged) for a failure of the server's own."""
     if isinstance(error, PublishError):
         current_app.logger.warning("publish failed: %s", error.message)
         return publish_failed_response(error)

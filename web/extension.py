@@ -117,15 +117,18 @@ class EventGate:
         ``draft``, and PublishError when Redis did not confirm (nothing was published)."""
         return self.publish_many([self.draft(channel, data, event_type)])[0]
 
-    def publish_many(self, drafts: Iterable[Draft]) -> list[str]:
+    def publish_many(
+        self, drafts: Iterable[Draft], *, idempotency_key: str | None = None
+    ) -> list[str]:
         """Store and publish drafts now, atomically and in order; returns their ids. Raises
-        InvalidEvent for more than ``max_batch_events`` and PublishError as ``publish_now``."""
+        InvalidEvent for more than ``max_batch_events``, PublishError as ``publish_now``, and
+        for ``idempotency_key`` what ``Publisher.publish_many`` raises."""
         if self.metrics is None:
-            return self.publisher.publish_many(drafts)
+            return self.publisher.publish_many(drafts, idempotency_key=idempotency_key)
         drafts = list(drafts)
         started = time.perf_counter()
         try:
-            ids = self.publisher.publish_many(drafts)
+            ids = self.publisher.publish_many(drafts, idempotency_key=idempotency_key)
         except PublishError:
             self.metrics.observe("failed", len(drafts), time.perf_counter() - started)
             raise

@@ -7,12 +7,15 @@ it can answer exactly as the view in web/api/events.py would, with the same chec
 order and the same functions: the request id bound for its log lines, the publisher key
 (``web.auth.key_of``) before the body is read, a JSON body of ``Content-Length`` bytes within
 ``MAX_CONTENT_LENGTH``, the events validated (``drafts_of``), every channel within the key's
-scope, then one ``publish_many`` (metrics included) and the ``201``.
+scope, then one ``publish_many`` (metrics included) and the ``201``. An ``Idempotency-Key`` is
+read with the view's function too (a malformed one goes to Flask for its 400).
 
 Whatever else — any refusal, another JSON content type, a chunked or oversized body, a body
 that does not parse — goes to Flask untouched, the body it read put back, before anything was
 published: every error answer stays the one Flask gives. Only a publish that Redis did not
-confirm is answered here (the view's 503): handing it on would publish a second time.
+confirm is answered here (the view's 503): handing it on would publish a second time; so is an
+idempotency key reused for other events (the view's 409), for the same answer without running
+the script again.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ from collections.abc import Callable, Iterable
 from flask import Flask
 
 from eventgate.shared import logformat
-from eventgate.shared.errors import PublishError
+from eventgate.shared.errors import IdempotencyKeyReused, InvalidRequest, PublishError
 from eventgate.shared.publisher import Draft
 from eventgate.shared.publishkeys import parse_publish_keys
-from eventgate.web.api.events import drafts_of
+from eventgate.web.api.events import drafts_of, idempotency_key_of
 from eventgate.web.auth import key_of
-from eventgate.web.errors import publish_failed_response
+from eventgate.web.errors import eventgate_error_response
 from eventgate.web.extension import EventGate
 
 PATH = "/api/events"
@@ -53,13 +56,12 @@ class FastPublish:
         accepted = self._accept(environ)
         if accepted is None:
             return self.wsgi_app(environ, start_response)
-        drafts, batch = accepted
+        drafts, batch, idempotency_key = accepted
         try:
-            ids = self.gate.publish_many(drafts)
-        except PublishError as error:
+            ids = self.gate.publish_many(drafts, idempotency_key=idempotency_key)
+        except (PublishError, IdempotencyKeyReused) as error:
             with self.app.app_context():
-                self.app.logger.warning("publish failed: %s", error.message)
-                response = publish_failed_response(error)
+                response = eventgate_error_response(error)
             return response(environ, start_response)
         # What jsonify writes (compact, a trailing newline); stream ids (``ms-seq``, made by
         # Redis) need no escaping.
@@ -72,11 +74,16 @@ class FastPublish:
         ])
         return [body]
 
-    def _accept(self, environ: dict) -> tuple[list[Draft], bool] | None:
-        """The request's validated events and whether it was a batch, or None for Flask."""
+    def _accept(self, environ: dict) -> tuple[list[Draft], bool, str | None] | None:
+        """The request's validated events, whether it was a batch and its idempotency key, or
+        None for Flask."""
         keys = parse_publish_keys(self.gate.config.publish_keys)
         entry = key_of(environ.get("HTTP_AUTHORIZATION", ""), keys)
         if entry is None:
+            return None
+        try:
+            idempotency_key = idempotency_key_of(environ)
+        except InvalidRequest:
             return None
         if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != _JSON:
             return None
@@ -94,7 +101,7 @@ class FastPublish:
             return None
         if not all(entry.allows_channel(draft.channel) for draft in drafts):
             return None
-        return drafts, isinstance(parsed, list)
+        return drafts, isinstance(parsed, list), idempotency_key
 
 
 def install(app: Flask, gate: EventGate) -> None:

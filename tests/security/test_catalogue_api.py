@@ -8,6 +8,13 @@ import pytest
 
 from tests.security.catalogue import Row, event, get, publish, run
 
+
+def keyed(request: tuple, key: str) -> tuple:
+    """``request`` (as ``publish`` builds it) with an ``Idempotency-Key`` header."""
+    method, target, headers, body = request
+    return method, target, {**headers, "Idempotency-Key": key}, body
+
+
 PUBLISH_ROWS = [
     Row("no Authorization", lambda c: ("POST", "/api/events",
                                        {"Content-Type": "application/json"}, b"{}"),
@@ -77,6 +84,17 @@ PUBLISH_ROWS = [
     Row("invalid UTF-8", lambda c: publish(c, b'{"channel": "\xff"}'), 400, "invalid_json"),
     Row("nested 100000 deep", lambda c: publish(c, b"[" * 100000 + b"]" * 100000),
         400, "invalid_json"),
+    Row("Idempotency-Key (accepted)", lambda c: keyed(publish(c, event(c)), c.base), 201),
+    Row("empty Idempotency-Key", lambda c: keyed(publish(c, event(c)), ""),
+        400, "invalid_request"),
+    Row("Idempotency-Key of 129 characters", lambda c: keyed(publish(c, event(c)), "k" * 129),
+        400, "invalid_request"),
+    Row("Idempotency-Key with a slash", lambda c: keyed(publish(c, event(c)), "a/b"),
+        400, "invalid_request"),
+    Row("Idempotency-Key with a space", lambda c: keyed(publish(c, event(c)), "a b"),
+        400, "invalid_request"),
+    Row("Idempotency-Key with a Cyrillic homoglyph",
+        lambda c: keyed(publish(c, event(c)), "k\u043e"), 400, "invalid_request"),
     Row("text/plain", lambda c: publish(c, event(c), content_type="text/plain"),
         400, "invalid_request"),
     Row("form encoded", lambda c: publish(c, b"channel=a", content_type=(

@@ -1,8 +1,9 @@
 """Fixtures for the unit tests. In-process stream tests (tests/unit/inprocess.py says how gevent
 runs here): a hub, subscribers on socketpairs, a broker and Resume on the session's real Redis, a
 started StreamState; a private var dir. Publisher tests: publishers with overrides, a Redis
-client to inspect with, raw pub/sub subscriptions. Token tests: a hand-set clock and a key.
-The session's redis, configs, tokens and publisher are in tests/conftest.py."""
+client to inspect with, raw pub/sub subscriptions, a private primary with a replica. Token
+tests: a hand-set clock and a key. The session's redis, configs, tokens and publisher are in
+tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from eventgate.stream.hub import Hub
 from eventgate.stream.resume import Resume
 from eventgate.stream.state import StreamState
 from eventgate.stream.subscriber import Subscriber
+from tests.servers import LOOPBACK, RedisServer, wait_for
 from tests.unit.inprocess import CountingSocket, Peer
 from tests.unit.subscription import Subscription
 from tests.unit.tokenclock import T0, Clock
@@ -176,6 +178,37 @@ def built():
     yield publishers.append
     for publisher in publishers:
         publisher.client.close()
+
+
+def acknowledged(primary_client) -> bool:
+    """Whether a replica acknowledges a write of this client's within 100 ms."""
+    pipe = primary_client.pipeline(transaction=False)
+    pipe.set("replication-probe", 1).wait(1, 100)
+    return pipe.execute()[1] >= 1
+
+
+@pytest.fixture
+def replicated(tmp_path):
+    """``(primary, replica)``: a private redis-server and one replica of it, in sync (the
+    session's redis stays without replicas); both stopped after the test."""
+    # Full sync at once (not after diskless sync's 5 s delay); the replica without AOF (it
+    # would not stop while writing its first AOF after the sync).
+    primary = RedisServer(tmp_path / "primary", extra=("--repl-diskless-sync-delay", "0"))
+    replica = RedisServer(tmp_path / "replica", extra=(
+        "--appendonly", "no", "--replicaof", LOOPBACK, str(primary.port),
+    ))
+    primary.start()
+    try:
+        replica.start()
+        with primary.client() as watch:
+            # Until a write is acknowledged as a durable publish's will be: after a full sync
+            # the primary streams to a replica only once that replica's first ACK came (within
+            # a second), though it already lists it as online.
+            wait_for(lambda: acknowledged(watch), 15, "the replica in sync", replica.log)
+        yield primary, replica
+    finally:
+        replica.stop()
+        primary.stop()
 
 
 # -- tokens --------------------------------------------------------------------------------------

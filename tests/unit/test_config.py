@@ -229,3 +229,19 @@ def test_repr_holds_no_secret():
     assert "s" * 40 not in text and "p" * 40 not in text and "o" * 40 not in text
     assert "hunter2" not in text
 
+
+
+def test_idempotency_and_durability_settings(var_dir):
+    config = Config.from_env(env(var_dir, SECRET_KEY="k", PUBLISH_KEY="p",
+                                 IDEMPOTENCY_SECONDS="60", DURABLE_REPLICAS="2"))
+    assert (config.idempotency_seconds, config.durable_replicas) == (60, 2)
+    defaults = Config.from_env(env(var_dir, SECRET_KEY="k", PUBLISH_KEY="p"))
+    assert (defaults.idempotency_seconds, defaults.durable_replicas) == (86400, 0)
+
+
+@pytest.mark.parametrize(("name", "value"), [("IDEMPOTENCY_SECONDS", "0"),
+                                             ("DURABLE_REPLICAS", "-1")])
+def test_idempotency_and_durability_refuse_meaningless_values(var_dir, name, value):
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env(env(var_dir, SECRET_KEY="k", PUBLISH_KEY="p", **{name: value}))
+    assert f"EVENTGATE_{name}" in caught.value.message

@@ -1,5 +1,6 @@
-"""Fixtures for the web app: the app on the session's real redis, its client, the publisher key,
-and ``make_app``, the app with test views that publish and then fail or succeed."""
+"""Fixtures for the web app: the app on the session's real redis, its client (through the publish
+fast path) and one of the same app without it (the Flask view alone), the publisher key, and
+``make_app``, the app with test views that publish and then fail or succeed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask, abort, jsonify, request, request_started
+from flask.testing import FlaskClient
 
 from eventgate.shared import keys
 from eventgate.shared.events import Event
@@ -15,6 +17,7 @@ from eventgate.shared.publisher import Publisher
 from eventgate.shared.redisconn import connect
 from eventgate.web.app import create_app
 from eventgate.web.extension import current_eventgate
+from eventgate.web.fastpublish import FastPublish
 from tests.servers import LOOPBACK, Program, free_port, port_open, venv_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +31,32 @@ def app(make_config):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+def without_fast_path(app: Flask) -> Flask:
+    """An app of the same config without the publish fast path: what the Flask view answers."""
+    assert isinstance(app.wsgi_app, FastPublish)
+    plain = create_app(app.extensions["eventgate"].config)
+    plain.wsgi_app = plain.wsgi_app.wsgi_app
+    return plain
+
+
+@pytest.fixture
+def view_client(app):
+    """A client of ``app``'s config without the publish fast path."""
+    return without_fast_path(app).test_client()
+
+
+@pytest.fixture
+def publish_clients(make_config):
+    """Factory: ``publish_clients(**config_overrides)`` → ``{"fast": …, "view": …}``, clients of
+    an app on the session's redis with the publish fast path and of one without it."""
+
+    def make(**overrides) -> dict[str, FlaskClient]:
+        app = create_app(make_config(**overrides))
+        return {"fast": app.test_client(), "view": without_fast_path(app).test_client()}
+
+    return make
 
 
 class Boom(Exception):

@@ -12,27 +12,18 @@ import pytest
 from eventgate.shared.errors import PublishError
 from eventgate.shared.logformat import current_request_id
 from eventgate.web.app import create_app
-from eventgate.web.fastpublish import FastPublish
-
-
-def flask_only(app):
-    """The same app without the fast path: what the Flask view answers."""
-    assert isinstance(app.wsgi_app, FastPublish)
-    plain = create_app(app.extensions["eventgate"].config)
-    plain.wsgi_app = plain.wsgi_app.wsgi_app
-    return plain.test_client()
 
 
 @pytest.mark.parametrize("batch", [False, True])
 def test_a_publish_is_answered_without_flask_exactly_as_the_view_answers(
-    app, client, auth, channel, flask_calls, read_log, batch
+    client, view_client, auth, channel, flask_calls, read_log, batch
 ):
     event = {"channel": channel, "type": "t", "data": {"n": 1}}
     body = [event, event] if batch else event
 
     fast = client.post("/api/events", json=body, headers=auth)
     assert flask_calls == []
-    slow = flask_only(app).post("/api/events", json=body, headers=auth)
+    slow = view_client.post("/api/events", json=body, headers=auth)
 
     assert fast.status == slow.status == "201 CREATED"
     assert sorted(fast.headers.items()) == sorted(slow.headers.items())
@@ -67,12 +58,12 @@ def test_a_publish_is_answered_without_flask_exactly_as_the_view_answers(
     ],
 )
 def test_every_refusal_is_flasks_own(
-    app, client, auth, flask_calls, headers, body, content_type, status
+    client, view_client, auth, flask_calls, headers, body, content_type, status
 ):
     headers = auth if headers is None else headers
     fast = client.post("/api/events", data=body, content_type=content_type, headers=headers)
-    slow = flask_only(app).post("/api/events", data=body, content_type=content_type,
-                                headers=headers)
+    slow = view_client.post("/api/events", data=body, content_type=content_type,
+                            headers=headers)
     assert flask_calls == ["/api/events"]
     assert (fast.status_code, fast.get_json()) == (slow.status_code, slow.get_json())
     assert fast.status_code == status
@@ -100,7 +91,7 @@ def test_a_failed_publish_is_answered_once_and_logged_with_the_request_id(
 ):
     calls = []
 
-    def fail(drafts):  # noqa: ANN001
+    def fail(drafts, idempotency_key=None):  # noqa: ANN001
         calls.append(list(drafts))
         raise PublishError("Redis did not store the event (TimeoutError); nothing was published.")
 

@@ -3,13 +3,20 @@
 A ``201`` is sent only after Redis stored every event of the request (one atomic script run), so
 a ``201`` means delivered-or-replayable; if Redis does not confirm, the answer is a ``503`` with
 ``Retry-After`` and nothing of the request was published.
+
+``Idempotency-Key`` makes a request safe to repeat (after a timeout, a 503, a failover): the same
+key with the same events answers the first answer's ids and stores nothing; with other events it
+answers ``409 idempotency_key_reused``.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from collections.abc import Mapping
+
+from flask import Blueprint, jsonify, request
 
 from eventgate.shared.errors import InvalidEvent, InvalidName, InvalidRequest
+from eventgate.shared.names import validate_idempotency_key
 from eventgate.shared.publisher import Draft
 from eventgate.web.auth import require_scope
 from eventgate.web.extension import EventGate, current_eventgate
@@ -25,11 +32,19 @@ _OPTIONAL = ("type", "data")
 def publish_events():  # type: ignore[no-untyped-def]
     """Body: ``{"channel", "type"?, "data"?}`` → ``{"id"}``; or an array of those → ``{"ids"}``."""
     gate = current_eventgate()
+    idempotency_key = idempotency_key_of(request.environ)
     body = read_json()
     drafts = drafts_of(gate, body)
     require_scope(draft.channel for draft in drafts)
-    ids = gate.publish_many(drafts)
+    ids = gate.publish_many(drafts, idempotency_key=idempotency_key)
     return (jsonify(ids=ids) if isinstance(body, list) else jsonify(id=ids[0])), 201
+
+
+def idempotency_key_of(environ: Mapping[str, object]) -> str | None:
+    """The request's ``Idempotency-Key`` header, or None without one. Raises InvalidRequest
+    when it is not 1 to 128 characters of A-Z a-z 0-9 . _ : - (empty included)."""
+    value = environ.get("HTTP_IDEMPOTENCY_KEY")
+    return None if value is None else validate_idempotency_key(value)
 
 
 def drafts_of(gate: EventGate, body: object) -> list[Draft]:
