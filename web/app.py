@@ -11,8 +11,9 @@ from flask.logging import default_handler
 
 from eventgate.shared import logformat
 from eventgate.shared.config import MAX_REQUEST_BYTES_CAP, Config, max_request_bytes
-from eventgate.web import demo, fastpublish, health, metrics, ops
+from eventgate.web import demo, health, metrics, ops
 from eventgate.web.api import blueprint as api
+from eventgate.web.api import fastpath
 from eventgate.web.errors import register_error_handlers
 from eventgate.web.extension import EventGate
 
@@ -37,7 +38,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(demo.bp)
     ops.init_app(app)
     metrics.init_app(app)
-    fastpublish.install(app, gate)
+    fastpath.install(app, gate)
     return app
 
 

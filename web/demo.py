@@ -13,7 +13,7 @@ from flask import Blueprint, Response, jsonify, render_template
 from eventgate.shared.errors import InvalidRequest
 from eventgate.web.extension import current_eventgate
 from eventgate.web.isotime import iso_utc
-from eventgate.web.jsonbody import read_fields, read_json
+from eventgate.web.jsonio import read_fields, read_json
 
 DEMO_CHANNEL = "demo.lobby"
 DEMO_EVENT_TYPE = "demo.message"

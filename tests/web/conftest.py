@@ -15,9 +15,9 @@ from eventgate.shared import keys
 from eventgate.shared.events import Event
 from eventgate.shared.publisher import Publisher
 from eventgate.shared.redisconn import connect
+from eventgate.web.api.fastpath import FastPublish
 from eventgate.web.app import create_app
 from eventgate.web.extension import current_eventgate
-from eventgate.web.fastpublish import FastPublish
 from tests.servers import LOOPBACK, Program, free_port, port_open, venv_tool
 
 ROOT = Path(__file__).resolve().parents[2]

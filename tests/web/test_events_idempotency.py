@@ -1,5 +1,5 @@
 """``Idempotency-Key`` on ``POST /api/events`` and durable publish, through the publish fast path
-(web/fastpublish.py) and through the Flask view alone: both answer a repeat 201 with the first
+(web/api/fastpath.py) and through the Flask view alone: both answer a repeat 201 with the first
 ids, other events under a used key 409, a malformed key 400, too few replicas 503."""
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from eventgate.shared.names import validate_idempotency_key
 from eventgate.shared.publisher import Draft
 from eventgate.web.auth import require_scope
 from eventgate.web.extension import EventGate, current_eventgate
-from eventgate.web.jsonbody import read_fields, read_json
+from eventgate.web.jsonio import read_fields, read_json
 
 bp = Blueprint("events", __name__)
 

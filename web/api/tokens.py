@@ -14,7 +14,7 @@ from eventgate.shared.names import validate_grant
 from eventgate.web.auth import require_scope
 from eventgate.web.extension import current_eventgate
 from eventgate.web.isotime import iso_utc
-from eventgate.web.jsonbody import read_fields, read_json
+from eventgate.web.jsonio import read_fields, read_json
 
 bp = Blueprint("tokens", __name__)
 

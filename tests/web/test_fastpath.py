@@ -1,4 +1,4 @@
-"""The publish fast path (web/fastpublish.py): a publish that succeeds is answered without Flask's
+"""The publish fast path (web/api/fastpath.py): a publish that succeeds is answered without Flask's
 request handling, byte for byte as the view answers it; anything else reaches Flask unchanged,
 and a publish Redis did not confirm is answered once, never handed on to publish again."""
 
