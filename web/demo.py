@@ -8,9 +8,10 @@ need no key on purpose, so they are confined to one channel, a short token and b
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, render_template
+from flask import Blueprint, jsonify, render_template
 
 from eventgate.shared.errors import InvalidRequest
+from eventgate.web import pages
 from eventgate.web.extension import current_eventgate
 from eventgate.web.isotime import iso_utc
 from eventgate.web.jsonio import read_fields, read_json
@@ -21,24 +22,9 @@ MAX_TEXT_CHARS = 500
 #: Short on purpose: the page shows the refresh-and-resume path within minutes.
 DEMO_TOKEN_TTL_SECONDS = 300
 
-# Pages hold no secret, but the stream URL holds a token: no Referer may carry it elsewhere.
-_PAGE_HEADERS = {
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": (
-        "default-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-}
 
 bp = Blueprint("demo", __name__)
-
-
-@bp.after_request
-def _page_headers(response: Response) -> Response:
-    for name, value in _PAGE_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+pages.protect(bp)
 
 
 @bp.get("/")

@@ -33,6 +33,7 @@ from flask import Blueprint, Flask, Response, jsonify, render_template, request
 from eventgate.shared import keys
 from eventgate.shared.errors import EventgateError
 from eventgate.shared.status import overview
+from eventgate.web import pages
 from eventgate.web.auth import key_matches
 from eventgate.web.errors import error_response
 from eventgate.web.extension import EXTENSION_KEY, EventGate, current_eventgate
@@ -48,18 +49,10 @@ STATUS_EVENTS_KEPT = 300
 FEED_KEY = "eventgate.statusfeed"
 TOKEN_TTL_SECONDS = 300
 
-_PAGE_HEADERS = {
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": (
-        "default-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
 
 log = logging.getLogger("eventgate.web.ops")
 bp = Blueprint("ops", __name__)
+pages.protect(bp, {"Cache-Control": "no-store"})  # live operational data: never cached
 
 
 class StatusFeed:
@@ -122,13 +115,6 @@ def _only_for_ops() -> Response | None:
     if config.environment == "development":
         return None
     return error_response("not_found", "there is nothing at this URL.", 404)
-
-
-@bp.after_request
-def _page_headers(response: Response) -> Response:
-    for name, value in _PAGE_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
 
 
 @bp.get("/status")
