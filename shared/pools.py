@@ -26,6 +26,10 @@ The master's hooks clean the directory when the pool starts and forget a worker'
 when it exits (``mark_process_dead``); counters of dead workers stay, so totals never go back.
 Exposition is meant for loopback scrapers only: ``is_proxied`` lets the apps refuse a scrape
 that came through nginx (the public server also answers 404 for /metrics itself).
+
+**Hook handles.** A pool's gunicorn hooks find what they start and stop in the loaded app's
+``app.extensions`` under the keys below: the conf modules cannot import the app modules that
+register them (the master must stay light), so both sides take the key from here.
 """
 
 from __future__ import annotations
@@ -46,6 +50,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from eventgate.shared.config import Config
 from eventgate.shared.errors import ConfigError
 from eventgate.shared.logformat import JsonFormatter, LazyAtoms, json_access_line
+
+# --- hook handles
+
+#: ``app.extensions`` key of a stream worker's StreamState (stream/state.py).
+STREAM_STATE_KEY = "eventgate.stream"
+#: ``app.extensions`` key of a web app's unstarted StatusFeed (web/ops.py).
+STATUS_FEED_KEY = "eventgate.statusfeed"
 
 # --- loggers
 

@@ -22,13 +22,9 @@ pools.install_json_errors()
 
 logger_class = pools.logger_class_from_env()
 
-#: stream/state.py's EXTENSION: the key of the worker's StreamState in its app's extensions.
-_STATE_KEY = "eventgate.stream"
-
-
 def _stream_state(worker):  # noqa: ANN001, ANN202 - gunicorn's worker; a StreamState or None
     app = getattr(worker, "wsgi", None)
-    return getattr(app, "extensions", {}).get(_STATE_KEY)
+    return getattr(app, "extensions", {}).get(pools.STREAM_STATE_KEY)
 
 
 def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signature

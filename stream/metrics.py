@@ -19,7 +19,7 @@ import gevent
 from flask import Blueprint, Response, current_app, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from eventgate.shared.pools import exposition, is_proxied
+from eventgate.shared.pools import STREAM_STATE_KEY, exposition, is_proxied
 from eventgate.stream import status
 from eventgate.stream.lag import BUCKETS_SECONDS
 
@@ -168,7 +168,7 @@ def scrape() -> Response:
             '{"error": "not_found", "message": "There is nothing at this address."}\n',
             404, mimetype="application/json",
         )
-    state = current_app.extensions["eventgate.stream"]
+    state = current_app.extensions[STREAM_STATE_KEY]
     with contextlib.suppress(Exception):
         state.metrics.sync()  # single-process mode: show the freshest values
     body, content_type = exposition(state.metrics.registry)

@@ -37,8 +37,8 @@ from eventgate.stream.resume import Resume
 log = logging.getLogger("eventgate.stream")
 
 #: The key of the worker's StreamState in ``app.extensions`` (stream/gunicorn_conf.py finds it
-#: there by this name without importing this module).
-EXTENSION = "eventgate.stream"
+#: there without importing this module).
+EXTENSION = pools.STREAM_STATE_KEY
 
 #: How long a stream set-up waits for a pooled Redis connection (the web tier waits 2 s).
 STORM_POOL_WAIT_SECONDS = 30.0

@@ -62,7 +62,7 @@ def child_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signat
 
 def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
     """In the worker, with the app loaded: start its status feed thread (web/ops.py builds the
-    feed, keyed ``eventgate.statusfeed``; an app without one starts nothing)."""
-    feed = getattr(worker.wsgi, "extensions", {}).get("eventgate.statusfeed")
+    feed, keyed ``pools.STATUS_FEED_KEY``; an app without one starts nothing)."""
+    feed = getattr(worker.wsgi, "extensions", {}).get(pools.STATUS_FEED_KEY)
     if feed is not None:
         feed.start()

@@ -30,7 +30,7 @@ import threading
 import redis
 from flask import Blueprint, Flask, Response, jsonify, render_template, request
 
-from eventgate.shared import keys
+from eventgate.shared import keys, pools
 from eventgate.shared.errors import EventgateError
 from eventgate.shared.status import overview
 from eventgate.web import pages
@@ -46,7 +46,7 @@ STATUS_EVENT_TYPE = "status"
 #: megabytes for history nobody replays.
 STATUS_EVENTS_KEPT = 300
 #: ``app.extensions`` key of the app's (unstarted) StatusFeed; web/gunicorn_conf.py starts it.
-FEED_KEY = "eventgate.statusfeed"
+FEED_KEY = pools.STATUS_FEED_KEY
 TOKEN_TTL_SECONDS = 300
 
 
