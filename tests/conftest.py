@@ -15,7 +15,7 @@ import pytest
 from eventgate.shared.config import Config
 from eventgate.shared.publisher import Publisher
 from eventgate.shared.tokens import ChannelTokens
-from tests.servers import Program, RedisServer, child_env
+from tests.servers import Program, RedisServer, SentinelSet, child_env
 from tests.stack import Stack
 from tests.stream.pool import StreamPool
 
@@ -28,6 +28,15 @@ def redis_server(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def sentinel_set(tmp_path_factory):
+    """A real Sentinel deployment (tests/servers.py:SentinelSet: a primary, two replicas, three
+    sentinels) for one test module. A test that fails it over calls ``restore()`` after."""
+    deployment = SentinelSet(tmp_path_factory.mktemp("sentinel")).start()
+    yield deployment
+    deployment.stop()
 
 
 @pytest.fixture(scope="session")

@@ -213,6 +213,126 @@ class RedisServer:
         self.start()
 
 
+class SentinelSet:
+    """A real Redis Sentinel deployment on loopback: one primary, ``replicas`` replicas and three
+    sentinels (``redis-server --sentinel``) watching the service ``service``.
+
+    Tests fail it over (kill -9, ``SENTINEL FAILOVER``, ``DEBUG SLEEP``) and must leave it
+    healthy: ``restore()`` starts every data node that was stopped (sentinels make it a replica
+    of whoever is primary now) and waits until the set agrees again. ``down_after_ms`` is short
+    so that a failover takes a couple of seconds, not the 30 s of Redis' default."""
+
+    def __init__(
+        self, workdir: Path, *, service: str = "eventgate", replicas: int = 2,
+        down_after_ms: int = 1000, failover_timeout_ms: int = 4000,
+    ) -> None:
+        self.workdir = workdir
+        self.service = service
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.nodes = [RedisServer(workdir / f"node{i}") for i in range(replicas + 1)]
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinels: list[Program] = []
+
+    @property
+    def url(self) -> str:
+        """``EVENTGATE_REDIS_URL`` for this set."""
+        hosts = ",".join(f"{LOOPBACK}:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{self.service}/0"
+
+    def sentinel(self, index: int = 0) -> redis.Redis:
+        return redis.Redis(host=LOOPBACK, port=self.sentinel_ports[index], socket_timeout=5,
+                           decode_responses=True)
+
+    def start(self) -> SentinelSet:
+        primary = self.nodes[0]
+        for node in self.nodes:
+            node.workdir.mkdir(parents=True, exist_ok=True)
+        primary.start()
+        for node in self.nodes[1:]:
+            node.extra = ("--replicaof", LOOPBACK, str(primary.port))
+            node.start()
+        for index, port in enumerate(self.sentinel_ports):
+            self.sentinels.append(self._start_sentinel(index, port, primary.port))
+        self.wait_healthy()
+        return self
+
+    def _start_sentinel(self, index: int, port: int, primary_port: int) -> Program:
+        folder = self.workdir / f"sentinel{index}"
+        folder.mkdir(parents=True, exist_ok=True)
+        conf = folder / "sentinel.conf"
+        conf.write_text(
+            f"port {port}\nbind {LOOPBACK}\ndir {folder}\n"
+            f"sentinel monitor {self.service} {LOOPBACK} {primary_port} 2\n"
+            f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {self.service} {self.failover_timeout_ms}\n"
+            f"sentinel parallel-syncs {self.service} 2\n"
+        )
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        program = Program([binary, conf, "--sentinel"], folder / "sentinel.log", port=port,
+                          stop_seconds=10).start()
+        program.wait_until(lambda: self.sentinel(index).ping(), 10, f"sentinel on port {port}")
+        return program
+
+    def primary(self) -> RedisServer:
+        """The data node the sentinels name as primary now."""
+        _host, port = self.sentinel().sentinel_get_master_addr_by_name(self.service)
+        return next(node for node in self.nodes if node.port == int(port))
+
+    def replicas(self) -> list[RedisServer]:
+        primary = self.primary()
+        return [node for node in self.nodes if node is not primary]
+
+    def wait_healthy(self, timeout: float = 30) -> RedisServer:
+        """Wait until every sentinel names the same primary, it answers as a primary, and every
+        running data node replicates from it with its link up; the primary."""
+
+        def agreed() -> RedisServer | None:
+            ports = {int(self.sentinel(i).sentinel_get_master_addr_by_name(self.service)[1])
+                     for i in range(3)}
+            if len(ports) != 1:
+                return None
+            primary = next(node for node in self.nodes if node.port in ports)
+            if primary.client().execute_command("ROLE")[0] != b"master":
+                return None
+            for node in self.nodes:
+                if node is primary or node.program is None:
+                    continue
+                info = node.client().info("replication")
+                if (info.get("master_port") != primary.port
+                        or info.get("master_link_status") != "up"):
+                    return None
+            known = self.sentinel().sentinel_master(self.service)["num-other-sentinels"]
+            return primary if int(known) == 2 else None
+
+        return wait_for(agreed, timeout, f"sentinel set {self.service} healthy")
+
+    def wait_failover(self, old: RedisServer, timeout: float = 30) -> RedisServer:
+        """Wait until the sentinels name a primary other than ``old``; the new one."""
+        return wait_for(
+            lambda: (new := self.primary()) is not old and
+            new.client().execute_command("ROLE")[0] == b"master" and new,
+            timeout, f"a failover away from port {old.port}")
+
+    def restore(self, timeout: float = 60) -> RedisServer:
+        """Start every stopped data node again (as a replica of the current primary, which the
+        sentinels also tell it) and wait until the set is healthy; the primary."""
+        primary = self.primary()
+        for node in self.nodes:
+            if node.program is None or not node.program.running:
+                node.program = None
+                node.extra = ("--replicaof", LOOPBACK, str(primary.port))
+                node.start()
+        return self.wait_healthy(timeout)
+
+    def stop(self) -> None:
+        for program in self.sentinels:
+            program.stop()
+        self.sentinels = []
+        for node in self.nodes:
+            node.stop()
+
+
 def venv_tool(name: str) -> Path:
     """A console script of the running venv (gunicorn, supervisord, …), not one on PATH."""
     return Path(sys.executable).parent / name
