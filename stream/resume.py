@@ -15,7 +15,7 @@ import gevent
 import redis
 
 from eventgate.shared import sse
-from eventgate.shared.events import READ_BATCH, entry_fields, id_key, read_heads, read_page
+from eventgate.shared.events import READ_BATCH, entry_fields, id_key, read_from, read_heads
 from eventgate.shared.sse import event_body_bytes
 from eventgate.stream.broker import Broker
 from eventgate.stream.hub import Hub
@@ -95,17 +95,24 @@ class Resume:
 
     def replay(self, subscriber: Subscriber, name: str) -> None:
         """Send every event of ``name`` after the subscriber's position, in log order, with an
-        ``eventgate.lost`` notice first where the log no longer holds what came between."""
+        ``eventgate.lost`` notice first where the log no longer holds what came between — or no
+        longer holds the position itself (a failover: the notice names the loss point the log
+        goes on from, which may sort below the position; shared/events.py:read_from)."""
         hub, client = self.hub, self.client
+        positions = subscriber.positions
         while not subscriber.closed:
-            position = subscriber.positions[name]
-            entries = read_page(client, name, position)
+            position = positions[name]
+            page = read_from(client, name, position)
+            entries = page.entries
             subscriber.cork()  # one send per batch read: a resuming crowd replays the same events
             try:
+                if page.after != position:
+                    subscriber.emit(name, page.after, sse.lost_body(name, position, page.after))
+                    hub.lost += 1
                 for entry_id, fields in entries:
                     event_id, prev, event_type, data = entry_fields(entry_id, fields)
-                    if prev != subscriber.positions[name]:
-                        subscriber.emit(name, prev, sse.lost_body(name, position, prev))
+                    if prev != positions[name]:
+                        subscriber.emit(name, prev, sse.lost_body(name, positions[name], prev))
                         hub.lost += 1
                     subscriber.emit(name, event_id, event_body_bytes(event_type, data))
             finally:
@@ -135,9 +142,11 @@ class Resume:
             try:
                 for index, (name, event_id, prev, body) in enumerate(pending):
                     position = subscriber.positions[name]
-                    if id_key(event_id) <= id_key(position):
-                        continue
+                    # What follows the position comes first whatever its id: a loss notice
+                    # after a failover may point below it (its ``prev`` is the last_seen).
                     if prev != position:
+                        if id_key(event_id) <= id_key(position):
+                            continue
                         gap = name
                         subscriber.pending = pending[index:] + subscriber.pending
                         break
@@ -145,7 +154,13 @@ class Resume:
             finally:
                 subscriber.uncork()
             if gap is not None:
+                before = subscriber.positions[gap]
                 self.replay(subscriber, gap)
+                if subscriber.positions[gap] == before and subscriber.pending:
+                    # The log holds nothing after the position, so it does not hold the held
+                    # event either: it came live from a log a failover replaced. Reading back
+                    # again would never place it.
+                    subscriber.pending.pop(0)
                 continue
             if subscriber.pending:
                 continue
