@@ -52,8 +52,10 @@ from eventgate.shared.redisconn import ThreadClients, connect
 # log exists but is empty); later events of the batch on that log chain to the id just added,
 # which is what the lookup would find again. Trimming by age happens once per log, after its
 # adds: the cut-off is one TIME for the whole batch, so the result is the same as trimming after
-# every add. With an age limit the log also expires that long after its newest event: a channel
-# that falls silent leaves nothing in Redis (the next event starts a new log, prev 0-0).
+# every add. With an age limit the log also expires, between that age and 1.1 times it after its
+# newest event: a channel that falls silent leaves nothing in Redis (its next event starts a new
+# log, prev 0-0). The expiry is pushed back only once it comes closer than the age limit (PTTL,
+# a read, costs a third of a PEXPIRE, which is also written to replicas and the AOF).
 _SCRIPT = """
 local maxlen, max_age_ms = ARGV[1], tonumber(ARGV[2])
 local nkeys = #KEYS
@@ -105,7 +107,9 @@ end
 if minid then
   for _, log in ipairs(logs) do
     redis.call('XTRIM', log, 'MINID', minid)
-    redis.call('PEXPIRE', log, max_age_ms)
+    if redis.call('PTTL', log) < max_age_ms then
+      redis.call('PEXPIRE', log, max_age_ms + math.floor(max_age_ms / 10))
+    end
   end
 end
 if record then

@@ -271,3 +271,37 @@ def test_held_live_events_the_new_log_does_not_hold_are_dropped_not_held_forever
     peer.until(2)
     assert received(peer) == [("lost", E4, E3, E3), (6, ABOVE)]
     assert hub.channels[channel].held == []
+
+
+# -- a log that expired (no event for the age limit) ----------------------------------------
+
+
+def test_a_channel_whose_log_expired_starts_at_0_0_and_a_cursor_in_it_waits_quietly(
+    resume, make_subscriber, client, channel
+):
+    new_log(client, channel)
+    client.delete(keys.log_key(channel))  # what its expiry does
+
+    assert resume.positions([channel], {}) == {channel: START}
+    subscriber, peer = make_subscriber([channel])
+    subscriber.positions[channel] = E3
+    resume.replay(subscriber, channel)
+    assert peer.drain() == b"" and subscriber.positions[channel] == E3
+
+
+def test_the_first_event_of_a_new_log_tells_a_reader_of_the_old_one(
+    hub, resume, make_broker, make_subscriber, client, channel, publisher
+):
+    broker, live = diverged_hub(hub, make_broker, make_subscriber, client, channel, E3)
+    client.delete(keys.log_key(channel))
+    first = publisher.publish(channel, {"n": 1}, "t")  # prev 0-0: the log starts again
+    resuming, peer = make_subscriber([channel])
+    resuming.positions[channel] = E3
+
+    broker.on_message(channel, payload(channel, first, START, 1))
+    resume.replay(resuming, channel)
+
+    settled(broker, live, channel, 2)
+    peer.until(2)
+    # Honest, not exact: nothing can prove no event came after E3 before the log expired.
+    assert received(live) == received(peer) == [("lost", E3, START, START), (1, first)]
