@@ -312,6 +312,13 @@ class Broker:
             if channel.last is not None:
                 self._start_backfill(channel)
 
+    def mend(self, name: str) -> None:
+        """Read ``name`` back from its log now, as after a gap in the live feed: a connection
+        found the hub standing apart from the log (a failover it has not noticed yet)."""
+        channel = self.hub.channels.get(name)
+        if channel is not None and channel.last is not None:
+            self._start_backfill(channel)
+
     def _start_backfill(self, channel: Channel) -> None:
         if not channel.backfilling:
             channel.backfilling = True

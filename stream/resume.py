@@ -24,6 +24,9 @@ from eventgate.stream.subscriber import Subscriber
 #: A replay pauses while this much is still queued for a slow socket (bytes).
 _REPLAY_PAUSE_BYTES = 256 * 1024
 _POLL_SECONDS = 0.005
+#: How long a hand-off waits for the hub before it asks the broker to read the log back: live
+#: events in flight arrive within milliseconds; a hub on a replaced log never catches up alone.
+_NUDGE_SECONDS = 0.25
 
 
 class Unavailable(Exception):
@@ -132,9 +135,15 @@ class Resume:
         the subscriber stands exactly where the hub does on every channel; if the hub is behind
         (its live feed lags the log the replay read), wait for it, so that nothing the hub
         broadcasts later is a duplicate for this connection. Raises Unavailable when the hub
-        does not catch up within ``timeout`` seconds."""
+        does not catch up within ``timeout`` seconds.
+
+        After a failover the hub may stand at an id the new log never had while the replay
+        already moved the subscriber onto the new log; the hub notices on its next event or
+        reconnect, and, should neither come, when the hand-off asks the broker to read back."""
         hub = self.hub
-        deadline = gevent.get_hub().loop.now() + timeout
+        loop = gevent.get_hub().loop
+        deadline = loop.now() + timeout
+        nudge_at: float | None = loop.now() + _NUDGE_SECONDS
         while not subscriber.closed:
             pending, subscriber.pending = subscriber.pending, []
             gap = None
@@ -164,11 +173,12 @@ class Resume:
                 continue
             if subscriber.pending:
                 continue
-            behind = False
+            behind = []
             for name in subscriber.channels:
                 channel = hub.channels.get(name)
-                if channel is not None and channel.last is not None:
-                    behind = behind or channel.last != subscriber.positions[name]
+                last = None if channel is None else channel.last
+                if last is not None and last != subscriber.positions[name]:
+                    behind.append(name)
             if not behind:
                 for name in subscriber.channels:
                     channel = hub.channels.get(name)
@@ -176,6 +186,13 @@ class Resume:
                         channel.last = subscriber.positions[name]
                 subscriber.live = True
                 return
-            if gevent.get_hub().loop.now() > deadline:
+            now = loop.now()
+            if now > deadline:
                 raise Unavailable("the live feed did not catch up with the log in time")
+            if nudge_at is not None and now > nudge_at:
+                # Still apart: the hub may stand where the log no longer goes (a failover it
+                # has not noticed, with no event and no reconnect since). It reads its log back.
+                nudge_at = None
+                for name in behind:
+                    self.broker.mend(name)
             gevent.sleep(_POLL_SECONDS)

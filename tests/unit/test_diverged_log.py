@@ -305,3 +305,21 @@ def test_the_first_event_of_a_new_log_tells_a_reader_of_the_old_one(
     peer.until(2)
     # Honest, not exact: nothing can prove no event came after E3 before the log expired.
     assert received(live) == received(peer) == [("lost", E3, START, START), (1, first)]
+
+
+def test_a_hand_off_to_a_hub_on_the_replaced_log_makes_it_move_and_completes(
+    hub, make_broker, make_subscriber, client, channel
+):
+    # The hub delivered E5 and has not noticed the failover (no event, no reconnect since); a
+    # client replayed the new log up to E3.
+    new_log(client, channel)
+    resume = Resume(hub, make_broker(start=False), client)
+    subscriber, peer = make_subscriber([channel])
+    hub.add(subscriber)
+    hub.channels[channel].last = E5
+    subscriber.positions[channel] = E3
+
+    resume.hand_off(subscriber, timeout=3)
+
+    assert subscriber.live and hub.channels[channel].last == E3
+    assert peer.drain() == b""  # it never saw E4 and E5: no notice, and none twice
