@@ -31,6 +31,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_port_block(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports that nothing listens on right now (the
+    stack's Redis in sentinel mode takes six from EVENTGATE_REDIS_PORT up)."""
+    for _ in range(100):
+        first = free_port()
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(first, first + count):
+                    sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                    sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return first
+    raise AssertionError(f"no {count} consecutive free ports on loopback")
+
+
 def wait_for(
     check: Callable[[], object],
     timeout: float,
