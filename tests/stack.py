@@ -131,10 +131,12 @@ class Stack:
         return f"http://{LOOPBACK}:{self.port}{path}"
 
     def post(self, path: str, body: object, key: str | bool | None = None,
-             source: str = LOOPBACK) -> tuple[int, dict[str, str], bytes]:
+             source: str = LOOPBACK, headers: Mapping[str, str] | None = None,
+             ) -> tuple[int, dict[str, str], bytes]:
         """(status, headers, body) of a JSON POST through nginx from ``source`` (any 127.x
-        address), with the stack's publisher key (or ``key``; ``False`` for none)."""
-        headers = {"Content-Type": "application/json"}
+        address), with the stack's publisher key (or ``key``; ``False`` for none) and any
+        other ``headers`` (an ``Idempotency-Key``)."""
+        headers = {"Content-Type": "application/json", **(headers or {})}
         if key is not False:
             headers["Authorization"] = f"Bearer {key or self.publish_key}"
         conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=10,
