@@ -179,8 +179,11 @@ def test_redis_keeps_an_append_only_file(config):
     assert options["--dir"] == str(config.var_dir.resolve() / "redis")
 
 
-def test_every_setting_reaches_the_apps_and_round_trips(config):
+@pytest.mark.parametrize("mode", ["single", "sentinel"])
+def test_every_setting_reaches_the_apps_and_round_trips(config, mode):
     """What the apps read back from the rendered environment is the config that was rendered."""
+    if mode == "sentinel":
+        config = sentinel_config(config)
     secret_fields = {"secret_keys", "publish_keys", "ops_key"}
     fields = {field.name for field in dataclasses.fields(Config)} - secret_fields
     assert fields == set(ENV_NAMES), "a Config field has no EVENTGATE_* name in deploy/render.py"
