@@ -38,11 +38,21 @@ def primary_port(stack) -> int | None:
 
 
 def healthy_primary(stack) -> int | None:
-    """The primary, once the sentinels agree on it, it is a primary, and every other data node
-    replicates from it with its link up; else None."""
+    """The primary, once the sentinels agree on it, it is a primary, every other data node
+    replicates from it with its link up, and every sentinel knows the two replicas (healthy) and
+    the two other sentinels; else None. A sentinel finds replicas in the primary's INFO, every
+    10 s: one it has not found yet would be left behind by a failover, following the old
+    primary."""
     primary = primary_port(stack)
     if primary is None or node(primary).execute_command("ROLE")[0] != "master":
         return None
+    for port in stack.stack_redis.sentinel_ports:
+        sentinel = node(port)
+        replicas = sentinel.sentinel_slaves(SENTINEL_SERVICE)
+        if len(replicas) != 2 or any(r["is_sdown"] or r["is_odown"] for r in replicas):
+            return None
+        if int(sentinel.sentinel_master(SENTINEL_SERVICE)["num-other-sentinels"]) != 2:
+            return None
     for port in stack.stack_redis.data_ports:
         info = node(port).info("replication")
         if port != primary and (info.get("master_port") != primary
