@@ -21,7 +21,10 @@ PLANNED_MODES = ("cluster",)
 #: The name the stack's sentinels know the primary by (the URL's path names it).
 SENTINEL_SERVICE = "eventgate"
 LOOPBACK = "127.0.0.1"
+# The stack binds 127.0.0.1 only: [::1] does not reach it.
 _LOOPBACK_NAMES = (LOOPBACK, "localhost")
+#: The port a URL's address means when it names none (redis-py's defaults).
+_DEFAULT_PORTS = {"redis": 6379, "redis+sentinel": 26379}
 _DATA_NODES = {"single": 1, "sentinel": 3}
 _SENTINELS = {"single": 0, "sentinel": 3}
 
@@ -63,16 +66,17 @@ class StackRedis:
         wanted = "redis" if self.mode == "single" else "redis+sentinel"
         if parts.scheme != wanted:
             return False
-        addresses = [_address(part) for part in parts.netloc.rpartition("@")[2].split(",")]
+        hosts = parts.netloc.rpartition("@")[2].split(",")
+        addresses = [_address(host, _DEFAULT_PORTS[wanted]) for host in hosts]
         ours = self.data_ports if self.mode == "single" else self.sentinel_ports
-        return bool(addresses) and all(
-            host in _LOOPBACK_NAMES and port in ours for host, port in addresses
-        )
+        return all(host in _LOOPBACK_NAMES and port in ours for host, port in addresses)
 
 
-def _address(text: str) -> tuple[str, int | None]:
-    host, _, port = text.rpartition(":")
+def _address(text: str, default_port: int) -> tuple[str, int | None]:
+    host, colon, port = text.rpartition(":")
+    if not colon:
+        return text.lower(), default_port
     try:
-        return host.strip("[]").lower(), int(port)
+        return host.lower(), int(port)
     except ValueError:
         return text.lower(), None

@@ -149,6 +149,8 @@ class Stack:
             conn.close()
 
     def redis(self) -> redis.Redis:
+        """The Redis on EVENTGATE_REDIS_PORT: the stack's one Redis, or in sentinel mode
+        ``redis-1``, the first primary (the sentinels say which node is the primary now)."""
         return redis.Redis(host=LOOPBACK, port=self.redis_port, socket_timeout=5)
 
     def log(self, name: str) -> str:

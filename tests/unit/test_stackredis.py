@@ -37,11 +37,17 @@ def test_sentinel_mode_takes_six_ports_and_hands_the_apps_a_sentinel_url(var_dir
     assert stack.serves(sentinel.redis_url)
 
 
+def test_an_address_without_a_port_means_redis_default_port():
+    assert StackRedis("single", 6379).serves("redis://localhost/0")
+    assert not StackRedis("single", 6399).serves("redis://localhost/0")
+
+
 @pytest.mark.parametrize(("mode", "url", "ours"), [
     ("single", "redis://127.0.0.1:7000/0", True),
     ("single", "redis://localhost:7000/3", True),  # another database of the same Redis
     ("single", "redis://:secret@127.0.0.1:7000/0", True),
     ("single", "redis://127.0.0.1:7001/0", False),
+    ("single", "redis://[::1]:7000/0", False),  # the stack listens on 127.0.0.1 only
     ("single", "redis://10.0.0.5:7000/0", False),
     ("single", "rediss://127.0.0.1:7000/0", False),
     ("single", "unix:///run/redis.sock", False),
