@@ -136,3 +136,20 @@ def test_a_killed_primary_fails_over_and_the_stack_keeps_going(stack, channel):
         client.stop()
     received = [json.loads(e.data) for e in client.events if e.type == "message"]
     assert received == [{"n": 0}, {"n": 1}]  # once each, in order
+
+
+def test_a_restart_of_the_whole_stack_keeps_the_primary_the_sentinels_chose(stack):
+    """After a failover, `make down; make up` must not bring the first primary back over the
+    newer data: the nodes start in the roles the sentinels' files name (deploy/redisnode.py)."""
+    primary = stack.wait_until(lambda: healthy_primary(stack), 20, "the sentinel set healthy")
+    if primary == stack.stack_redis.data_ports[0]:  # no failover yet (this test run alone)
+        node(stack.stack_redis.sentinel_ports[0]).execute_command(
+            "SENTINEL", "FAILOVER", SENTINEL_SERVICE)
+        primary = stack.wait_until(
+            lambda: healthy_primary(stack) not in (None, stack.stack_redis.data_ports[0])
+            and healthy_primary(stack), 30, "a failover away from redis-1")
+    stack.stop()
+    stack.start()
+    roles = {port: node(port).execute_command("ROLE")[0] for port in stack.stack_redis.data_ports}
+    assert [port for port, role in roles.items() if role == "master"] == [primary], roles
+    assert stack.wait_until(lambda: healthy_primary(stack), 20, "healthy again") == primary
