@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tests.servers import RedisServer, SentinelSet
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.servers import LOOPBACK, RedisServer, SentinelSet
+from tests.stack import http_get
 
 
 def every_sentinel_names(sentinel_set: SentinelSet, node: RedisServer) -> bool:
@@ -22,3 +25,13 @@ def stream_clients_on(node: RedisServer) -> list[str]:
     """The names of the stream workers' pub/sub connections ``node`` holds."""
     return [client["name"] for client in node.client().client_list()
             if client["name"].startswith("eventgate-stream-")]
+
+
+def failovers_seen(port: int) -> float:
+    """``eventgate_stream_failovers_total`` on the stream pool at ``port`` (0 until exposed)."""
+    _status, _headers, body = http_get(f"http://{LOOPBACK}:{port}/metrics")
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name == "eventgate_stream_failovers_total":
+                return sample.value
+    return 0.0

@@ -13,12 +13,9 @@ from eventgate.shared.errors import PublishError
 from eventgate.shared.primary import CHECK_SECONDS
 from eventgate.shared.publisher import Publisher
 from tests.clients import StreamClient, stream_path
-from tests.ha.sentinels import every_sentinel_names, stream_clients_on
+from tests.ha.sentinels import every_sentinel_names, failovers_seen, stream_clients_on
 from tests.servers import wait_for
 from tests.stack import http_get
-from tests.stream.test_metrics import scrape
-
-FAILOVERS = "eventgate_stream_failovers_total"
 
 
 def _store(publisher: Publisher, channel: str, n: int) -> str:
@@ -82,13 +79,13 @@ def test_an_open_stream_follows_a_graceful_failover_and_a_kill_9(
         # hear nothing that is published on the new primary.
         wait_for(lambda: stream_clients_on(new) and not stream_clients_on(old),
                  2 * CHECK_SECONDS + 2, "the worker's pub/sub moving to the new primary", pool.log)
-        wait_for(lambda: scrape(pool.port).get(FAILOVERS, 0) >= 1, 10,
+        wait_for(lambda: failovers_seen(pool.port) >= 1, 10,
                  "the worker counting the graceful failover", pool.log)
         publish_and_wait(3, "after SENTINEL FAILOVER")
 
         sentinel_set.primary().signal(9)
         publish_and_wait(3, "after kill -9 of the primary")
-        wait_for(lambda: scrape(pool.port).get(FAILOVERS, 0) >= 2, 20,
+        wait_for(lambda: failovers_seen(pool.port) >= 2, 20,
                  "the worker seeing the second failover", pool.log)
         publish_and_wait(2, "once settled")
 
@@ -96,7 +93,7 @@ def test_an_open_stream_follows_a_graceful_failover_and_a_kill_9(
         assert len(delivered) == len(set(delivered)), "an event was delivered twice"
         assert not client.ended.is_set(), "the stream ended: it must outlive a failover"
         assert delivered[-1] == sent
-        assert scrape(pool.port)[FAILOVERS] == 2  # once per failover, all pools together
+        assert failovers_seen(pool.port) == 2  # once per failover, all pools together
         assert http_get(f"http://127.0.0.1:{pool.port}/streams/readyz")[0] == 200
     finally:
         client.close()
