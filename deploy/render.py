@@ -27,12 +27,14 @@ from string import Template
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from eventgate.deploy.redisprograms import RedisProgram, redis_programs
 from eventgate.shared.config import ORIGIN, Config, max_request_bytes
 from eventgate.shared.errors import ConfigError
 
 # Package data: found beside this module, in a checkout and in an installed wheel alike.
 TEMPLATES = Path(__file__).resolve().parent
 SUPERVISOR_TEMPLATE = TEMPLATES / "supervisor" / "supervisord.conf.tmpl"
+REDIS_PROGRAM_TEMPLATE = TEMPLATES / "supervisor" / "redis-program.conf.tmpl"
 NGINX_TEMPLATE = TEMPLATES / "nginx" / "nginx.conf.tmpl"
 PRODUCTION_TEMPLATES = TEMPLATES / "production"
 RUNTIME_DIRS = ("conf", "run", "log", "redis", "nginx")
@@ -49,6 +51,8 @@ ENV_NAMES = {
     "web_port": "WEB_PORT",
     "stream_port": "STREAM_PORT",
     "redis_port": "REDIS_PORT",
+    "redis_mode": "REDIS_MODE",
+    "redis_maxmemory": "REDIS_MAXMEMORY",
     "var_dir": "VAR_DIR",
     "environment": "ENV",
     "heartbeat_seconds": "HEARTBEAT",
@@ -147,14 +151,15 @@ def render_stack(
         (var / name).mkdir(parents=True, exist_ok=True)
     fds = _open_files_limit()
     worker_connections = min(NGINX_CONNECTIONS_PER_WORKER, fds // 2)
+    redis = redis_programs(config, var, python_bin_dir,
+                           _program("redis-server", "/usr/bin/redis-server"))
     supervisor_values = {
         "var": var,
         "python_bin": python_bin_dir,
         "nodaemon": "true" if foreground else "false",
         "minfds": fds,
-        "redis_server": _program("redis-server", "/usr/bin/redis-server"),
+        "redis_programs": _redis_sections(redis, var),
         "nginx_bin": _program("nginx", "/usr/sbin/nginx"),
-        "redis_port": config.redis_port,
         "web_port": config.web_port,
         "stream_port": config.stream_port,
         "web_workers": web_workers,
@@ -251,6 +256,18 @@ def supervisor_environment(env: Mapping[str, str]) -> str:
             raise ConfigError(f"{key} holds a character supervisor's environment cannot quote.")
     # supervisor expands %(name)s in environment values: double every literal '%'.
     return ",".join(f'{key}="{value.replace("%", "%%")}"' for key, value in env.items())
+
+
+def _redis_sections(programs: list[RedisProgram], var: Path) -> str:
+    if not programs:
+        return "; No Redis program: EVENTGATE_REDIS_URL names a Redis of your own."
+    return "\n\n".join(
+        render_template(REDIS_PROGRAM_TEMPLATE, {
+            "name": program.name, "command": " ".join(program.command),
+            "directory": program.directory, "priority": program.priority, "var": var,
+        }).rstrip("\n")
+        for program in programs
+    )
 
 
 def _program(name: str, fallback: str) -> str:

@@ -29,9 +29,11 @@ from pathlib import Path
 from eventgate.deploy.render import render_stack, resolve_var_dir
 from eventgate.shared.config import Config, var_dir_from_env, write_dev_env
 
-#: The pid files under ``<var>/run``, and what the process of each must be running: after a
-#: crash a stale file's pid may belong to anyone.
-PID_FILES = {"supervisord.pid": "supervisord", "redis.pid": "redis-server", "nginx.pid": "nginx"}
+#: The pid files under ``<var>/run`` (glob patterns: sentinel mode runs redis-1.pid …,
+#: sentinel-1.pid …), and what the process of each must be running: after a crash a stale
+#: file's pid may belong to anyone.
+PID_FILES = {"supervisord.pid": "supervisord", "redis*.pid": "redis-server",
+             "sentinel-*.pid": "redis-server", "nginx.pid": "nginx"}
 SHUTDOWN_SECONDS = 30.0
 
 
@@ -89,7 +91,9 @@ def stack_processes(var: Path, known: Iterable[Process] = ()) -> dict[int, Proce
     shutdown removed the pid files; those of it still running, and their sessions, count too."""
     table = running_processes()
     var = var.resolve()
-    roots = {pid for pid in (_pid_file(var, name, table) for name in PID_FILES) if pid}
+    files = [(path, command) for pattern, command in PID_FILES.items()
+             for path in (var / "run").glob(pattern)]
+    roots = {pid for pid in (_pid_file(path, command, table) for path, command in files) if pid}
     roots.update(p.pid for p in known if p.pid in table and table[p.pid].started == p.started)
     # A known leader's session counts while its pid is not someone else's (the leader exited,
     # or still runs): then the id still names that session.
@@ -153,13 +157,13 @@ def wait_healthy(url: str, timeout_seconds: float, log_dir: Path) -> bool:
     return False
 
 
-def _pid_file(var: Path, name: str, table: Mapping[int, Process]) -> int | None:
+def _pid_file(path: Path, command: str, table: Mapping[int, Process]) -> int | None:
     try:
-        pid = int((var / "run" / name).read_text().split()[0])
+        pid = int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
     process = table.get(pid)
-    return pid if process is not None and PID_FILES[name] in process.command else None
+    return pid if process is not None and command in process.command else None
 
 
 def _ancestors(table: Mapping[int, Process], pid: int) -> set[int]:

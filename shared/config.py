@@ -16,6 +16,8 @@ from pathlib import Path
 
 from eventgate.shared.errors import ConfigError
 from eventgate.shared.publishkeys import parse_publish_keys
+from eventgate.shared.redisconn import RedisURLError, check_redis_url
+from eventgate.shared.stackredis import PLANNED_MODES, REDIS_MODES, StackRedis
 
 ENV_FILE_NAME = "eventgate.env"
 MIN_SECRET_CHARS = 32
@@ -82,6 +84,12 @@ class Config:
     web_port: int = 8000
     stream_port: int = 8001
     redis_port: int = 6399
+    #: The Redis the stack runs (shared/stackredis.py): "single", or "sentinel" (a primary, two
+    #: replicas, three sentinels). It runs none when ``redis_url`` names a Redis of the user's own.
+    redis_mode: str = "single"
+    #: The stack's Redis ``maxmemory`` (Redis' units: bytes, or k/kb/m/mb/g/gb; 0: no limit),
+    #: with ``noeviction``: a full Redis refuses writes instead of dropping event logs.
+    redis_maxmemory: str = "256mb"
     var_dir: Path = field(default_factory=lambda: Path("var"))
     environment: str = "development"
     heartbeat_seconds: float = 15.0
@@ -151,11 +159,16 @@ class Config:
         if self.heartbeat_seconds <= 0:
             raise ConfigError("EVENTGATE_HEARTBEAT must be a positive number of seconds.")
         parse_publish_keys(self.publish_keys)  # a malformed entry fails here, at start
+        try:
+            check_redis_url(self.redis_url)
+        except RedisURLError as error:
+            raise ConfigError(f"EVENTGATE_REDIS_URL {error.reason}") from None
         _check_limits(self)
         if self.log_format not in ("text", "json"):
             raise ConfigError("EVENTGATE_LOG_FORMAT must be text or json.")
         if self.status_interval_seconds <= 0:
             raise ConfigError("EVENTGATE_STATUS_INTERVAL must be a positive number of seconds.")
+        _check_stack_redis(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -176,14 +189,20 @@ class Config:
                 raise ConfigError(f"EVENTGATE_{name} must be a number, not {raw!r}.") from None
 
         redis_port = number("REDIS_PORT", 6399)
+        redis_mode = get("REDIS_MODE", "single")
+        # An unknown mode is refused by __post_init__; its URL is then never used.
+        known_mode = redis_mode if redis_mode in REDIS_MODES else "single"
+        stack_url = StackRedis(known_mode, redis_port).url
         return cls(
             secret_keys=_split_keys(get("SECRET_KEY", "")),
             publish_keys=_split_keys(get("PUBLISH_KEY", "")),
-            redis_url=get("REDIS_URL", f"redis://127.0.0.1:{redis_port}/0"),
+            redis_url=get("REDIS_URL", stack_url),
             port=number("PORT", 8080),
             web_port=number("WEB_PORT", 8000),
             stream_port=number("STREAM_PORT", 8001),
             redis_port=redis_port,
+            redis_mode=redis_mode,
+            redis_maxmemory=get("REDIS_MAXMEMORY", "256mb"),
             var_dir=var_dir,
             environment=get("ENV", "development"),
             heartbeat_seconds=number("HEARTBEAT", 15.0, float),
@@ -271,4 +290,44 @@ def _check_limits(config: Config) -> None:
                 f"EVENTGATE_CORS_ORIGINS entry {origin[:80]!r} is not an origin: write it as the "
                 "browser sends it, e.g. https://app.example.com or http://localhost:3000 "
                 "(lowercase, no path, no trailing slash; '*' and 'null' are refused)."
+            )
+
+
+#: ``maxmemory`` as Redis reads it: bytes, or a number with a unit (case does not matter).
+_REDIS_SIZE = re.compile(r"[0-9]+(k|kb|m|mb|g|gb)?", re.IGNORECASE)
+
+
+def _check_stack_redis(config: Config) -> None:
+    """Refuse a Redis mode, size or port block the stack could not run."""
+    if config.redis_mode in PLANNED_MODES:
+        raise ConfigError(
+            f"EVENTGATE_REDIS_MODE={config.redis_mode} is not available yet: the stack runs "
+            "single (the default) or sentinel."
+        )
+    if config.redis_mode not in REDIS_MODES:
+        raise ConfigError(
+            f"EVENTGATE_REDIS_MODE must be single or sentinel, not {config.redis_mode[:40]!r}."
+        )
+    if not _REDIS_SIZE.fullmatch(config.redis_maxmemory):
+        raise ConfigError(
+            "EVENTGATE_REDIS_MAXMEMORY must be a size as Redis writes it: bytes, or a number "
+            "with k, kb, m, mb, g or gb (e.g. 256mb; 0 is no limit), not "
+            f"{config.redis_maxmemory[:40]!r}."
+        )
+    stack = StackRedis(config.redis_mode, config.redis_port)
+    if not stack.serves(config.redis_url):
+        return  # the user's own Redis: the stack runs none, and uses none of these ports
+    if not (stack.port > 0 and stack.ports[-1] <= 65535):
+        raise ConfigError(
+            f"EVENTGATE_REDIS_PORT={config.redis_port}: the {config.redis_mode} mode listens on "
+            f"{len(stack.ports)} ports from there, which must all be below 65536."
+        )
+    taken = {"EVENTGATE_PORT": config.port, "EVENTGATE_WEB_PORT": config.web_port,
+             "EVENTGATE_STREAM_PORT": config.stream_port}
+    for name, port in taken.items():
+        if port in stack.ports:
+            raise ConfigError(
+                f"{name}={port} is one of the stack's Redis ports ({stack.ports[0]}-"
+                f"{stack.ports[-1]} in {config.redis_mode} mode, from EVENTGATE_REDIS_PORT): "
+                "choose another."
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -29,6 +30,27 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]
+
+
+def free_port_block(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports that nothing listens on right now (the
+    stack's Redis in sentinel mode takes six from EVENTGATE_REDIS_PORT up).
+
+    Taken below the kernel's ephemeral range, as the stack's default 6399 is: a port in that
+    range may become some connection's source port while the node that listens on it is down
+    (a killed primary, a restart), and the node then cannot bind it again."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(100):
+        first = random.randrange(10000, max(low - count, 10001))
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(first, first + count):
+                    sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                    sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return first
+    raise AssertionError(f"no {count} consecutive free ports on loopback")
 
 
 def wait_for(

@@ -25,7 +25,17 @@ import redis
 from eventgate.deploy.render import render_stack
 from eventgate.deploy.stack import Process, descendants, running_processes, stack_processes
 from eventgate.shared.config import ENV_FILE_NAME, Config
-from tests.servers import LOOPBACK, Program, child_env, free_port, port_open, venv_tool, wait_for
+from eventgate.shared.stackredis import StackRedis
+from tests.servers import (
+    LOOPBACK,
+    Program,
+    child_env,
+    free_port,
+    free_port_block,
+    port_open,
+    venv_tool,
+    wait_for,
+)
 
 REPO_ROOT = Path(__file__).absolute().parent.parent
 START_SECONDS = 30.0
@@ -76,8 +86,9 @@ class Stack:
     ) -> None:
         self.root = root
         self.var_dir = workdir / "var"
-        self.port, self.web_port = free_port(), free_port()
-        self.stream_port, self.redis_port = free_port(), free_port()
+        self.port, self.web_port, self.stream_port = free_port(), free_port(), free_port()
+        # Sentinel mode's Redis takes six ports from EVENTGATE_REDIS_PORT up (shared/stackredis.py)
+        self.redis_port = free_port_block(6)
         self.publish_key = secrets.token_urlsafe(32)
         self.secret_key = secrets.token_urlsafe(32)
         self.stream_workers = stream_workers
@@ -99,6 +110,8 @@ class Stack:
         )
         env_file.chmod(0o600)
         self.config: Config = Config.from_env(environ)
+        #: The stack's own Redis: its mode and every port it listens on.
+        self.stack_redis = StackRedis(self.config.redis_mode, self.redis_port)
         self.conf = render_stack(
             self.config,
             root=self.root,
@@ -118,10 +131,12 @@ class Stack:
         return f"http://{LOOPBACK}:{self.port}{path}"
 
     def post(self, path: str, body: object, key: str | bool | None = None,
-             source: str = LOOPBACK) -> tuple[int, dict[str, str], bytes]:
+             source: str = LOOPBACK, headers: Mapping[str, str] | None = None,
+             ) -> tuple[int, dict[str, str], bytes]:
         """(status, headers, body) of a JSON POST through nginx from ``source`` (any 127.x
-        address), with the stack's publisher key (or ``key``; ``False`` for none)."""
-        headers = {"Content-Type": "application/json"}
+        address), with the stack's publisher key (or ``key``; ``False`` for none) and any
+        other ``headers`` (an ``Idempotency-Key``)."""
+        headers = {"Content-Type": "application/json", **(headers or {})}
         if key is not False:
             headers["Authorization"] = f"Bearer {key or self.publish_key}"
         conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=10,
@@ -134,11 +149,14 @@ class Stack:
             conn.close()
 
     def redis(self) -> redis.Redis:
+        """The Redis on EVENTGATE_REDIS_PORT: the stack's one Redis, or in sentinel mode
+        ``redis-1``, the first primary (the sentinels say which node is the primary now)."""
         return redis.Redis(host=LOOPBACK, port=self.redis_port, socket_timeout=5)
 
     def log(self, name: str) -> str:
         """The text of ``<var>/log/<name>.log`` ("web", "stream", "redis", "nginx",
-        "nginx-access", "nginx-error", "supervisord"); "" while it does not exist."""
+        "nginx-access", "nginx-error", "supervisord"; "redis-1", "sentinel-1" … in sentinel
+        mode); "" while it does not exist."""
         path = self.var_dir / "log" / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
@@ -203,8 +221,8 @@ class Stack:
         if check:
             assert returncode == 0, f"supervisord exited {returncode}\n" + self.diagnostics()
             assert not left, f"processes left after shutdown: {left}\n{self.diagnostics()}"
-            busy = [p for p in (self.port, self.web_port, self.stream_port, self.redis_port)
-                    if port_open(p)]
+            ports = (self.port, self.web_port, self.stream_port, *self.stack_redis.ports)
+            busy = [p for p in ports if port_open(p)]
             assert not busy, f"ports still answering after shutdown: {busy}"
 
     def _leftovers(self) -> dict[int, str]:

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from eventgate.deploy.stack import Process, running_processes, stack_processes
+from eventgate.shared.stackredis import StackRedis
 from tests.ops.makefile import MAKE_SECONDS, make
-from tests.servers import port_open, wait_for
+from tests.servers import free_port_block, port_open, wait_for
 from tests.stack import REPO_ROOT, http_get
 
 
@@ -101,3 +102,31 @@ def test_make_run_stops_everything_on_ctrl_c(make_env):
     for name in (b"nginx", b"web", b"stream", b"redis"):  # each stopped, none left to be killed
         assert b"stopped: " + name in output, output[-2000:]
     assert_nothing_left(make_env, before)
+
+
+def test_make_up_in_sentinel_mode_lists_its_redis_programs_and_down_leaves_nothing(make_env):
+    """EVENTGATE_REDIS_MODE=sentinel make up: three data nodes and three sentinels in `make
+    status`; `make down` finds them all by their pid files (redis-1.pid …, sentinel-1.pid …)."""
+    redis_port = free_port_block(6)
+    env = {**make_env, "EVENTGATE_REDIS_MODE": "sentinel", "EVENTGATE_REDIS_PORT": str(redis_port)}
+    up = make("up", env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    wanted = {"redis-1", "redis-2", "redis-3", "sentinel-1", "sentinel-2", "sentinel-3", "web",
+              "stream", "nginx"}
+
+    def listed() -> set[str]:
+        lines = make("status", env).stdout.splitlines()
+        return {line.split()[0] for line in lines if " RUNNING " in line}
+
+    wait_for(lambda: listed() == wanted, 30, "every program RUNNING in make status")
+    run = var_dir(env) / "run"
+    assert {path.name for path in run.glob("*.pid")} >= {
+        "redis-1.pid", "redis-2.pid", "redis-3.pid", "sentinel-1.pid", "sentinel-2.pid",
+        "sentinel-3.pid"}
+    before = running_stack(env)
+    assert sum("redis-server" in p.command for p in before.values()) == 6
+
+    down = make("down", env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert_nothing_left(env, before)
+    assert not [p for p in StackRedis("sentinel", redis_port).ports if port_open(p)]

@@ -19,6 +19,7 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from eventgate.deploy.render import ENV_NAMES, render_stack
 from eventgate.shared.config import Config, max_request_bytes
+from eventgate.shared.stackredis import StackRedis
 from tests.ops.configs import directives, gunicorn_settings, nginx_block, supervisor_options
 from tests.stack import REPO_ROOT
 
@@ -178,8 +179,11 @@ def test_redis_keeps_an_append_only_file(config):
     assert options["--dir"] == str(config.var_dir.resolve() / "redis")
 
 
-def test_every_setting_reaches_the_apps_and_round_trips(config):
+@pytest.mark.parametrize("mode", ["single", "sentinel"])
+def test_every_setting_reaches_the_apps_and_round_trips(config, mode):
     """What the apps read back from the rendered environment is the config that was rendered."""
+    if mode == "sentinel":
+        config = sentinel_config(config)
     secret_fields = {"secret_keys", "publish_keys", "ops_key"}
     fields = {field.name for field in dataclasses.fields(Config)} - secret_fields
     assert fields == set(ENV_NAMES), "a Config field has no EVENTGATE_* name in deploy/render.py"
@@ -288,3 +292,100 @@ def test_deploy_imports_neither_flask_nor_gevent():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=30)
+
+
+# -- the stack's Redis in each EVENTGATE_REDIS_MODE (deploy/redisprograms.py) --------------------
+
+def sentinel_config(config: Config) -> Config:
+    """``config`` in sentinel mode, with the URL Config.from_env would give it."""
+    return dataclasses.replace(config, redis_mode="sentinel",
+                               redis_url=StackRedis("sentinel", config.redis_port).url)
+
+
+def redis_options(command: str) -> dict[str, str]:
+    """redis-server's ``--name value`` options in a program's command (after the node wrapper)."""
+    argv = shlex.split(command)
+    argv = argv[argv.index("--") + 1:] if "--" in argv else argv
+    return dict(zip(argv[1::2], argv[2::2], strict=True))
+
+
+def test_single_redis_is_bounded_and_refuses_writes_when_full(config):
+    _, redis_program = programs(render(dataclasses.replace(config, redis_maxmemory="1gb")))["redis"]
+    options = redis_options(redis_program.command)
+    assert options["--maxmemory"] == "1gb"
+    assert options["--maxmemory-policy"] == "noeviction"  # a full Redis refuses, never evicts
+
+
+def test_sentinel_mode_runs_three_data_nodes_and_three_sentinels(config):
+    config = sentinel_config(config)
+    found = programs(render(config))
+    data = ["redis-1", "redis-2", "redis-3"]
+    sentinels = ["sentinel-1", "sentinel-2", "sentinel-3"]
+    assert set(found) == {*data, *sentinels, "web", "stream", "nginx"}
+    var = config.var_dir.resolve()
+    stack = StackRedis("sentinel", config.redis_port)
+    for name, port in zip(data, stack.data_ports, strict=True):
+        priority, process = found[name]
+        argv = shlex.split(process.command)
+        assert argv[1:3] == ["-m", "eventgate.deploy.redisnode"], name
+        options = redis_options(process.command)
+        assert options["--port"] == str(port) and options["--bind"] == "127.0.0.1", name
+        assert options["--appendonly"] == "yes" and options["--appendfsync"] == "everysec", name
+        assert options["--maxmemory"] == "256mb", name
+        assert options["--maxmemory-policy"] == "noeviction", name
+        assert options["--pidfile"] == str(var / "run" / f"{name}.pid"), name
+        # decided at each start from the sentinels' files (deploy/redisnode.py), never rendered
+        assert "--replicaof" not in options, name
+        assert priority < found["sentinel-1"][0] < found["web"][0], name
+    for name, port in zip(sentinels, stack.sentinel_ports, strict=True):
+        argv = shlex.split(found[name][1].command)
+        assert argv[2:] == ["--sentinel"], name
+        conf = Path(argv[1]).read_text()
+        assert f"\nport {port}\n" in conf and "\nbind 127.0.0.1\n" in conf, name
+        assert f"sentinel monitor eventgate 127.0.0.1 {stack.data_ports[0]} 2\n" in conf, name
+    for name, (_, process) in found.items():
+        assert process.autorestart.__name__ == "RestartUnconditionally", name
+        assert process.stdout_logfile == str(var / "log" / f"{name}.log"), name
+    for name in ("web", "stream"):
+        environ = dict(found[name][1].environment)
+        assert environ["EVENTGATE_REDIS_URL"] == (
+            f"redis+sentinel://127.0.0.1:{stack.sentinel_ports[0]},"
+            f"127.0.0.1:{stack.sentinel_ports[1]},127.0.0.1:{stack.sentinel_ports[2]}/eventgate/0"
+        )
+        assert environ["EVENTGATE_REDIS_MODE"] == "sentinel"
+
+
+def test_a_killed_primary_stays_down_past_down_after(config):
+    """supervisord restarts a crashed program at once; the node wrapper holds it down longer
+    than the sentinels need to call it down, or a killed primary would never fail over."""
+    _, node = programs(render(sentinel_config(config)))["redis-1"]
+    argv = shlex.split(node.command)
+    hold = float(next(a for a in argv if a.startswith("--hold-seconds=")).split("=")[1])
+    conf = Path(next(a for a in argv if a.startswith("--sentinel-conf=")).split("=")[1])
+    down_after = int(re.search(r"down-after-milliseconds eventgate (\d+)",
+                               conf.read_text()).group(1))
+    assert 2000 <= down_after <= 5000
+    assert hold >= 2 * down_after / 1000
+
+
+def test_sentinel_files_are_written_once_then_left_to_the_sentinels(config):
+    """A sentinel rewrites its file (the primary it follows after a failover); rendering again
+    (the next `make up`) must not put back the first primary."""
+    config = sentinel_config(config)
+    argv = shlex.split(programs(render(config))["sentinel-1"][1].command)
+    conf = Path(argv[1])
+    port = StackRedis("sentinel", config.redis_port).data_ports[1]
+    rewritten = re.sub(r"monitor eventgate 127.0.0.1 \d+", f"monitor eventgate 127.0.0.1 {port}",
+                       conf.read_text())
+    conf.write_text(rewritten)
+    render(config)
+    assert conf.read_text() == rewritten
+
+
+@pytest.mark.parametrize("mode", ["single", "sentinel"])
+def test_a_redis_of_the_users_own_runs_no_redis_program(config, mode):
+    own = dataclasses.replace(config, redis_mode=mode, redis_url="redis://10.1.2.3:6379/0")
+    found = programs(render(own))
+    assert set(found) == {"web", "stream", "nginx"}
+    assert dict(found["web"][1].environment)["EVENTGATE_REDIS_URL"] == "redis://10.1.2.3:6379/0"
+    assert not list((own.var_dir / "redis").glob("sentinel-*"))
