@@ -13,6 +13,7 @@ from eventgate.shared import keys
 from eventgate.shared.errors import PublishError
 from eventgate.shared.primary import CHECK_SECONDS, primary_of
 from eventgate.shared.publisher import Publisher
+from eventgate.web.app import create_app
 from tests.ha.sentinels import every_sentinel_names
 from tests.servers import wait_for
 
@@ -44,12 +45,20 @@ def _in_log(server, channel: str, event_id: str) -> bool:  # noqa: ANN001 - Redi
     return bool(server.client().xrange(keys.log_key(channel), event_id, event_id))
 
 
+def _web_failovers(web) -> float:  # noqa: ANN001 - a Flask test client
+    text = web.get("/metrics").get_data(as_text=True)
+    return next(float(line.split()[1]) for line in text.splitlines()
+                if line.startswith("eventgate_web_failovers_total "))
+
+
 @pytest.mark.parametrize("durable_replicas", [0, 1])
 def test_after_kill_9_publishes_fail_fast_then_land_on_the_new_primary(
-    sentinel_set, channel, durable_replicas
+    sentinel_set, channel, durable_replicas, make_config
 ):
     publisher = Publisher.from_url(sentinel_set.url, durable_replicas=durable_replicas)
+    web = create_app(make_config(redis_url=sentinel_set.url)).test_client()
     try:
+        assert web.get("/readyz").status_code == 200 and _web_failovers(web) == 0
         assert _in_log(sentinel_set.primary(), channel, publisher.publish(channel, "before"))
         old = sentinel_set.primary()
         old.signal(9)
@@ -61,6 +70,9 @@ def test_after_kill_9_publishes_fail_fast_then_land_on_the_new_primary(
         assert attempts.failures, "the publishes right after kill -9 must fail"
         assert max(attempts.failures) < FAIL_FAST_SECONDS, attempts.failures
         assert primary_of(publisher.client).switches == 1
+        # The web app's own pool notices on its next use (here its readiness probe), once.
+        wait_for(lambda: web.get("/readyz").status_code == 200, 10, "web readiness again")
+        assert _web_failovers(web) == 1
     finally:
         publisher.client.close()
         sentinel_set.restore()
