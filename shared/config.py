@@ -16,7 +16,7 @@ from pathlib import Path
 
 from eventgate.shared.errors import ConfigError
 from eventgate.shared.publishkeys import parse_publish_keys
-from eventgate.shared.redisconn import RedisURLError, check_redis_url
+from eventgate.shared.redisurl import RedisURLError, check_redis_url
 from eventgate.shared.stackredis import PLANNED_MODES, REDIS_MODES, StackRedis
 
 ENV_FILE_NAME = "eventgate.env"

@@ -34,7 +34,7 @@ from redis.sentinel import (
     SentinelManagedConnection,
 )
 
-Address = tuple[str, int]
+from eventgate.shared.redisurl import Address
 
 #: How often the stream broker asks the sentinels whether its pub/sub connection is still on
 #: the primary (a few seconds: Centrifugo's lesson, centrifugo#1189).

@@ -4,10 +4,10 @@ redis-py 8 defaults (pool of 100, 5 s socket timeout, 10 retries with backoff) w
 outage stall a blocking web worker into gunicorn's timeout, and would hide pub/sub reconnects.
 Every such knob is set here explicitly so that an upgrade cannot change our behaviour silently.
 
-``EVENTGATE_REDIS_URL`` is read here and nowhere else: one Redis (``redis://``, ``rediss://``,
-``unix://``, redis-py's own parsing) or Redis Sentinel (``redis+sentinel://`` and
-``rediss+sentinel://``, parsed by ``parse_sentinel_url``), whose clients follow the current
-primary through redis-py's sentinel pools (shared/primary.py).
+``EVENTGATE_REDIS_URL`` (read by shared/redisurl.py) names one Redis (``redis://``,
+``rediss://``, ``unix://``, redis-py's own parsing) or Redis Sentinel (``redis+sentinel://`` and
+``rediss+sentinel://``), whose clients follow the current primary through redis-py's sentinel
+pools (shared/primary.py).
 """
 
 from __future__ import annotations
@@ -15,18 +15,17 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import unquote
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
-from eventgate.shared.primary import Address, BlockingSentinelPool, Primary
+from eventgate.shared.primary import BlockingSentinelPool, Primary
+from eventgate.shared.redisurl import parse_sentinel_url
 
-if TYPE_CHECKING:  # config.py checks URLs with this module: no import back at run time
+if TYPE_CHECKING:
     from eventgate.shared.config import Config
 
 #: Seconds a caller waits for a free pooled connection before giving up.
@@ -152,93 +151,6 @@ def connect_pubsub(config: Config, primary: Primary | None = None) -> redis.Redi
     return redis.Redis(connection_pool=pool)
 
 
-# -- EVENTGATE_REDIS_URL ---------------------------------------------------------------------
-
-SINGLE_SCHEMES = ("redis", "rediss", "unix")
-#: Sentinel schemes → whether they speak TLS (to the sentinels and to the data nodes).
-SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
-DEFAULT_SENTINEL_PORT = 26379
-SENTINEL_FORM = "redis+sentinel://[user:password@]host:port[,host:port…]/<service>[/<db>]"
-
-
-class RedisURLError(ValueError):
-    """A Redis URL eventgate cannot use. ``reason`` completes "the Redis URL …" and never
-    repeats the URL (it may hold a password)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"the Redis URL {reason}")
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class SentinelURL:
-    """What a ``redis+sentinel://`` URL names: where the sentinels listen, the service they
-    monitor, and the database and credentials for its data nodes (the sentinels themselves are
-    asked without a password)."""
-
-    sentinels: tuple[Address, ...]
-    service: str
-    db: int = 0
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    ssl: bool = False
-
-    def node_kwargs(self) -> dict[str, object]:
-        """Connection settings for the data nodes (``ssl`` picks redis-py's TLS connection)."""
-        return {"db": self.db, "username": self.username, "password": self.password,
-                "ssl": self.ssl}
-
-
-def parse_sentinel_url(url: str) -> SentinelURL | None:
-    """The parts of a ``redis+sentinel://`` / ``rediss+sentinel://`` URL (a sentinel's port
-    defaults to 26379); None for a URL that names one Redis. Raises RedisURLError for a
-    malformed sentinel URL or an unknown scheme."""
-    scheme, separator, rest = url.partition("://")
-    scheme = scheme.lower()
-    if separator and scheme in SINGLE_SCHEMES:
-        return None
-    if not separator or scheme not in SENTINEL_SCHEMES:
-        raise RedisURLError(
-            "must start with redis://, rediss://, unix://, redis+sentinel:// or "
-            "rediss+sentinel://."
-        )
-    authority, _, path = rest.partition("/")
-    if "?" in path or "#" in path or "?" in authority:
-        raise RedisURLError(f"takes no query in its sentinel form: write {SENTINEL_FORM}.")
-    userinfo, at, hosts = authority.rpartition("@")
-    username = password = None
-    if at:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
-    sentinels = tuple(_sentinel_address(part) for part in hosts.split(","))
-    segments = path.split("/") if path else [""]
-    service = unquote(segments[0])
-    if not service or any(c.isspace() for c in service):
-        raise RedisURLError(
-            f"names no service: write {SENTINEL_FORM}, with the name the sentinels monitor."
-        )
-    db_text = segments[1] if len(segments) > 1 else ""
-    if len(segments) > 2 or (db_text and not _is_number(db_text)):
-        raise RedisURLError(
-            f"has something other than a database number after the service: write "
-            f"{SENTINEL_FORM}."
-        )
-    return SentinelURL(sentinels, service, int(db_text or 0), username, password,
-                       SENTINEL_SCHEMES[scheme])
-
-
-def check_redis_url(url: str) -> None:
-    """Raise RedisURLError unless ``url`` is a Redis URL eventgate can connect with (checked at
-    config load, so that a typo fails at start and not on the first publish)."""
-    if parse_sentinel_url(url) is not None:
-        return
-    try:
-        redis.connection.parse_url(url)
-    except ValueError as error:  # redis-py's messages hold no password
-        raise RedisURLError(f"cannot be read: {error}.") from None
-
-
 def primary_for(config: RedisSettings) -> Primary | None:
     """The Primary to follow for ``config``'s Redis URL (one per process: share it between
     the process's pools); None for a URL that names one Redis. Opens no connection."""
@@ -255,33 +167,3 @@ def primary_for(config: RedisSettings) -> Primary | None:
             "ssl": target.ssl,
         },
     )
-
-
-def _is_number(text: str) -> bool:
-    return text.isascii() and text.isdigit() and len(text) <= 5
-
-
-def _sentinel_address(part: str) -> Address:
-    """``host:port``, ``host`` (port 26379) or ``[v6]:port`` → (host, port)."""
-    if part.startswith("["):
-        host, bracket, tail = part[1:].partition("]")
-        if not bracket or (tail and not tail.startswith(":")):
-            raise RedisURLError(
-                f"has a sentinel address that is not host:port: write {SENTINEL_FORM}."
-            )
-        has_port, port_text = bool(tail), tail[1:]
-    else:
-        host, colon, port_text = part.partition(":")
-        has_port = bool(colon)
-    if not host:
-        raise RedisURLError(
-            f"names a sentinel without a host: write {SENTINEL_FORM} (one comma between two)."
-        )
-    if not has_port:
-        return host, DEFAULT_SENTINEL_PORT
-    if not _is_number(port_text) or not 0 < int(port_text) < 65536:
-        raise RedisURLError(
-            f"gives sentinel {host} the port {port_text[:20]!r}: a port is a number from 1 to "
-            "65535 (26379 when left out)."
-        )
-    return host, int(port_text)

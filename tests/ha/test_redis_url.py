@@ -19,14 +19,12 @@ from eventgate.shared.primary import (
     primary_of,
 )
 from eventgate.shared.publisher import Publisher
-from eventgate.shared.redisconn import (
+from eventgate.shared.redisconn import connect, connect_pubsub, primary_for
+from eventgate.shared.redisurl import (
     RedisURLError,
     SentinelURL,
     check_redis_url,
-    connect,
-    connect_pubsub,
     parse_sentinel_url,
-    primary_for,
 )
 
 CONFIG = Config(secret_keys=("k",), publish_keys=("p",), redis_timeout_seconds=0.7,
@@ -75,7 +73,7 @@ def test_urls_of_one_redis_are_left_to_redis_py():
     ("redis+sentinel://s1/main?ssl=1", "no query"),
     ("redis+cluster://s1/main", "must start with redis://"),
     ("localhost:6379", "must start with redis://"),
-    ("redis://h:port/0", "cannot be read"),
+    ("redis://h:port/0", "port that is not a number"),
 ])
 def test_a_bad_url_is_refused_at_config_load_with_a_sentence(url, words):
     with pytest.raises(ConfigError) as refused:
