@@ -24,6 +24,7 @@ _EXPORTS = {
     "IssuedToken": "eventgate.shared.tokens",
     "Publisher": "eventgate.shared.publisher",
     "Draft": "eventgate.shared.publisher",
+    "Stored": "eventgate.shared.publisher",
     "EventGate": "eventgate.web.extension",
     "EventgateError": "eventgate.shared.errors",
     "ConfigError": "eventgate.shared.errors",
@@ -67,6 +68,7 @@ __all__ = [
     "PublishError",
     "Publisher",
     "RedisFull",
+    "Stored",
     "StreamFailed",
     "TokenError",
     "TokenExpired",
@@ -100,7 +102,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ below d
         TooManyStreams,
         UnsupportedServer,
     )
-    from eventgate.shared.publisher import Draft, Publisher
+    from eventgate.shared.publisher import Draft, Publisher, Stored
     from eventgate.shared.tokens import ChannelTokens, Grant, IssuedToken
     from eventgate.shared.version import __version__
     from eventgate.web.extension import EventGate

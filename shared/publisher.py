@@ -122,6 +122,7 @@ return ids
 #: The script's answer to other events under a used key (bytes, or text from a client that
 #: decodes responses).
 _REUSED = (b"reused", "reused")
+_REPLAYED = (b"replayed", "replayed")
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,15 @@ class PublishSettings:
     max_batch_events: int = Config.max_batch_events
     idempotency_seconds: int = Config.idempotency_seconds
     durable_replicas: int = Config.durable_replicas
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What a publish returned: the events' ids, and whether they were stored by this call
+    (False) or answered from the idempotency record of an earlier one (True: nothing added)."""
+
+    ids: list[str]
+    replayed: bool
 
 
 @dataclass(frozen=True)
@@ -209,6 +219,17 @@ class Publisher:
         idempotency_key: str | None = None,
     ) -> list[str]:
         """Store and publish a batch atomically and in order (one script run); returns the ids.
+        Raises as ``store``."""
+        return self.store(drafts, idempotency_key=idempotency_key).ids
+
+    def store(
+        self,
+        drafts: Sequence[Draft] | Iterable[Draft],
+        *,
+        idempotency_key: str | None = None,
+    ) -> Stored:
+        """``publish_many``, also saying whether the events were stored now or the ids come
+        from an earlier publish under the same idempotency key (metrics count the two apart).
 
         With ``idempotency_key`` (1–128 characters of A-Z a-z 0-9 . _ : -, else InvalidRequest):
         a repeat of the same events under the same key within ``idempotency_seconds`` returns
@@ -218,7 +239,7 @@ class Publisher:
         """
         drafts = list(drafts)
         if not drafts:
-            return []
+            return Stored([], replayed=False)
         if len(drafts) > self._config.max_batch_events:
             raise InvalidEvent(
                 f"a batch holds at most {self._config.max_batch_events} events."
@@ -250,12 +271,14 @@ class Publisher:
             raise PublishError(
                 f"Redis did not store the event ({type(error).__name__}); nothing was published."
             ) from error
+        replayed = False
         if idempotency_key is not None and isinstance(ids, list) and ids:
             if ids[0] in _REUSED:
                 raise IdempotencyKeyReused(
                     f"idempotency key {idempotency_key!r} was already used for other events: "
                     "repeat a publish with exactly the same events, or use a new key."
                 )
+            replayed = ids[0] in _REPLAYED
             ids = ids[1:]
         if not isinstance(ids, list) or len(ids) != len(drafts):
             raise PublishError("Redis answered the publish script with something unexpected.")
@@ -265,7 +288,9 @@ class Publisher:
                 f"confirmed holding it within {wait_ms(self._config)} ms: it may or may not "
                 "survive a failover; retry with the same idempotency key."
             )
-        return [i.decode("ascii") if isinstance(i, bytes) else str(i) for i in ids]
+        return Stored(
+            [i.decode("ascii") if isinstance(i, bytes) else str(i) for i in ids], replayed
+        )
 
     def _run_and_wait(self, script_keys: list[str], args: list[str | int]) -> tuple[object, int]:
         """The script, then ``WAIT``, pipelined on one connection (WAIT counts the replicas

@@ -128,12 +128,13 @@ class EventGate:
         drafts = list(drafts)
         started = time.perf_counter()
         try:
-            ids = self.publisher.publish_many(drafts, idempotency_key=idempotency_key)
+            stored = self.publisher.store(drafts, idempotency_key=idempotency_key)
         except PublishError:
             self.metrics.observe("failed", len(drafts), time.perf_counter() - started)
             raise
-        self.metrics.observe("stored", len(ids), time.perf_counter() - started)
-        return ids
+        outcome = "replayed" if stored.replayed else "stored"
+        self.metrics.observe(outcome, len(stored.ids), time.perf_counter() - started)
+        return stored.ids
 
     # -- tokens -----------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ class PublishMetrics:
         self.registry = registry
         self.published = Counter(
             "eventgate_events_published_total",
-            "Events handed to Redis or dropped, by outcome (stored, failed, discarded).",
+            "Events handed to Redis or dropped, by outcome (stored, replayed, failed, discarded).",
             ["outcome"],
             registry=registry,
         )
@@ -56,7 +56,8 @@ class PublishMetrics:
         )
         # Every outcome shows, at 0, from the start; looked up once, not on every publish.
         self._by_outcome = {
-            outcome: self.published.labels(outcome) for outcome in ("stored", "failed", "discarded")
+            outcome: self.published.labels(outcome)
+            for outcome in ("stored", "replayed", "failed", "discarded")
         }
 
     def observe(self, outcome: str, events: int, seconds: float | None = None) -> None:

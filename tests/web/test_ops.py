@@ -43,11 +43,15 @@ def test_metrics_count_publishes_by_outcome(make_config, auth, channel, dead_red
     assert client.post("/api/events", json=body, headers=auth).status_code == 201
     assert client.post("/api/events", json=body[0], headers=auth).status_code == 201
     assert client.post("/t/fail").status_code == 500
+    keyed = {**auth, "Idempotency-Key": f"k-{channel}"}
+    for _ in range(2):  # the first stores two events, the repeat answers the same ids
+        assert client.post("/api/events", json=body[:2], headers=keyed).status_code == 201
     found = samples(client)
-    assert found["eventgate_events_published_total[stored]"] == 4
+    assert found["eventgate_events_published_total[stored]"] == 6
+    assert found["eventgate_events_published_total[replayed]"] == 2
     assert found["eventgate_events_published_total[discarded]"] == 2
     assert found["eventgate_events_published_total[failed]"] == 0
-    assert found["eventgate_publish_latency_seconds_count"] == 2  # one per batch
+    assert found["eventgate_publish_latency_seconds_count"] == 4  # one per batch
     assert 0 < found["eventgate_publish_latency_seconds_sum"] < 1
 
     down = create_app(make_config(redis_url=dead_redis_url)).test_client()
