@@ -191,7 +191,9 @@ class RedisServer:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         args = [
             binary, "--port", str(self.port), "--bind", LOOPBACK, "--dir", str(self.workdir),
-            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", *self.extra,
+            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+            # Redis 7 refuses DEBUG by default; tests freeze a primary with DEBUG SLEEP.
+            "--enable-debug-command", "local", *self.extra,
         ]
         self.program = Program(args, self.log, stop_seconds=10).start()
         self.program.wait_until(lambda: self.client().ping(), 10, f"redis on port {self.port}")
