@@ -68,15 +68,17 @@ class Scenario:
         self.struck_at = time.time()
         fault()
 
-    def fail_over(self, fault: Callable[[RedisServer], object], name: str,
-                  settled: Callable[[RedisServer], object] | None = None) -> Verdict:
-        """Strike ``fault`` at the primary, wait until the sentinels name another (and for
-        ``settled(old)`` if given), then ``finish``."""
+    def fail_over(self, fault: Callable[[RedisServer], object], name: str) -> Verdict:
+        """Strike ``fault`` at the primary, wait until the sentinels name another and the old
+        one is dead or demoted (until then it may still take writes: a ``SENTINEL FAILOVER``
+        leaves it primary until a sentinel's next look at it, up to ten seconds), then
+        ``finish``."""
         old = self.sentinels.primary()
         self.strike(lambda: fault(old))
         new = self.sentinels.wait_failover(old)
-        if settled is not None:
-            settled(old)
+        wait_for(lambda: not old.program.running
+                 or old.client().execute_command("ROLE")[0] == b"slave",
+                 30, f"the old primary (port {old.port}) to be dead or demoted", old.log)
         return self.finish(new, name)
 
     def finish(self, promoted: RedisServer | None, name: str, after: int = 60) -> Verdict:
