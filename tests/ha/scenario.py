@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from eventgate.shared.events import id_key
 from eventgate.shared.tokens import ChannelTokens
 from tests.clients import EventSourceClient
 from tests.ha.apps import Apps
@@ -122,12 +123,19 @@ class Scenario:
         firsts = sorted(
             at - self.struck_at for label, client in self.clients.items()
             if (at := first_delivery(client, list(client.channels), logs, since)) is not None)
+        confirmed = [
+            publisher.confirmed_at[channel][n] - self.struck_at
+            for publisher in self.publishers for channel in publisher.channels
+            for n, event_id in publisher.confirmed[channel].items()
+            if id_key(event_id)[0] > since * 1000]
         figures = verdict.figures
+        figures["first_confirmed_s"] = round(min(confirmed), 3) if confirmed else None
         figures["promoted_after_s"] = round(since - self.struck_at, 3) if promoted else None
         figures["first_delivery_s"] = [round(t, 3) for t in firsts]
         figures["statuses"] = [dict(p.statuses) for p in self.publishers]
         figures["cuts"] = self.cutter.cuts if self.cutter else 0
         print(f"\n[{name}] fault→new primary: {figures['promoted_after_s']} s; "
+              f"fault→first publish it confirmed: {figures['first_confirmed_s']} s; "
               f"fault→first event from it delivered, per client: {figures['first_delivery_s']} s;"
               f" publish answers (async, durable): {figures['statuses']}; confirmed lost: "
               f"{figures['confirmed_lost']}; {figures.get('lost_seen', [])}")
