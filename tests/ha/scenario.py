@@ -50,6 +50,7 @@ class Scenario:
         ]
         self.cutter: Cutter | None = None
         self.struck_at = 0.0
+        self.named_at: float | None = None  # when the sentinels first named the new primary
 
     def start(self, warm_up: int = 30) -> Scenario:
         for label, channels in self.follows.items():
@@ -77,6 +78,7 @@ class Scenario:
         old = self.sentinels.primary()
         self.strike(lambda: fault(old))
         new = self.sentinels.wait_failover(old)
+        self.named_at = time.time()
         wait_for(lambda: not old.program.running
                  or old.client().execute_command("ROLE")[0] == b"slave",
                  30, f"the old primary (port {old.port}) to be dead or demoted", old.log)
@@ -129,12 +131,15 @@ class Scenario:
             for n, event_id in publisher.confirmed[channel].items()
             if id_key(event_id)[0] > since * 1000]
         figures = verdict.figures
+        figures["named_after_s"] = (round(self.named_at - self.struck_at, 3)
+                                    if self.named_at else None)
         figures["first_confirmed_s"] = round(min(confirmed), 3) if confirmed else None
         figures["promoted_after_s"] = round(since - self.struck_at, 3) if promoted else None
         figures["first_delivery_s"] = [round(t, 3) for t in firsts]
         figures["statuses"] = [dict(p.statuses) for p in self.publishers]
         figures["cuts"] = self.cutter.cuts if self.cutter else 0
-        print(f"\n[{name}] fault→new primary: {figures['promoted_after_s']} s; "
+        print(f"\n[{name}] fault→new primary promoted: {figures['promoted_after_s']} s; "
+              f"named by the sentinels: {figures['named_after_s']} s; "
               f"fault→first publish it confirmed: {figures['first_confirmed_s']} s; "
               f"fault→first event from it delivered, per client: {figures['first_delivery_s']} s;"
               f" publish answers (async, durable): {figures['statuses']}; confirmed lost: "
