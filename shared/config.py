@@ -16,6 +16,7 @@ from pathlib import Path
 
 from eventgate.shared.errors import ConfigError
 from eventgate.shared.publishkeys import parse_publish_keys
+from eventgate.shared.redisconn import RedisURLError, check_redis_url
 
 ENV_FILE_NAME = "eventgate.env"
 MIN_SECRET_CHARS = 32
@@ -151,6 +152,10 @@ class Config:
         if self.heartbeat_seconds <= 0:
             raise ConfigError("EVENTGATE_HEARTBEAT must be a positive number of seconds.")
         parse_publish_keys(self.publish_keys)  # a malformed entry fails here, at start
+        try:
+            check_redis_url(self.redis_url)
+        except RedisURLError as error:
+            raise ConfigError(f"EVENTGATE_REDIS_URL {error.reason}") from None
         _check_limits(self)
         if self.log_format not in ("text", "json"):
             raise ConfigError("EVENTGATE_LOG_FORMAT must be text or json.")

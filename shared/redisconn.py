@@ -3,6 +3,11 @@
 redis-py 8 defaults (pool of 100, 5 s socket timeout, 10 retries with backoff) would let a Redis
 outage stall a blocking web worker into gunicorn's timeout, and would hide pub/sub reconnects.
 Every such knob is set here explicitly so that an upgrade cannot change our behaviour silently.
+
+``EVENTGATE_REDIS_URL`` is read here and nowhere else: one Redis (``redis://``, ``rediss://``,
+``unix://``, redis-py's own parsing) or Redis Sentinel (``redis+sentinel://`` and
+``rediss+sentinel://``, parsed by ``parse_sentinel_url``), whose clients follow the current
+primary through redis-py's sentinel pools (shared/primary.py).
 """
 
 from __future__ import annotations
@@ -10,13 +15,19 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import unquote
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import SentinelConnectionPool
 
-from eventgate.shared.config import Config
+from eventgate.shared.primary import Address, BlockingSentinelPool, Primary
+
+if TYPE_CHECKING:  # config.py checks URLs with this module: no import back at run time
+    from eventgate.shared.config import Config
 
 #: Seconds a caller waits for a free pooled connection before giving up.
 POOL_WAIT_SECONDS = 2.0
@@ -35,22 +46,36 @@ class RedisSettings(Protocol):
     def redis_connect_timeout_seconds(self) -> float: ...
 
 
-def connect(config: RedisSettings, pool_wait_seconds: float = POOL_WAIT_SECONDS) -> redis.Redis:
+def connect(
+    config: RedisSettings,
+    pool_wait_seconds: float = POOL_WAIT_SECONDS,
+    primary: Primary | None = None,
+) -> redis.Redis:
     """A client for commands (publish, replay, health). Fails fast: ``redis_timeout_seconds``
     per attempt and no retry. A retried EVALSHA whose first run stored the event but whose reply
     was lost (Redis stopping) would store it twice; a connection Redis closed is replaced by the
-    pool's check at checkout instead, so the caller alone decides whether to try again."""
-    pool = redis.BlockingConnectionPool.from_url(
-        config.redis_url,
-        max_connections=config.redis_pool_size,
-        timeout=pool_wait_seconds,
-        socket_timeout=config.redis_timeout_seconds,
-        socket_connect_timeout=config.redis_connect_timeout_seconds,
-        socket_keepalive=True,
-        health_check_interval=30,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-    )
+    pool's check at checkout instead, so the caller alone decides whether to try again.
+
+    Under Sentinel the pool follows ``primary`` (by default a Primary of its own; pass the
+    process's one so that every pool counts a failover once): each new connection asks the
+    sentinels where the primary is, and a connection that meets a demoted primary (``READONLY``)
+    or a dead one fails its command and reconnects to the current primary on its next."""
+    settings = {
+        "max_connections": config.redis_pool_size,
+        "timeout": pool_wait_seconds,
+        "socket_timeout": config.redis_timeout_seconds,
+        "socket_connect_timeout": config.redis_connect_timeout_seconds,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        "retry": Retry(NoBackoff(), 0),
+        "retry_on_timeout": False,
+    }
+    target = parse_sentinel_url(config.redis_url)
+    if target is None:
+        pool = redis.BlockingConnectionPool.from_url(config.redis_url, **settings)
+    else:
+        follow = primary if primary is not None else primary_for(config)
+        pool = BlockingSentinelPool(target.service, follow, **target.node_kwargs(), **settings)
     return redis.Redis(connection_pool=pool)
 
 
@@ -102,21 +127,161 @@ class ThreadClients:
             self._kept -= 1
 
 
-def connect_pubsub(config: Config) -> redis.Redis:
+def connect_pubsub(config: Config, primary: Primary | None = None) -> redis.Redis:
     """A client for the one pub/sub connection of a stream worker. No retries at all: redis-py
     would otherwise reconnect and resubscribe silently, losing what was published meanwhile; the
-    broker must see every drop so that it can backfill from the log."""
-    return redis.Redis.from_url(
-        config.redis_url,
+    broker must see every drop so that it can backfill from the log. Under Sentinel it connects
+    to the primary ``primary`` names (the worker's one: the broker compares the two)."""
+    settings = {
         # Named so that `CLIENT LIST` shows which worker holds which pub/sub connection.
-        client_name=f"eventgate-stream-{os.getpid()}",
-        socket_timeout=max(config.heartbeat_seconds, 1.0) * 2,
-        socket_connect_timeout=config.redis_connect_timeout_seconds,
-        socket_keepalive=True,
+        "client_name": f"eventgate-stream-{os.getpid()}",
+        "socket_timeout": max(config.heartbeat_seconds, 1.0) * 2,
+        "socket_connect_timeout": config.redis_connect_timeout_seconds,
+        "socket_keepalive": True,
         # The broker PINGs on its own, under its write lock: redis-py's health check would write
         # from the reading greenlet concurrently with subscribe calls from others.
-        health_check_interval=0,
-        retry=Retry(NoBackoff(), 0),
-        single_connection_client=False,
-        max_connections=4,
+        "health_check_interval": 0,
+        "retry": Retry(NoBackoff(), 0),
+        "max_connections": 4,
+    }
+    target = parse_sentinel_url(config.redis_url)
+    if target is None:
+        return redis.Redis.from_url(config.redis_url, single_connection_client=False, **settings)
+    follow = primary if primary is not None else primary_for(config)
+    pool = SentinelConnectionPool(target.service, follow, **target.node_kwargs(), **settings)
+    return redis.Redis(connection_pool=pool)
+
+
+# -- EVENTGATE_REDIS_URL ---------------------------------------------------------------------
+
+SINGLE_SCHEMES = ("redis", "rediss", "unix")
+#: Sentinel schemes → whether they speak TLS (to the sentinels and to the data nodes).
+SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
+DEFAULT_SENTINEL_PORT = 26379
+SENTINEL_FORM = "redis+sentinel://[user:password@]host:port[,host:port…]/<service>[/<db>]"
+
+
+class RedisURLError(ValueError):
+    """A Redis URL eventgate cannot use. ``reason`` completes "the Redis URL …" and never
+    repeats the URL (it may hold a password)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the Redis URL {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """What a ``redis+sentinel://`` URL names: where the sentinels listen, the service they
+    monitor, and the database and credentials for its data nodes (the sentinels themselves are
+    asked without a password)."""
+
+    sentinels: tuple[Address, ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ssl: bool = False
+
+    def node_kwargs(self) -> dict[str, object]:
+        """Connection settings for the data nodes (``ssl`` picks redis-py's TLS connection)."""
+        return {"db": self.db, "username": self.username, "password": self.password,
+                "ssl": self.ssl}
+
+
+def parse_sentinel_url(url: str) -> SentinelURL | None:
+    """The parts of a ``redis+sentinel://`` / ``rediss+sentinel://`` URL (a sentinel's port
+    defaults to 26379); None for a URL that names one Redis. Raises RedisURLError for a
+    malformed sentinel URL or an unknown scheme."""
+    scheme, separator, rest = url.partition("://")
+    scheme = scheme.lower()
+    if separator and scheme in SINGLE_SCHEMES:
+        return None
+    if not separator or scheme not in SENTINEL_SCHEMES:
+        raise RedisURLError(
+            "must start with redis://, rediss://, unix://, redis+sentinel:// or "
+            "rediss+sentinel://."
+        )
+    authority, _, path = rest.partition("/")
+    if "?" in path or "#" in path or "?" in authority:
+        raise RedisURLError(f"takes no query in its sentinel form: write {SENTINEL_FORM}.")
+    userinfo, at, hosts = authority.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    sentinels = tuple(_sentinel_address(part) for part in hosts.split(","))
+    segments = path.split("/") if path else [""]
+    service = unquote(segments[0])
+    if not service or any(c.isspace() for c in service):
+        raise RedisURLError(
+            f"names no service: write {SENTINEL_FORM}, with the name the sentinels monitor."
+        )
+    db_text = segments[1] if len(segments) > 1 else ""
+    if len(segments) > 2 or (db_text and not _is_number(db_text)):
+        raise RedisURLError(
+            f"has something other than a database number after the service: write "
+            f"{SENTINEL_FORM}."
+        )
+    return SentinelURL(sentinels, service, int(db_text or 0), username, password,
+                       SENTINEL_SCHEMES[scheme])
+
+
+def check_redis_url(url: str) -> None:
+    """Raise RedisURLError unless ``url`` is a Redis URL eventgate can connect with (checked at
+    config load, so that a typo fails at start and not on the first publish)."""
+    if parse_sentinel_url(url) is not None:
+        return
+    try:
+        redis.connection.parse_url(url)
+    except ValueError as error:  # redis-py's messages hold no password
+        raise RedisURLError(f"cannot be read: {error}.") from None
+
+
+def primary_for(config: RedisSettings) -> Primary | None:
+    """The Primary to follow for ``config``'s Redis URL (one per process: share it between
+    the process's pools); None for a URL that names one Redis. Opens no connection."""
+    target = parse_sentinel_url(config.redis_url)
+    if target is None:
+        return None
+    return Primary(
+        list(target.sentinels),
+        target.service,
+        sentinel_kwargs={
+            "socket_timeout": config.redis_timeout_seconds,
+            "socket_connect_timeout": config.redis_connect_timeout_seconds,
+            "retry": Retry(NoBackoff(), 0),
+            "ssl": target.ssl,
+        },
     )
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 5
+
+
+def _sentinel_address(part: str) -> Address:
+    """``host:port``, ``host`` (port 26379) or ``[v6]:port`` → (host, port)."""
+    if part.startswith("["):
+        host, bracket, tail = part[1:].partition("]")
+        if not bracket or (tail and not tail.startswith(":")):
+            raise RedisURLError(
+                f"has a sentinel address that is not host:port: write {SENTINEL_FORM}."
+            )
+        has_port, port_text = bool(tail), tail[1:]
+    else:
+        host, colon, port_text = part.partition(":")
+        has_port = bool(colon)
+    if not host:
+        raise RedisURLError(
+            f"names a sentinel without a host: write {SENTINEL_FORM} (one comma between two)."
+        )
+    if not has_port:
+        return host, DEFAULT_SENTINEL_PORT
+    if not _is_number(port_text) or not 0 < int(port_text) < 65536:
+        raise RedisURLError(
+            f"gives sentinel {host} the port {port_text[:20]!r}: a port is a number from 1 to "
+            "65535 (26379 when left out)."
+        )
+    return host, int(port_text)

@@ -8,6 +8,12 @@ feed that slips past all that (an event whose ``prev`` is not the last one deliv
 the same backfill. Only this module touches Redis pub/sub; a PubSub is not greenlet-safe, so one
 greenlet reads and every write goes through one lock.
 
+Under Sentinel (shared/primary.py) a drop is not the only way to lose the primary: a primary
+demoted by a failover keeps serving pub/sub as a replica, so a connection that looks healthy can
+sit on the wrong server. A greenlet of its own asks the sentinels every few seconds and, when
+they name another primary than the one the connection is on, ends the connection: the reconnect
+above then subscribes on the new primary and backfills from its log.
+
 The read loop is the hot path of the whole tier (see docs/performance.md): each wake-up reads
 what the socket holds in one ``recv`` and parses every complete reply with hiredis, without
 redis-py's per-message work, then hands the hub all the events of that wake-up at once, so a
@@ -35,6 +41,7 @@ except ImportError:  # redis[hiredis] is a dependency; without it the read loop 
 from eventgate.shared import keys
 from eventgate.shared.config import Config
 from eventgate.shared.events import READ_BATCH, entry_fields, id_key, read_page
+from eventgate.shared.primary import CHECK_SECONDS, primary_of
 from eventgate.shared.sse import event_body_bytes
 from eventgate.stream.hub import Channel, Hub
 
@@ -117,6 +124,16 @@ class Broker:
         self.connected = False
         self.reconnects = 0
         self.backfills = 0
+        #: Under Sentinel, the worker's Primary (shared by its pools); None for one Redis.
+        self.primary = primary_of(pubsub_client)
+        # A reconnect under Sentinel asks for the new primary, usually named within seconds of
+        # a failure: retry at least every second rather than back off to 5 s.
+        self._max_backoff = 1.0 if self.primary is not None else 5.0
+
+    @property
+    def failovers(self) -> int:
+        """Switches of primary this worker saw (0 with one Redis)."""
+        return self.primary.switches if self.primary is not None else 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -124,6 +141,8 @@ class Broker:
         self._greenlets = [
             gevent.spawn(self._run), gevent.spawn(self._janitor), gevent.spawn(self._keepalive)
         ]
+        if self.primary is not None:
+            self._greenlets.append(gevent.spawn(self._follow_primary))
 
     def stop(self) -> None:
         gevent.killall(self._greenlets, block=False)
@@ -194,7 +213,7 @@ class Broker:
                     log.warning("pub/sub connection lost: %s", type(error).__name__)
             self._disconnect()
             gevent.sleep(backoff * random.uniform(0.5, 1.5))
-            backoff = min(backoff * 2, 5.0)
+            backoff = min(backoff * 2, self._max_backoff)
 
     def _connect(self) -> None:
         pubsub = self._pubsub_client.pubsub(ignore_subscribe_messages=False)
@@ -243,6 +262,25 @@ class Broker:
                 continue
             with contextlib.suppress(*_ERRORS):
                 self._write("ping")
+
+    def _follow_primary(self) -> None:
+        """Every CHECK_SECONDS, ask the sentinels which primary is current; when the pub/sub
+        connection is on another server, end it (the reader reconnects to the current one). A
+        sentinel that does not answer changes nothing: the connection stays where it is."""
+        assert self.primary is not None
+        while True:
+            gevent.sleep(CHECK_SECONDS)
+            try:
+                named = self.primary.current()
+            except _ERRORS:
+                continue
+            pubsub, replies = self._pubsub, self._replies
+            connection = pubsub.connection if pubsub is not None else None
+            if replies is None or connection is None:
+                continue
+            if (connection.host, connection.port) != named:
+                log.warning("the sentinels name another primary: moving pub/sub there")
+                replies.interrupt()
 
     def _dispatch_all(self, pubsub: redis.client.PubSub, replies: list) -> None:
         """Accept the events of one wake-up in order, then deliver them together. Nothing

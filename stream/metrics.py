@@ -78,6 +78,10 @@ class StreamMetrics:
             "backfills": counter(
                 "eventgate_stream_backfills_total", "Channel backfills from the log."
             ),
+            "failovers": counter(
+                "eventgate_stream_failovers_total",
+                "Switches of Redis primary seen under Sentinel (each worker counts each one).",
+            ),
             "written": counter(
                 "eventgate_stream_written_bytes_total", "Bytes written to stream sockets."
             ),
@@ -103,6 +107,7 @@ class StreamMetrics:
             "slow_disconnects": hub.slow_disconnects,
             "reconnects": broker.reconnects,
             "backfills": broker.backfills,
+            "failovers": broker.failovers,
             "written": hub.closed_written + sum(s.written for s in tuple(hub.subscribers)),
         }
 

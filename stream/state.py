@@ -22,7 +22,7 @@ from flask import Flask
 
 from eventgate.shared import pools, sse
 from eventgate.shared.config import Config
-from eventgate.shared.redisconn import connect, connect_pubsub
+from eventgate.shared.redisconn import connect, connect_pubsub, primary_for
 from eventgate.shared.tokens import ChannelTokens
 from eventgate.stream import acceptor, heartbeat, status
 from eventgate.stream import metrics as stream_metrics
@@ -73,9 +73,12 @@ class StreamState:
         # for thousands of replays at once: queue them rather than end streams after the web
         # tier's fail-fast wait, or each client comes back seconds later and the work is done
         # twice.
-        client = connect(config, pool_wait_seconds=STORM_POOL_WAIT_SECONDS)
+        # Under Sentinel one Primary for the worker: its pools, broker and metrics agree on
+        # where the primary is and count each failover once.
+        primary = primary_for(config)
+        client = connect(config, pool_wait_seconds=STORM_POOL_WAIT_SECONDS, primary=primary)
         hub = Hub()
-        broker = Broker(config, hub, client, connect_pubsub(config))
+        broker = Broker(config, hub, client, connect_pubsub(config, primary))
         limits = StreamLimits(client, config)
         tokens = ChannelTokens.from_config(config)
         return cls(

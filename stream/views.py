@@ -19,6 +19,7 @@ from gunicorn.workers.base_async import ALREADY_HANDLED
 from werkzeug.exceptions import HTTPException
 
 from eventgate.shared.errors import EventgateError, StreamFailed, UnsupportedServer
+from eventgate.shared.primary import not_ready
 from eventgate.stream.opening import OsSocket, StreamRequest, refusal_headers
 from eventgate.stream.state import StreamState
 
@@ -147,13 +148,18 @@ def healthz():
 
 @bp.get("/streams/readyz")
 def readyz():
+    """200 while this worker's pub/sub connection is up and a writable primary answers (under
+    Sentinel: the one the sentinels name, answering ROLE as a primary), else 503."""
     state = _state()
     try:
-        ok = state.broker.connected and state.redis.ping()
+        reason = None if state.broker.connected else "its pub/sub connection is down."
+        reason = reason or not_ready(state.redis)
     except Exception:  # noqa: BLE001 - any failure means not ready
-        ok = False
-    if not ok:
-        return jsonify(error="not_ready", message="Redis is not reachable from this worker."), 503
+        reason = "Redis did not answer."
+    if reason is not None:
+        return jsonify(
+            error="not_ready", message=f"Redis is not reachable from this worker: {reason}"
+        ), 503
     return jsonify(status="ready")
 
 

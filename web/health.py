@@ -6,9 +6,9 @@ workers; readiness does, so a load balancer can stop sending publishes that woul
 
 from __future__ import annotations
 
-import redis
 from flask import Blueprint, Response, jsonify
 
+from eventgate.shared.primary import not_ready
 from eventgate.web.errors import error_response
 from eventgate.web.extension import current_eventgate
 
@@ -22,12 +22,9 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """200 when Redis answers PING within the client's short timeout, else 503."""
-    try:
-        current_eventgate().client.ping()
-    except redis.RedisError as error:
-        return error_response(
-            "not_ready", f"Redis is not answering ({type(error).__name__}).", 503,
-            {"Retry-After": "1"},
-        )
+    """200 when Redis answers PING within the client's short timeout (under Sentinel: when the
+    primary the sentinels name answers ROLE as a primary), else 503."""
+    reason = not_ready(current_eventgate().client)
+    if reason is not None:
+        return error_response("not_ready", reason, 503, {"Retry-After": "1"})
     return jsonify(status="ok")

@@ -8,6 +8,10 @@ queue, the demo), so the numbers are the same whichever way an event was sent. O
 ``/metrics`` answers on the web port for a scraper on the machine; nginx answers 404 for it on
 the public entry, and a request that came through a proxy is refused here too. Under gunicorn
 the numbers of every worker are summed (shared/pools.py, multiprocess mode).
+
+Under Sentinel, ``eventgate_web_failovers_total`` counts the switches of primary the workers saw
+(each worker counts each failover it notices, on its next connection to Redis or readiness
+probe).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from eventgate.shared.pools import app_registry, exposition, is_proxied
+from eventgate.shared.primary import primary_of
 from eventgate.web.errors import error_response
 from eventgate.web.extension import EXTENSION_KEY
 
@@ -44,6 +49,11 @@ class PublishMetrics:
             buckets=PUBLISH_BUCKETS_SECONDS,
             registry=registry,
         )
+        self.failovers = Counter(
+            "eventgate_web_failovers_total",
+            "Switches of Redis primary seen under Sentinel (each worker counts each one).",
+            registry=registry,
+        )
         # Every outcome shows, at 0, from the start; looked up once, not on every publish.
         self._by_outcome = {
             outcome: self.published.labels(outcome) for outcome in ("stored", "failed", "discarded")
@@ -59,7 +69,11 @@ class PublishMetrics:
 def init_app(app: Flask) -> PublishMetrics:
     """Count the publishes of ``app``'s EventGate and serve ``/metrics``; call after EventGate."""
     publish_metrics = PublishMetrics(app_registry())
-    app.extensions[EXTENSION_KEY].metrics = publish_metrics
+    gate = app.extensions[EXTENSION_KEY]
+    gate.metrics = publish_metrics
+    primary = primary_of(gate.client)
+    if primary is not None:
+        primary.on_switch = publish_metrics.failovers.inc
     app.extensions[METRICS_KEY] = publish_metrics
     app.register_blueprint(bp)
     return publish_metrics
