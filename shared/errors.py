@@ -98,6 +98,15 @@ class NotDurable(PublishError):
     status = 503
 
 
+class RedisFull(PublishError):
+    """Redis refused the write because it reached its ``maxmemory`` (the stack runs it with
+    ``noeviction``: a full Redis refuses publishes rather than evict logs). Nothing was stored;
+    retrying is safe once logs have expired or Redis has more memory."""
+
+    code = "redis_full"
+    status = 503
+
+
 class IdempotencyKeyReused(EventgateError):
     """An idempotency key came back with other events than the publish it first answered."""
 

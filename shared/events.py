@@ -5,12 +5,18 @@ Every stored event records ``prev``, the id of the event before it on its channe
 first one). A reader that holds position P and next sees an event whose ``prev`` is not P knows,
 without trusting anything else, that events between were lost (trimmed, or a Redis restart without
 persistence) — or that its live feed skipped some that it must read back from the log.
+
+A reader's position can also be an id the log never had: after a failover the new primary may lack
+the last events the old one confirmed, and its new events may get ids that sort below the position
+(its clock runs behind). ``read_from`` notices it and moves the reader to the log's own chain; see
+its docstring for the rule.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import redis
 
@@ -102,8 +108,52 @@ class Event:
 def read_page(client: redis.Redis, channel: str, after: str, count: int = READ_BATCH) -> list:
     """Up to ``count`` raw entries of ``channel``'s log after the id ``after`` (exclusive), oldest
     first; fewer than ``count`` means the log's end was reached. Decode each with
-    ``entry_fields`` (hot paths) or ``Event.from_entry``."""
+    ``entry_fields`` (hot paths) or ``Event.from_entry``. A reader that follows the chain from a
+    position it was delivered uses ``read_from``, which also notices a log that diverged."""
     return client.xrange(keys.log_key(channel), min=f"({after}", count=count)
+
+
+class Page(NamedTuple):
+    """What ``read_from`` read: ``entries`` (raw, oldest first) follow ``after`` in the log."""
+
+    #: The reader's position, or — when the log no longer holds it but holds older events (a
+    #: failover replaced the log) — the loss point the log goes on from.
+    after: str
+    entries: list
+
+
+def read_from(client: redis.Redis, channel: str, position: str, count: int = READ_BATCH) -> Page:
+    """Up to ``count`` entries of ``channel``'s log that follow the reader's ``position`` (an id
+    it was delivered), and where they follow from; fewer than ``count`` means the log's end.
+
+    The rule. The position is read inclusively (``XRANGE position + COUNT count+1``):
+    - the log holds it (the common case, one round trip): the entries after it, ``after`` is
+      the position;
+    - the log does not hold it, nor anything older (it was trimmed away, the log expired, or
+      the position is ``0-0``): the entries after it, ``after`` is the position; the first
+      entry's ``prev`` then tells the reader what was lost, as always;
+    - the log does not hold it but holds older entries: the log diverged from the reader's
+      history (a failover to a replica that lacked the position; a Redis crash that lost its
+      tail). ``after`` is the loss point P, the newest entry older than the position, and the
+      entries are those after P (the log holds none between P and the position). The reader
+      says ``eventgate.lost(last_seen=position, resumes_after=P)`` and goes on from P.
+
+    The limit: the log cannot tell which of its entries older than the position the reader has
+    seen. P is taken as seen. When the new primary's clock runs behind the old one's by more
+    than the failover took, events it stored with ids below the position fall at or before P:
+    they are inside the notice's range (reported lost, not delivered). With clocks in step,
+    P is exactly the last event both logs share. An event the new primary stores under the
+    very id of one the reader saw (possible only with such a clock) cannot be told apart.
+    """
+    if position == START:  # no entry sorts below it: nothing to tell apart
+        return Page(START, read_page(client, channel, START, count))
+    key = keys.log_key(channel)
+    entries = client.xrange(key, min=position, count=count + 1)
+    if entries and _text(entries[0][0]) == position:
+        return Page(position, entries[1:])
+    entries = entries[:count]
+    older = client.xrevrange(key, max=f"({position}", count=1)
+    return Page(_text(older[0][0]) if older else position, entries)
 
 
 def entry_fields(entry_id: bytes | str, fields: dict) -> tuple[str, str, bytes | str, bytes | str]:

@@ -25,7 +25,13 @@ import redis
 
 from eventgate.shared import keys
 from eventgate.shared.config import Config
-from eventgate.shared.errors import IdempotencyKeyReused, InvalidEvent, NotDurable, PublishError
+from eventgate.shared.errors import (
+    IdempotencyKeyReused,
+    InvalidEvent,
+    NotDurable,
+    PublishError,
+    RedisFull,
+)
 from eventgate.shared.events import encode_data
 from eventgate.shared.names import (
     validate_channel,
@@ -46,7 +52,10 @@ from eventgate.shared.redisconn import ThreadClients, connect
 # log exists but is empty); later events of the batch on that log chain to the id just added,
 # which is what the lookup would find again. Trimming by age happens once per log, after its
 # adds: the cut-off is one TIME for the whole batch, so the result is the same as trimming after
-# every add.
+# every add. With an age limit the log also expires, between that age and 1.1 times it after its
+# newest event: a channel that falls silent leaves nothing in Redis (its next event starts a new
+# log, prev 0-0). The expiry is pushed back only once it comes closer than the age limit (PTTL,
+# a read, costs a third of a PEXPIRE, which is also written to replicas and the AOF).
 _SCRIPT = """
 local maxlen, max_age_ms = ARGV[1], tonumber(ARGV[2])
 local nkeys = #KEYS
@@ -96,7 +105,12 @@ for i = 1, nkeys, 2 do
   ids[#ids + 1] = id
 end
 if minid then
-  for _, log in ipairs(logs) do redis.call('XTRIM', log, 'MINID', minid) end
+  for _, log in ipairs(logs) do
+    redis.call('XTRIM', log, 'MINID', minid)
+    if redis.call('PTTL', log) < max_age_ms then
+      redis.call('PEXPIRE', log, max_age_ms + math.floor(max_age_ms / 10))
+    end
+  end
 end
 if record then
   redis.call('SET', record, ARGV[nkeys + 3] .. '\\n' .. table.concat(ids, ','),
@@ -227,6 +241,11 @@ class Publisher:
             else:
                 ids = self._script(keys=script_keys, args=args, client=self._clients.client())
                 replicas = 0
+        except redis.exceptions.OutOfMemoryError as error:
+            raise RedisFull(
+                "Redis is full (it refuses writes beyond its maxmemory); nothing was "
+                "published. Retry once old events have expired, or give Redis more memory."
+            ) from error
         except redis.RedisError as error:
             raise PublishError(
                 f"Redis did not store the event ({type(error).__name__}); nothing was published."

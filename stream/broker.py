@@ -40,7 +40,7 @@ except ImportError:  # redis[hiredis] is a dependency; without it the read loop 
 
 from eventgate.shared import keys
 from eventgate.shared.config import Config
-from eventgate.shared.events import READ_BATCH, entry_fields, id_key, read_page
+from eventgate.shared.events import READ_BATCH, entry_fields, id_key, read_from
 from eventgate.shared.primary import CHECK_SECONDS, primary_of
 from eventgate.shared.sse import event_body_bytes
 from eventgate.stream.hub import Channel, Hub
@@ -350,6 +350,13 @@ class Broker:
             if channel.last is not None:
                 self._start_backfill(channel)
 
+    def mend(self, name: str) -> None:
+        """Read ``name`` back from its log now, as after a gap in the live feed: a connection
+        found the hub standing apart from the log (a failover it has not noticed yet)."""
+        channel = self.hub.channels.get(name)
+        if channel is not None and channel.last is not None:
+            self._start_backfill(channel)
+
     def _start_backfill(self, channel: Channel) -> None:
         if not channel.backfilling:
             channel.backfilling = True
@@ -358,6 +365,7 @@ class Broker:
     def _backfill(self, channel: Channel) -> None:
         self.backfills += 1
         backoff = 0.05
+        stuck = None
         try:
             while self.hub.channels.get(channel.name) is channel:
                 try:
@@ -377,19 +385,32 @@ class Broker:
                     self.hub.broadcast(channel.name, event_id, prev, body)
                 if not channel.held:
                     return
+                if stuck == (channel.held[0], channel.last):
+                    # Read to the log's end twice and still out of sequence: the log does not
+                    # hold what these live events follow (they came from a log a failover
+                    # replaced). Reading back again would never place them.
+                    log.warning("channel %s: dropped %d live events the log does not hold",
+                                channel.name, len(channel.held))
+                    channel.held = []
+                    return
+                stuck = (channel.held[0], channel.last)
         finally:
             channel.backfilling = False
 
     def _catch_up(self, channel: Channel) -> None:
         name = channel.name
         while True:
-            entries = read_page(self.redis, name, channel.last)
-            for entry_id, fields in entries:
+            page = read_from(self.redis, name, channel.last)
+            if page.after != channel.last:
+                log.warning("channel %s: the log no longer holds %s; it goes on after %s", name,
+                            channel.last, page.after)
+                self.hub.broadcast_loss(name, channel.last, page.after)
+            for entry_id, fields in page.entries:
                 event_id, prev, event_type, data = entry_fields(entry_id, fields)
                 if prev != channel.last:
                     log.warning("channel %s: events after %s are no longer in the log", name,
                                 channel.last)
                     self.hub.broadcast_loss(name, channel.last, prev)
                 self.hub.broadcast(name, event_id, prev, event_body_bytes(event_type, data))
-            if len(entries) < READ_BATCH:
+            if len(page.entries) < READ_BATCH:
                 return

@@ -15,7 +15,7 @@ import gevent
 import redis
 
 from eventgate.shared import sse
-from eventgate.shared.events import READ_BATCH, entry_fields, id_key, read_heads, read_page
+from eventgate.shared.events import READ_BATCH, entry_fields, id_key, read_from, read_heads
 from eventgate.shared.sse import event_body_bytes
 from eventgate.stream.broker import Broker
 from eventgate.stream.hub import Hub
@@ -24,6 +24,9 @@ from eventgate.stream.subscriber import Subscriber
 #: A replay pauses while this much is still queued for a slow socket (bytes).
 _REPLAY_PAUSE_BYTES = 256 * 1024
 _POLL_SECONDS = 0.005
+#: How long a hand-off waits for the hub before it asks the broker to read the log back: live
+#: events in flight arrive within milliseconds; a hub on a replaced log never catches up alone.
+_NUDGE_SECONDS = 0.25
 
 
 class Unavailable(Exception):
@@ -95,17 +98,24 @@ class Resume:
 
     def replay(self, subscriber: Subscriber, name: str) -> None:
         """Send every event of ``name`` after the subscriber's position, in log order, with an
-        ``eventgate.lost`` notice first where the log no longer holds what came between."""
+        ``eventgate.lost`` notice first where the log no longer holds what came between — or no
+        longer holds the position itself (a failover: the notice names the loss point the log
+        goes on from, which may sort below the position; shared/events.py:read_from)."""
         hub, client = self.hub, self.client
+        positions = subscriber.positions
         while not subscriber.closed:
-            position = subscriber.positions[name]
-            entries = read_page(client, name, position)
+            position = positions[name]
+            page = read_from(client, name, position)
+            entries = page.entries
             subscriber.cork()  # one send per batch read: a resuming crowd replays the same events
             try:
+                if page.after != position:
+                    subscriber.emit(name, page.after, sse.lost_body(name, position, page.after))
+                    hub.lost += 1
                 for entry_id, fields in entries:
                     event_id, prev, event_type, data = entry_fields(entry_id, fields)
-                    if prev != subscriber.positions[name]:
-                        subscriber.emit(name, prev, sse.lost_body(name, position, prev))
+                    if prev != positions[name]:
+                        subscriber.emit(name, prev, sse.lost_body(name, positions[name], prev))
                         hub.lost += 1
                     subscriber.emit(name, event_id, event_body_bytes(event_type, data))
             finally:
@@ -125,9 +135,15 @@ class Resume:
         the subscriber stands exactly where the hub does on every channel; if the hub is behind
         (its live feed lags the log the replay read), wait for it, so that nothing the hub
         broadcasts later is a duplicate for this connection. Raises Unavailable when the hub
-        does not catch up within ``timeout`` seconds."""
+        does not catch up within ``timeout`` seconds.
+
+        After a failover the hub may stand at an id the new log never had while the replay
+        already moved the subscriber onto the new log; the hub notices on its next event or
+        reconnect, and, should neither come, when the hand-off asks the broker to read back."""
         hub = self.hub
-        deadline = gevent.get_hub().loop.now() + timeout
+        loop = gevent.get_hub().loop
+        deadline = loop.now() + timeout
+        nudge_at: float | None = loop.now() + _NUDGE_SECONDS
         while not subscriber.closed:
             pending, subscriber.pending = subscriber.pending, []
             gap = None
@@ -135,9 +151,11 @@ class Resume:
             try:
                 for index, (name, event_id, prev, body) in enumerate(pending):
                     position = subscriber.positions[name]
-                    if id_key(event_id) <= id_key(position):
-                        continue
+                    # What follows the position comes first whatever its id: a loss notice
+                    # after a failover may point below it (its ``prev`` is the last_seen).
                     if prev != position:
+                        if id_key(event_id) <= id_key(position):
+                            continue
                         gap = name
                         subscriber.pending = pending[index:] + subscriber.pending
                         break
@@ -145,15 +163,22 @@ class Resume:
             finally:
                 subscriber.uncork()
             if gap is not None:
+                before = subscriber.positions[gap]
                 self.replay(subscriber, gap)
+                if subscriber.positions[gap] == before and subscriber.pending:
+                    # The log holds nothing after the position, so it does not hold the held
+                    # event either: it came live from a log a failover replaced. Reading back
+                    # again would never place it.
+                    subscriber.pending.pop(0)
                 continue
             if subscriber.pending:
                 continue
-            behind = False
+            behind = []
             for name in subscriber.channels:
                 channel = hub.channels.get(name)
-                if channel is not None and channel.last is not None:
-                    behind = behind or channel.last != subscriber.positions[name]
+                last = None if channel is None else channel.last
+                if last is not None and last != subscriber.positions[name]:
+                    behind.append(name)
             if not behind:
                 for name in subscriber.channels:
                     channel = hub.channels.get(name)
@@ -161,6 +186,13 @@ class Resume:
                         channel.last = subscriber.positions[name]
                 subscriber.live = True
                 return
-            if gevent.get_hub().loop.now() > deadline:
+            now = loop.now()
+            if now > deadline:
                 raise Unavailable("the live feed did not catch up with the log in time")
+            if nudge_at is not None and now > nudge_at:
+                # Still apart: the hub may stand where the log no longer goes (a failover it
+                # has not noticed, with no event and no reconnect since). It reads its log back.
+                nudge_at = None
+                for name in behind:
+                    self.broker.mend(name)
             gevent.sleep(_POLL_SECONDS)

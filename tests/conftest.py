@@ -30,6 +30,24 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture
+def make_redis_server(tmp_path):
+    """Factory: ``make_redis_server(*extra_args)`` → a private redis-server (tests/servers.py),
+    started, with extra command-line settings (``"--maxmemory", "2mb"``); stopped after the
+    test."""
+    started: list[RedisServer] = []
+
+    def make(*extra: str) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis-{len(started)}", extra=extra)
+        started.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def sentinel_set(tmp_path_factory):
     """A real Sentinel deployment (tests/servers.py:SentinelSet: a primary, two replicas, three

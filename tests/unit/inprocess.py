@@ -1,5 +1,6 @@
 """In-process stream pieces for the unit tests of the hub, subscriber, broker and resume: the far
-end of a subscriber's socketpair read as SSE, and waits that let gevent's loop run.
+end of a subscriber's socketpair read as SSE, waits that let gevent's loop run, and a guard
+that fails a hand-off that would read the log back forever.
 
 These tests run gevent's hub inside the pytest process *without monkey-patching*. The modules
 under test need only gevent's own loop (libev watchers, greenlets, ``gevent.sleep``, gevent's
@@ -118,3 +119,17 @@ class Peer:
         self.raw += chunk
         self.events.extend(self.parser.feed(chunk))
         return chunk
+
+
+def limit_replays(resume, monkeypatch, most: int) -> None:
+    """Fail, rather than hang, when a hand-off reads the log back more than ``most`` times:
+    a hand-off that never stops replaying never yields to gevent's loop either."""
+    real = resume.replay
+    calls = []
+
+    def replay(subscriber, name):
+        calls.append(name)
+        assert len(calls) <= most, f"the hand-off read {name} back {len(calls)} times"
+        real(subscriber, name)
+
+    monkeypatch.setattr(resume, "replay", replay)

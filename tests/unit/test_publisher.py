@@ -248,11 +248,36 @@ def test_retention_by_age(make_publisher, inspector, channel):
 
 def test_retention_by_age_in_a_batch(make_publisher, inspector, channel):
     publisher = make_publisher(retention_seconds=1)
-    old = [publisher.publish(channel, n) for n in range(3)]
-    wait_until_older(inspector, old[-1], 1)
+    # Events 5 s old in a log that has not expired (written by hand: a log left by a publish
+    # with a longer age limit). Published now, they would expire with their log after 1 s.
+    now_seconds, now_micros = inspector.time()
+    past_ms = now_seconds * 1000 + now_micros // 1000 - 5000
+    old = [f"{past_ms}-{n}" for n in range(3)]
+    for n, event_id in enumerate(old):
+        inspector.xadd(keys.log_key(channel), {"type": "message", "data": str(n),
+                                               "prev": old[n - 1] if n else START}, id=event_id)
     ids = publisher.publish_many([publisher.draft(ch, n) for n, ch in enumerate([channel] * 3)])
     assert [e.id for e in log_entries(inspector, channel)] == ids
     assert log_entries(inspector, channel)[0].prev == old[-1]
+
+
+def test_a_log_expires_after_the_age_limit_from_its_newest_event(
+    make_publisher, inspector, channel
+):
+    publisher = make_publisher(retention_seconds=30)
+    log = keys.log_key(channel)
+    publisher.publish(channel, 1)
+    assert 32_000 < inspector.pttl(log) <= 33_000  # the age limit and a tenth
+    inspector.pexpire(log, 31_000)
+    publisher.publish(channel, 2)
+    assert inspector.pttl(log) <= 31_000  # still over the age limit: left as it is
+    inspector.pexpire(log, 1000)
+    publisher.publish_many([publisher.draft(channel, 3), publisher.draft(channel + ".b", 4)])
+    assert 32_000 < inspector.pttl(log) <= 33_000  # pushed back
+    assert 32_000 < inspector.pttl(keys.log_key(channel + ".b")) <= 33_000
+    unlimited = make_publisher(retention_seconds=0)
+    unlimited.publish(channel + ".c", 4)
+    assert inspector.pttl(keys.log_key(channel + ".c")) == -1  # no age limit: no expiry
 
 
 def test_prev_after_the_log_was_trimmed_to_empty(publisher, inspector, channel):

@@ -12,7 +12,7 @@ import redis
 from eventgate.shared import keys, sse
 from eventgate.stream.resume import Resume, Unavailable
 from tests.servers import LOOPBACK, free_port
-from tests.unit.inprocess import green_wait
+from tests.unit.inprocess import green_wait, limit_replays
 
 
 def publish(publisher, channel: str, count: int) -> list[str]:
@@ -31,20 +31,6 @@ def t(*numbers: int) -> list[tuple[str, str]]:
 def pending_entry(channel: str, event_id: str, prev: str, n: int) -> tuple:
     """A live event as the hub leaves it in a replaying connection's ``pending``."""
     return (channel, event_id, prev, sse.event_body("t", f'{{"n":{n}}}'))
-
-
-def limit_replays(resume, monkeypatch, most: int) -> None:
-    """Fail, rather than hang, when a hand-off reads the log back more than ``most`` times:
-    a hand-off that never stops replaying never yields to gevent's loop either."""
-    real = resume.replay
-    calls = []
-
-    def replay(subscriber, name):
-        calls.append(name)
-        assert len(calls) <= most, f"the hand-off read {name} back {len(calls)} times"
-        real(subscriber, name)
-
-    monkeypatch.setattr(resume, "replay", replay)
 
 
 # -- where a connection starts --------------------------------------------------------------
