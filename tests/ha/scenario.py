@@ -19,6 +19,7 @@ from tests.ha.verdict import (
     promoted_at,
     surviving_log,
     wait_caught_up,
+    worst_lag,
 )
 from tests.servers import RedisServer, SentinelSet, wait_for
 
@@ -130,7 +131,10 @@ class Scenario:
             for publisher in self.publishers for channel in publisher.channels
             for n, event_id in publisher.confirmed[channel].items()
             if id_key(event_id)[0] > since * 1000]
+        lags = [lag for client in self.clients.values()
+                if (lag := worst_lag(client, list(client.channels), logs, since)) is not None]
         figures = verdict.figures
+        figures["worst_lag_s"] = round(max(lags), 3) if lags else None
         figures["named_after_s"] = (round(self.named_at - self.struck_at, 3)
                                     if self.named_at else None)
         figures["first_confirmed_s"] = round(min(confirmed), 3) if confirmed else None
@@ -142,5 +146,6 @@ class Scenario:
               f"named by the sentinels: {figures['named_after_s']} s; "
               f"fault→first publish it confirmed: {figures['first_confirmed_s']} s; "
               f"fault→first event from it delivered, per client: {figures['first_delivery_s']} s;"
+              f" longest an event stored on it waited for a client: {figures['worst_lag_s']} s;"
               f" publish answers (async, durable): {figures['statuses']}; confirmed lost: "
               f"{figures['confirmed_lost']}; {figures.get('lost_seen', [])}")

@@ -180,3 +180,16 @@ def wait_caught_up(clients: dict[str, EventSourceClient], logs: dict[str, list[E
     for label, client, channel, event_id in waiting():
         verdict.complain(f"{label} on {channel}: stuck, the newest event {event_id} never "
                          f"arrived ({client.connections} connections)")
+
+
+def worst_lag(client: EventSourceClient, channels: list[str], logs: dict[str, list[Entry]],
+              after: float) -> float | None:
+    """The longest ``client`` waited for an event of its ``channels`` stored after ``after``:
+    from its storing (the id's milliseconds) to its arrival."""
+    lags = []
+    for channel in channels:
+        for entry in logs[channel]:
+            stored = id_key(entry.id)[0] / 1000
+            if stored > after and (at := delivered_at(client, channel, entry.id)) is not None:
+                lags.append(at - stored)
+    return max(lags, default=None)
