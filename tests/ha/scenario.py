@@ -71,11 +71,12 @@ class Scenario:
         self.struck_at = time.time()
         fault()
 
-    def fail_over(self, fault: Callable[[RedisServer], object], name: str) -> Verdict:
+    def fail_over(self, fault: Callable[[RedisServer], object], name: str,
+                  durable_loss_until: float = 0.0) -> Verdict:
         """Strike ``fault`` at the primary, wait until the sentinels name another and the old
         one is dead or demoted (until then it may still take writes: a ``SENTINEL FAILOVER``
         leaves it primary until a sentinel's next look at it, up to ten seconds), then
-        ``finish``."""
+        ``finish`` (``durable_loss_until``: see verdict.judge_log)."""
         old = self.sentinels.primary()
         self.strike(lambda: fault(old))
         new = self.sentinels.wait_failover(old)
@@ -83,9 +84,10 @@ class Scenario:
         wait_for(lambda: not old.program.running
                  or old.client().execute_command("ROLE")[0] == b"slave",
                  30, f"the old primary (port {old.port}) to be dead or demoted", old.log)
-        return self.finish(new, name)
+        return self.finish(new, name, durable_loss_until=durable_loss_until)
 
-    def finish(self, promoted: RedisServer | None, name: str, after: int = 60) -> Verdict:
+    def finish(self, promoted: RedisServer | None, name: str, after: int = 60,
+               durable_loss_until: float = 0.0) -> Verdict:
         """Publish ``after`` more events on each publisher, stop, and judge against the log on
         the primary. ``promoted``: the new primary (None when the fault moved no primary)."""
         for publisher in self.publishers:
@@ -103,7 +105,8 @@ class Scenario:
             if publisher.unconfirmed:
                 verdict.complain(f"never confirmed: {publisher.unconfirmed}")
             for channel in publisher.channels:
-                judge_log(verdict, channel, logs[channel], publisher, durable)
+                judge_log(verdict, channel, logs[channel], publisher, durable, self.struck_at,
+                          durable_loss_until)
                 for label, client in self.clients.items():
                     if channel in client.channels:
                         judge_client(verdict, label, client, channel, logs[channel], publisher,

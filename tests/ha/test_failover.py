@@ -18,6 +18,10 @@ from tests.servers import LOOPBACK
 #: How long a frozen primary sleeps: well past the sentinels' down-after (1 s) and the failover
 #: they then run (about 1.5 s here), so it wakes as a deposed primary that still takes writes.
 FREEZE_SECONDS = 4
+#: How long after a ``SENTINEL FAILOVER`` the replica left behind may still acknowledge the
+#: old primary's writes (measured: about 1 s; the sentinels reconfigure it once they saw the
+#: promotion, on their 1 s INFO poll).
+DURABLE_LOSS_WINDOW_SECONDS = 2.5
 
 
 def test_kill_9_of_the_primary(scenario):
@@ -27,10 +31,16 @@ def test_kill_9_of_the_primary(scenario):
 
 
 def test_sentinel_failover(scenario, failover_set):
+    """The old primary stays writable until a sentinel next looks at it (up to 10 s): eventgate
+    must leave it for the promoted replica within a check period. Durable publish has a known
+    window here (docs/ha.md): the replica not promoted keeps acknowledging the old primary's
+    writes until the sentinels move it, about a second after the promotion, and then resyncs
+    from the new primary without them; a publish confirmed later than
+    DURABLE_LOSS_WINDOW_SECONDS after the fault must not be lost."""
     verdict = scenario.fail_over(
         lambda _old: failover_set.sentinel().execute_command(
             "SENTINEL", "FAILOVER", failover_set.service),
-        "SENTINEL FAILOVER")
+        "SENTINEL FAILOVER", durable_loss_until=DURABLE_LOSS_WINDOW_SECONDS)
 
     assert not verdict.problems, "\n".join(verdict.problems)
 

@@ -18,6 +18,7 @@ LOG = [Entry("1-0", 0), Entry("2-0", 1), Entry("5-0", 3)]  # n=2 (id 3-0) was lo
 def published(confirmed: dict[int, str]) -> KeyedPublisher:
     publisher = KeyedPublisher(0, "key", ["c"], 1.0)
     publisher.confirmed["c"] = confirmed
+    publisher.confirmed_at["c"] = {n: 10.0 + n for n in confirmed}  # the fault strikes at 0
     publisher.attempted["c"] = {0, 1, 2, 3}
     return publisher
 
@@ -69,3 +70,11 @@ def test_log_holding_one_publish_twice_or_losing_a_durable_one():
     judge_log(verdict, "c", [*LOG, Entry("6-0", 3)], published(ALL), durable=True)
     assert any("stored twice" in p for p in verdict.problems)
     assert any("confirmed events lost" in p for p in verdict.problems)
+
+
+def test_a_durable_loss_is_tolerated_only_inside_the_known_window():
+    inside, outside = Verdict(), Verdict()
+    judge_log(inside, "c", LOG, published(ALL), durable=True, durable_loss_until=12.5)
+    judge_log(outside, "c", LOG, published(ALL), durable=True, durable_loss_until=11.5)
+    assert inside.problems == []
+    assert outside.problems  # n=2 was confirmed 12 s after the fault

@@ -86,8 +86,10 @@ class Verdict:
 
 
 def judge_log(verdict: Verdict, channel: str, log: list[Entry], publisher: KeyedPublisher,
-              durable: bool) -> None:
-    """No publish stored twice, in publish order; with ``durable`` every confirmed one kept."""
+              durable: bool, struck_at: float = 0.0, durable_loss_until: float = 0.0) -> None:
+    """No publish stored twice, in publish order; with ``durable`` every confirmed one kept —
+    except, if ``durable_loss_until`` > 0, those confirmed within that many seconds after the
+    fault (``struck_at``): a known window, counted in the figures (docs/ha.md)."""
     numbers = [entry.n for entry in log]
     twice = sorted({n for n in numbers if numbers.count(n) > 1})
     if twice:
@@ -98,8 +100,10 @@ def judge_log(verdict: Verdict, channel: str, log: list[Entry], publisher: Keyed
     lost = sorted(n for n, event_id in publisher.confirmed[channel].items()
                   if event_id not in kept)
     verdict.figures.setdefault("confirmed_lost", {})[channel] = len(lost)  # type: ignore[index]
-    if durable and lost:
-        verdict.complain(f"{channel} (durable): confirmed events lost: n={lost[:10]}")
+    late = [n for n in lost
+            if publisher.confirmed_at[channel][n] - struck_at > durable_loss_until]
+    if durable and late:
+        verdict.complain(f"{channel} (durable): confirmed events lost: n={late[:10]}")
 
 
 def judge_client(verdict: Verdict, label: str, client: EventSourceClient, channel: str,
