@@ -4,10 +4,18 @@ its connection pools, the stream broker's check, the readiness probes and the me
 redis-py's sentinel pools ask ``discover_master`` before every new connection and drop idle
 connections when the answer changes; a connection whose primary was demoted answers writes with
 ``READONLY``, which redis-py turns into a ConnectionError and a reconnect. What it does not do is
-notice a switch on a connection that keeps working: a demoted primary still serves pub/sub, as a
-replica, so a subscriber stays there, hearing only what replication brings it (and nothing at
-all once the old primary is cut off, while its health looks fine). The stream broker therefore
-asks every few seconds (``current``) and moves when the answer is not where it is connected.
+notice a switch on a connection that keeps working. After ``SENTINEL FAILOVER`` (or a primary
+cut off without dying) the old primary keeps answering, as a primary, until Sentinel demotes it
+on its next look (up to ~10 s after the switch): writes it accepts meanwhile are lost, and a
+subscriber there hears nothing published on the new one. So every process asks every
+CHECK_SECONDS: command connections before a command (``FollowingConnection``), the stream
+broker in a greenlet of its own; either moves when the answer is not where it is connected.
+
+What the sentinels are asked is redis-py's ``SENTINEL MASTERS``, which names the new primary
+only once the failover has ended (``GET-MASTER-ADDR-BY-NAME`` names the promoted replica a few
+seconds earlier, on the leading sentinel): during a graceful failover writes still reach the old
+primary for those seconds. Durable publish (``EVENTGATE_DURABLE_REPLICAS``) refuses them
+(``not_durable``): the replicas have left the old primary.
 """
 
 from __future__ import annotations
@@ -135,7 +143,8 @@ class FollowingConnection(SentinelManagedConnection):
     connection to a primary demoted without noticing (a graceful failover) writes on until it
     meets READONLY, which takes the old primary ~10 s after the switch (Sentinel reconfigures it
     on its next INFO): events it accepts then are lost. tests/ha/test_publisher_sentinel.py
-    fails without this class."""
+    fails without this class. A move between WATCH and EXEC would drop the WATCH: eventgate
+    sends none."""
 
     def send_packed_command(self, command: object, check_health: bool = True) -> None:
         proxy = self.connection_pool

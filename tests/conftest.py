@@ -105,10 +105,13 @@ def make_program(tmp_path):
 @pytest.fixture
 def make_pool(redis_server, secret_keys, publish_key, tmp_path):
     """Factory: start a stream pool (tests/stream/pool.py; stopped after the test) on the
-    session's redis, with EVENTGATE_* overrides: ``make_pool(workers=2, heartbeat="5")``."""
+    session's redis, with EVENTGATE_* overrides: ``make_pool(workers=2, heartbeat="5")``;
+    ``connected=False`` returns once a worker answers, Redis reachable or not."""
     pools: list[StreamPool] = []
 
-    def make(workers: int = 1, timeout: int = 30, **settings: str) -> StreamPool:
+    def make(
+        workers: int = 1, timeout: int = 30, *, connected: bool = True, **settings: str
+    ) -> StreamPool:
         env = {
             "EVENTGATE_SECRET_KEY": ",".join(secret_keys),
             "EVENTGATE_PUBLISH_KEY": publish_key,
@@ -118,8 +121,9 @@ def make_pool(redis_server, secret_keys, publish_key, tmp_path):
             "EVENTGATE_RETRY_MS": "300",
         }
         env.update({f"EVENTGATE_{k.upper()}": str(v) for k, v in settings.items()})
-        pool = StreamPool(tmp_path, env, workers, timeout).start()
+        pool = StreamPool(tmp_path, env, workers, timeout)
         pools.append(pool)
+        pool.start(connected)
         return pool
 
     yield make

@@ -1,16 +1,50 @@
-"""Fixtures for the failover tests: the apps on the module's Sentinel set, and the set made
-healthy again after each test's fault."""
+"""Fixtures of the Sentinel tests: sentinels where nothing listens and a sentinel that names a
+replica as the primary (a sentinel behind the times, deterministic), which need no SentinelSet;
+and for the failover tests, the apps on the module's Sentinel set and the set made healthy again
+after each test's fault."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from tests.ha.apps import Apps, WebPool
 from tests.ha.scenario import Scenario
-from tests.servers import SentinelSet
+from tests.servers import LOOPBACK, RedisServer, SentinelSet, free_port
 from tests.stream.pool import StreamPool
+
+
+@pytest.fixture
+def dead_sentinels_url() -> str:
+    """A Sentinel URL whose two sentinels' ports have nothing listening: refused at once."""
+    return f"redis+sentinel://{LOOPBACK}:{free_port()},{LOOPBACK}:{free_port()}/eventgate/0"
+
+
+@pytest.fixture
+def replica_named_primary_url(tmp_path, make_program):
+    """A Sentinel URL whose one sentinel monitors a replica as if it were the primary: it names
+    it (flags ``master``), and the replica answers ROLE as a replica and refuses writes."""
+    primary = RedisServer(tmp_path / "primary")
+    primary.workdir.mkdir()
+    primary.start()
+    replica = RedisServer(tmp_path / "replica", extra=("--replicaof", LOOPBACK, str(primary.port)))
+    replica.workdir.mkdir()
+    replica.start()
+    port = free_port()
+    folder = tmp_path / "sentinel"
+    folder.mkdir()
+    conf = folder / "sentinel.conf"
+    conf.write_text(f"port {port}\nbind {LOOPBACK}\ndir {folder}\n"
+                    f"sentinel monitor eventgate {LOOPBACK} {replica.port} 1\n")
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    sentinel = make_program([binary, conf, "--sentinel"], "sentinel", port=port)
+    sentinel.wait_until(lambda: redis.Redis(host=LOOPBACK, port=port).ping(), 10, "the sentinel")
+    yield f"redis+sentinel://{LOOPBACK}:{port}/eventgate/0"
+    replica.stop()
+    primary.stop()
 
 
 @pytest.fixture(scope="module")

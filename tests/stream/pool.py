@@ -36,9 +36,12 @@ class StreamPool:
             self.log, cwd=ROOT, env=child_env(**env),
         )
 
-    def start(self) -> StreamPool:
+    def start(self, connected: bool = True) -> StreamPool:
+        """Start; return once a worker answers (and, with ``connected``, holds its pub/sub
+        connection to Redis)."""
         self.program.start()
-        self.program.wait_until(lambda: self.health()["redis_connected"], 15, "the stream pool")
+        self.program.wait_until(lambda: self.health()["redis_connected"] or not connected, 15,
+                                "the stream pool")
         return self
 
     def health(self) -> dict:
