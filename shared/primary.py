@@ -11,11 +11,12 @@ subscriber there hears nothing published on the new one. So every process asks e
 CHECK_SECONDS: command connections before a command (``FollowingConnection``), the stream
 broker in a greenlet of its own; either moves when the answer is not where it is connected.
 
-What the sentinels are asked is redis-py's ``SENTINEL MASTERS``, which names the new primary
-only once the failover has ended (``GET-MASTER-ADDR-BY-NAME`` names the promoted replica a few
-seconds earlier, on the leading sentinel): during a graceful failover writes still reach the old
-primary for those seconds. Durable publish (``EVENTGATE_DURABLE_REPLICAS``) refuses them
-(``not_durable``): the replicas have left the old primary.
+What the sentinels are asked is not redis-py's ``SENTINEL MASTERS`` alone: the sentinel leading
+a failover shows the old primary there until the failover has ended (seconds after a graceful
+one), while ``GET-MASTER-ADDR-BY-NAME`` names the promoted replica from the start; see
+``Primary._ask``. Durable publish (``EVENTGATE_DURABLE_REPLICAS``) does not close the window:
+the replica not promoted keeps acknowledging the old primary's writes until the sentinels move
+it, about a second later (tests/ha/test_failover.py, docs/ha.md).
 """
 
 from __future__ import annotations
