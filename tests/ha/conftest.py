@@ -47,6 +47,19 @@ def replica_named_primary_url(tmp_path, make_program):
     primary.stop()
 
 
+@pytest.fixture
+def two_nodes(tmp_path):
+    """Two independent Redis servers (no replication yet): a test makes one the other's replica
+    as a managed Redis moving its primary endpoint would."""
+    nodes = [RedisServer(tmp_path / name) for name in ("a", "b")]
+    for node in nodes:
+        node.workdir.mkdir()
+        node.start()
+    yield nodes
+    for node in nodes:
+        node.stop()
+
+
 @pytest.fixture(scope="module")
 def ha_apps(sentinel_set, secret_keys, publish_key, tmp_path_factory) -> Iterator[Apps]:
     """A stream pool, a web pool and a durable web pool, all on ``sentinel_set.url``, for the

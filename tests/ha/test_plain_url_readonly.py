@@ -9,18 +9,7 @@ import pytest
 
 from eventgate.shared.errors import PublishError
 from eventgate.shared.publisher import Publisher
-from tests.servers import LOOPBACK, RedisServer
-
-
-@pytest.fixture
-def two_nodes(tmp_path):
-    nodes = [RedisServer(tmp_path / name) for name in ("a", "b")]
-    for node in nodes:
-        node.workdir.mkdir()
-        node.start()
-    yield nodes
-    for node in nodes:
-        node.stop()
+from tests.servers import LOOPBACK
 
 
 def test_readonly_drops_the_connection(two_nodes, channel):
