@@ -52,6 +52,7 @@ class Scenario:
         self.cutter: Cutter | None = None
         self.struck_at = 0.0
         self.named_at: float | None = None  # when the sentinels first named the new primary
+        self.old_primary_writes: int | None = None
 
     def start(self, warm_up: int = 30) -> Scenario:
         for label, channels in self.follows.items():
@@ -78,12 +79,17 @@ class Scenario:
         leaves it primary until a sentinel's next look at it, up to ten seconds), then
         ``finish`` (``durable_loss_until``: see verdict.judge_log)."""
         old = self.sentinels.primary()
+        scripts_before = scripts_run(old)
         self.strike(lambda: fault(old))
         new = self.sentinels.wait_failover(old)
         self.named_at = time.time()
         wait_for(lambda: not old.program.running
                  or old.client().execute_command("ROLE")[0] == b"slave",
                  30, f"the old primary (port {old.port}) to be dead or demoted", old.log)
+        # Publishes the old primary ran from the fault to its demotion (the split brain's
+        # writes: lost, confirmed or not); None when it died.
+        self.old_primary_writes = (scripts_run(old) - scripts_before
+                                   if old.program.running else None)
         return self.finish(new, name, durable_loss_until=durable_loss_until)
 
     def finish(self, promoted: RedisServer | None, name: str, after: int = 60,
@@ -138,6 +144,7 @@ class Scenario:
                 if (lag := worst_lag(client, list(client.channels), logs, since)) is not None]
         figures = verdict.figures
         figures["worst_lag_s"] = round(max(lags), 3) if lags else None
+        figures["old_primary_writes"] = self.old_primary_writes
         figures["named_after_s"] = (round(self.named_at - self.struck_at, 3)
                                     if self.named_at else None)
         figures["first_confirmed_s"] = round(min(confirmed), 3) if confirmed else None
@@ -148,7 +155,15 @@ class Scenario:
         print(f"\n[{name}] fault→new primary promoted: {figures['promoted_after_s']} s; "
               f"named by the sentinels: {figures['named_after_s']} s; "
               f"fault→first publish it confirmed: {figures['first_confirmed_s']} s; "
+              f"publishes the old primary ran after the fault: {self.old_primary_writes}; "
               f"fault→first event from it delivered, per client: {figures['first_delivery_s']} s;"
               f" longest an event stored on it waited for a client: {figures['worst_lag_s']} s;"
               f" publish answers (async, durable): {figures['statuses']}; confirmed lost: "
               f"{figures['confirmed_lost']}; {figures.get('lost_seen', [])}")
+
+
+def scripts_run(server: RedisServer) -> int:
+    """How many publish scripts ``server`` has run (rejected ones, e.g. READONLY, not counted)."""
+    stats = server.client().info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+               for name in ("evalsha", "eval"))
