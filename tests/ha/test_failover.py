@@ -21,7 +21,7 @@ FREEZE_SECONDS = 4
 #: How long after a ``SENTINEL FAILOVER`` the replica left behind may still acknowledge the
 #: old primary's writes (measured: about 1 s; the sentinels reconfigure it once they saw the
 #: promotion, on their 1 s INFO poll).
-DURABLE_LOSS_WINDOW_SECONDS = 2.5
+DURABLE_LOSS_WINDOW_SECONDS = 4.0
 
 
 def test_kill_9_of_the_primary(scenario):
