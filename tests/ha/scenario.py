@@ -159,7 +159,8 @@ class Scenario:
               f"fault→first event from it delivered, per client: {figures['first_delivery_s']} s;"
               f" longest an event stored on it waited for a client: {figures['worst_lag_s']} s;"
               f" publish answers (async, durable): {figures['statuses']}; confirmed lost: "
-              f"{figures['confirmed_lost']}; {figures.get('lost_seen', [])}")
+              f"{figures['confirmed_lost']}; {figures.get('lost_seen', [])}; "
+              f"{figures.get('lost_unseen', [])}")
 
 
 def scripts_run(server: RedisServer) -> int:

@@ -54,7 +54,8 @@ def test_a_client_told_of_the_loss_passes():
     client(message("1-0", 0), message("2-0", 1), message("2-0", 1), LOSS,
            message("5-0", 3)),                                                # twice
     client(message("2-0", 1), message("1-0", 0), LOSS, message("5-0", 3)),   # out of order
-    client(message("1-0", 0), message("2-0", 1), message("5-0", 3)),        # confirmed lost
+    client(message("1-0", 0), message("2-0", 1), LOSS, message("5-0", 3),
+           message("3-0", 2)),                                                # lost, after it
 ])
 def test_a_broken_rule_is_a_problem(record):
     assert problems(record, ALL)
@@ -78,3 +79,11 @@ def test_a_durable_loss_is_tolerated_only_inside_the_known_window():
     judge_log(outside, "c", LOG, published(ALL), durable=True, durable_loss_until=11.5)
     assert inside.problems == []
     assert outside.problems  # n=2 was confirmed 12 s after the fault
+
+
+def test_a_confirmed_loss_no_client_received_is_counted_not_failed():
+    verdict = Verdict()
+    record = client(message("1-0", 0), message("2-0", 1), message("5-0", 3))
+    judge_client(verdict, "x", record, "c", LOG, published(ALL), False)
+    assert verdict.problems == []
+    assert verdict.figures["lost_unseen"]
