@@ -1,16 +1,15 @@
 """Readiness under Sentinel: ``/readyz`` (web) and ``/streams/readyz`` (stream) answer 503 with
 a JSON sentence, at once, while no writable primary is known — the sentinels do not answer, or
-the primary they name answers ROLE as a replica — and 200 on a healthy set."""
+the primary they name answers ROLE as a replica. (200 on a healthy set, and again after a
+failover: tests/ha/test_publisher_sentinel.py and test_stream_sentinel.py.)"""
 
 from __future__ import annotations
 
 import json
 import time
 
-from eventgate.shared.primary import not_ready
-from eventgate.shared.redisconn import connect
 from eventgate.web.app import create_app
-from tests.servers import LOOPBACK, wait_for
+from tests.servers import LOOPBACK
 from tests.stack import http_get
 from tests.stream.pool import StreamPool
 
@@ -38,12 +37,6 @@ def test_web_readyz_is_503_while_the_named_primary_is_a_replica(make_config,
         "the Redis the sentinels name as primary answers as a replica.")
 
 
-def test_readiness_is_ok_on_a_healthy_set(make_config, sentinel_set):
-    response, _ = _web_readyz(make_config, sentinel_set.url)
-    assert response.status_code == 200
-    assert not_ready(connect(make_config(redis_url=sentinel_set.url))) is None
-
-
 def _stream_readyz(pool: StreamPool) -> tuple[int, bytes]:
     status, _, body = http_get(f"http://{LOOPBACK}:{pool.port}/streams/readyz")
     return status, body
@@ -68,8 +61,3 @@ def test_stream_readyz_is_503_while_the_named_primary_is_a_replica(make_pool,
     assert json.loads(body)["message"] == (
         "Redis is not reachable from this worker: "
         "the Redis the sentinels name as primary answers as a replica.")
-
-
-def test_stream_readyz_is_200_on_a_healthy_set(make_pool, sentinel_set):
-    pool = make_pool(redis_url=sentinel_set.url)
-    wait_for(lambda: _stream_readyz(pool)[0] == 200, 10, "stream readiness", pool.log)
