@@ -193,7 +193,10 @@ class RedisServer:
             binary, "--port", str(self.port), "--bind", LOOPBACK, "--dir", str(self.workdir),
             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
             # Redis 7 refuses DEBUG by default; tests freeze a primary with DEBUG SLEEP.
-            "--enable-debug-command", "local", *self.extra,
+            "--enable-debug-command", "local",
+            # A replica that must resync fully (the one a graceful failover leaves behind, a node
+            # restored) gets it at once, not after Redis's default 5 s of waiting for company.
+            "--repl-diskless-sync-delay", "0", *self.extra,
         ]
         self.program = Program(args, self.log, stop_seconds=10).start()
         self.program.wait_until(lambda: self.client().ping(), 10, f"redis on port {self.port}")
