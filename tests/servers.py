@@ -307,7 +307,11 @@ class SentinelSet:
                 if (info.get("master_port") != primary.port
                         or info.get("master_link_status") != "up"):
                     return None
-            known = self.sentinel().sentinel_master(self.service)["num-other-sentinels"]
+            states = [self.sentinel(i).sentinel_master(self.service) for i in range(3)]
+            # A sentinel still ending a failover refuses the next SENTINEL FAILOVER (INPROG).
+            if any("failover_in_progress" in state["flags"].split(",") for state in states):
+                return None
+            known = states[0]["num-other-sentinels"]
             return primary if int(known) == 2 else None
 
         return wait_for(agreed, timeout, f"sentinel set {self.service} healthy")
