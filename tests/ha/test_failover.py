@@ -16,7 +16,7 @@ import redis
 from tests.servers import LOOPBACK
 
 #: How long a frozen primary sleeps: well past the sentinels' down-after (1 s) and the failover
-#: they then run (about 1.5 s here), so it wakes as a deposed primary that still takes writes.
+#: they then run (a new primary about 2 s after the freeze here), so it wakes deposed.
 FREEZE_SECONDS = 4
 #: How long after a ``SENTINEL FAILOVER`` the replica left behind may still acknowledge the
 #: old primary's writes (measured: about 1 s; the sentinels reconfigure it once they saw the
