@@ -11,11 +11,12 @@ subscriber there hears nothing published on the new one. So every process asks e
 CHECK_SECONDS: command connections before a command (``FollowingConnection``), the stream
 broker in a greenlet of its own; either moves when the answer is not where it is connected.
 
-What the sentinels are asked is redis-py's ``SENTINEL MASTERS``, which names the new primary
-only once the failover has ended (``GET-MASTER-ADDR-BY-NAME`` names the promoted replica a few
-seconds earlier, on the leading sentinel): during a graceful failover writes still reach the old
-primary for those seconds. Durable publish (``EVENTGATE_DURABLE_REPLICAS``) refuses them
-(``not_durable``): the replicas have left the old primary.
+What the sentinels are asked is not redis-py's ``SENTINEL MASTERS`` alone: the sentinel leading
+a failover shows the old primary there until the failover has ended (seconds after a graceful
+one), while ``GET-MASTER-ADDR-BY-NAME`` names the promoted replica from the start; see
+``Primary._ask``. Durable publish (``EVENTGATE_DURABLE_REPLICAS``) does not close the window:
+the replica not promoted keeps acknowledging the old primary's writes until the sentinels move
+it, about a second later (tests/ha/test_failover.py, docs/ha.md).
 """
 
 from __future__ import annotations
@@ -66,10 +67,40 @@ class Primary(Sentinel):
     def discover_master(self, service_name: str) -> Address:
         """The primary of ``service_name`` (redis-py's answer: a sentinel that sees it up).
         Raises MasterNotFoundError (a redis ConnectionError) when no sentinel names one."""
-        address = super().discover_master(service_name)
+        address = self._ask(service_name)
         if service_name == self.service:
             self._note(tuple(address))  # type: ignore[arg-type]
         return address
+
+    def _ask(self, service_name: str) -> Address:
+        """Every sentinel's view; the primary of the newest configuration (``config-epoch``, as
+        the sentinels themselves settle it) among those that see it up.
+
+        Not redis-py's ``discover_master``, which takes the first sentinel's ``SENTINEL
+        MASTERS``: the sentinel leading a failover keeps showing the old primary there until
+        the failover ends, once every other replica is reconfigured — seconds after a
+        ``SENTINEL FAILOVER``, whose other replica needs a full resync — while the old primary
+        still takes writes that the failover then loses. ``GET-MASTER-ADDR-BY-NAME``, which
+        Sentinel's client guidelines prescribe, names the promoted replica from the start of
+        the failover; it is asked of the sentinel that leads one."""
+        best: tuple[int, Address] | None = None
+        errors = []
+        for sentinel in self.sentinels:
+            try:
+                state = sentinel.sentinel_master(service_name)
+                if "failover_in_progress" in state["flags"].split(","):
+                    host, port = sentinel.sentinel_get_master_addr_by_name(service_name)
+                    return (host.decode() if isinstance(host, bytes) else host), int(port)
+            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as error:
+                errors.append(type(error).__name__)
+                continue
+            if self.check_master_state(state, service_name):
+                epoch = int(state.get("config-epoch", 0))
+                if best is None or epoch > best[0]:
+                    best = (epoch, (state["ip"], int(state["port"])))
+        if best is None:
+            raise MasterNotFoundError(f"No master found for {service_name!r} {errors}")
+        return best[1]
 
     def current(self) -> Address:
         """Ask the sentinels now; raises like ``discover_master``."""

@@ -71,11 +71,36 @@ def connect(
     }
     target = parse_sentinel_url(config.redis_url)
     if target is None:
+        leaving = LEAVING.get(config.redis_url.partition("://")[0].lower())
+        if leaving is not None:
+            settings["connection_class"] = leaving
         pool = redis.BlockingConnectionPool.from_url(config.redis_url, **settings)
     else:
         follow = primary if primary is not None else primary_for(config)
         pool = BlockingSentinelPool(target.service, follow, **target.node_kwargs(), **settings)
     return redis.Redis(connection_pool=pool)
+
+
+class LeavingConnection(redis.Connection):
+    """A connection to one Redis URL that closes itself when the server answers ``READONLY``:
+    the server was demoted to a replica (a managed Redis whose primary endpoint moved to another
+    node), and the next command reconnects, resolving the host name again. redis-py keeps such a
+    connection open, and every publish on it would fail for as long as the old node lives."""
+
+    def read_response(self, *args: object, **kwargs: object) -> object:
+        try:
+            return super().read_response(*args, **kwargs)
+        except redis.exceptions.ReadOnlyError:
+            self.disconnect()
+            raise
+
+
+class LeavingSSLConnection(LeavingConnection, redis.SSLConnection):
+    pass
+
+
+#: URL scheme -> the connection class of a command pool for it (unix sockets do not move).
+LEAVING = {"redis": LeavingConnection, "rediss": LeavingSSLConnection}
 
 
 class ThreadClients:

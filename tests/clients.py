@@ -332,6 +332,8 @@ class EventSourceClient:
         self.channels = channels
         self.last_event_id = last_event_id
         self.events: list[ParsedEvent] = []
+        #: When each of ``events`` arrived (wall clock), index for index.
+        self.arrivals: list[float] = []
         self.connections = 0
         #: When each connection attempt began (monotonic): when the client chose to retry.
         self.attempt_times: list[float] = []
@@ -375,6 +377,8 @@ class EventSourceClient:
 
     def _take(self, client: StreamClient, seen: int) -> int:
         new = client.events[seen:]
+        # The reader thread appends an arrival before its event: there is one for each.
+        self.arrivals.extend(at for at, _ in client.arrivals[seen:seen + len(new)])
         self.events.extend(new)
         # Like a browser: the parser's last event ID, which frames with no data (the opening
         # cursor) set too, not only the ids of dispatched events.

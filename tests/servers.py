@@ -213,7 +213,12 @@ class RedisServer:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         args = [
             binary, "--port", str(self.port), "--bind", LOOPBACK, "--dir", str(self.workdir),
-            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", *self.extra,
+            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+            # Redis 7 refuses DEBUG by default; tests freeze a primary with DEBUG SLEEP.
+            "--enable-debug-command", "local",
+            # A replica that must resync fully (the one a graceful failover leaves behind, a node
+            # restored) gets it at once, not after Redis's default 5 s of waiting for company.
+            "--repl-diskless-sync-delay", "0", *self.extra,
         ]
         self.program = Program(args, self.log, stop_seconds=10).start()
         self.program.wait_until(lambda: self.client().ping(), 10, f"redis on port {self.port}")
@@ -324,7 +329,11 @@ class SentinelSet:
                 if (info.get("master_port") != primary.port
                         or info.get("master_link_status") != "up"):
                     return None
-            known = self.sentinel().sentinel_master(self.service)["num-other-sentinels"]
+            states = [self.sentinel(i).sentinel_master(self.service) for i in range(3)]
+            # A sentinel still ending a failover refuses the next SENTINEL FAILOVER (INPROG).
+            if any("failover_in_progress" in state["flags"].split(",") for state in states):
+                return None
+            known = states[0]["num-other-sentinels"]
             return primary if int(known) == 2 else None
 
         return wait_for(agreed, timeout, f"sentinel set {self.service} healthy")
