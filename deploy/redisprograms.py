@@ -71,6 +71,9 @@ def redis_programs(
         command = (str(python_bin_dir / "python"), "-m", "eventgate.deploy.redisnode",
                    f"--hold-seconds={CRASH_HOLD_SECONDS:g}", *confs, "--",
                    redis_server, "--port", str(port), "--dir", str(folder), *data,
+                   # A replica that must resync fully (a rejoining old primary) gets it at once
+                   # instead of after Redis' 5 s wait for more replicas (docs/ha.md).
+                   "--repl-diskless-sync-delay", "0",
                    "--pidfile", str(var / "run" / f"{name}.pid"))
         nodes.append(RedisProgram(name, command, folder, DATA_PRIORITY))
     return nodes + sentinels

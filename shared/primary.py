@@ -183,20 +183,22 @@ def primary_of(client: redis.Redis) -> Primary | None:
 
 def not_ready(client: redis.Redis) -> str | None:
     """Why ``client`` cannot write right now (a sentence), or None when it can. For the
-    readiness probes: one PING for a fixed Redis; under Sentinel, one question to a sentinel
-    (through the pool, which drops idle connections left on a former primary) and ``ROLE`` on a
-    pooled connection, so that a primary demoted to a replica reads as not ready."""
+    readiness probes: ``ROLE`` on a pooled connection, so that a primary demoted to a replica
+    reads as not ready (a managed Redis whose endpoint still leads to the old node); under
+    Sentinel first one question to a sentinel (through the pool, which drops idle connections
+    left on a former primary)."""
     pool = client.connection_pool
+    sentinel = isinstance(pool, SentinelConnectionPool)
     try:
-        if not isinstance(pool, SentinelConnectionPool):
-            client.ping()
-            return None
-        pool.get_master_address()
+        if sentinel:
+            pool.get_master_address()
         role = client.execute_command("ROLE")
     except MasterNotFoundError:
         return f"no sentinel names a primary for {pool.service_name!r}."
     except redis.RedisError as error:
         return f"Redis is not answering ({type(error).__name__})."
     if role[0] not in (b"master", "master"):
-        return "the Redis the sentinels name as primary answers as a replica."
+        if sentinel:
+            return "the Redis the sentinels name as primary answers as a replica."
+        return "Redis answers as a replica: it refuses publishes (READONLY)."
     return None

@@ -257,8 +257,12 @@ class SentinelSet:
         self.service = service
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
-        self.nodes = [RedisServer(workdir / f"node{i}") for i in range(replicas + 1)]
-        self.sentinel_ports = [free_port() for _ in range(3)]
+        # Below the ephemeral range (free_port_block): a killed node's port must still be free
+        # when restore() starts it again.
+        first = free_port_block(replicas + 4)
+        self.nodes = [RedisServer(workdir / f"node{i}", port=first + i)
+                      for i in range(replicas + 1)]
+        self.sentinel_ports = [first + replicas + 1 + i for i in range(3)]
         self.sentinels: list[Program] = []
 
     @property
