@@ -337,8 +337,22 @@ class SentinelSet:
             # A sentinel still ending a failover refuses the next SENTINEL FAILOVER (INPROG).
             if any("failover_in_progress" in state["flags"].split(",") for state in states):
                 return None
-            known = states[0]["num-other-sentinels"]
-            return primary if int(known) == 2 else None
+            if int(states[0]["num-other-sentinels"]) != 2:
+                return None
+            # Each sentinel must see every running replica as one it could promote: listed,
+            # no down/disconnected flag, its link to the primary up as of the sentinel's last
+            # INFO (refreshed every 10 s) — else SENTINEL FAILOVER answers NOGOODSLAVE.
+            running = sum(1 for node in self.nodes if node is not primary and node.program)
+            for index in range(3):
+                good = [
+                    replica for replica in self.sentinel(index).sentinel_slaves(self.service)
+                    if replica["flags"] == "slave"
+                    and replica.get("master-link-status") == "ok"
+                    and int(replica.get("master-link-down-time", 0)) == 0
+                ]
+                if len(good) < running:
+                    return None
+            return primary
 
         return wait_for(agreed, timeout, f"sentinel set {self.service} healthy")
 

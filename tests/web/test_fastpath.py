@@ -95,7 +95,7 @@ def test_a_failed_publish_is_answered_once_and_logged_with_the_request_id(
         calls.append(list(drafts))
         raise PublishError("Redis did not store the event (TimeoutError); nothing was published.")
 
-    monkeypatch.setattr(app.extensions["eventgate"].publisher, "publish_many", fail)
+    monkeypatch.setattr(app.extensions["eventgate"].publisher, "store", fail)
     with caplog.at_level(logging.WARNING):
         response = client.post("/api/events", json={"channel": channel},
                                headers={**auth, "X-Request-ID": "req-42"})
