@@ -17,13 +17,23 @@ one), while ``GET-MASTER-ADDR-BY-NAME`` names the promoted replica from the star
 ``Primary._ask``. Durable publish (``EVENTGATE_DURABLE_REPLICAS``) does not close the window:
 the replica not promoted keeps acknowledging the old primary's writes until the sentinels move
 it, about a second later (tests/ha/test_failover.py, docs/ha.md).
+
+Asking every CHECK_SECONDS leaves up to that long in which a process writes to a primary
+already replaced. So each process also listens to the sentinels' own pub/sub (``+promoted-slave``
+when the chosen replica answers as the primary, ``+switch-master`` when a sentinel takes the new
+configuration) and takes the new primary within milliseconds; the asking goes on as the
+fallback for a listener that is cut off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import random
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 import redis
@@ -41,11 +51,46 @@ from eventgate.shared.redisurl import Address
 #: the primary (a few seconds: Centrifugo's lesson, centrifugo#1189).
 CHECK_SECONDS = 2.0
 
+#: The sentinels' events that name a new primary (sentinel.c's ``sentinelEvent`` formats).
+#: ``+failover-state-wait-promotion``: the leader has just sent the chosen replica ``REPLICAOF
+#: NO ONE`` (it runs it within milliseconds); ``+promoted-slave``: the leader saw it answer as
+#: the primary, at its next INFO of it — up to a second later, in which the old primary still
+#: takes writes that the failover loses; ``+switch-master``: a sentinel took the new
+#: configuration (the end of a failover, on every sentinel).
+PROMOTION_EVENTS = ("+failover-state-wait-promotion", "+promoted-slave")
+SWITCH_EVENTS = ("+switch-master", *PROMOTION_EVENTS)
+
+#: The longest wait between two tries of a sentinel's pub/sub that does not answer.
+LISTEN_BACKOFF_SECONDS = 5.0
+
+log = logging.getLogger(__name__)
+
+
+def pushed_primary(event: str, payload: str, service: str) -> Address | None:
+    """The primary that a sentinel's ``event`` names for ``service``, None when it names none.
+    ``+switch-master``: ``<service> <old-ip> <old-port> <new-ip> <new-port>``;
+    ``+promoted-slave`` (``+failover-state-wait-promotion`` alike):
+    ``slave <ip>:<port> <ip> <port> @ <service> <old-ip> <old-port>``."""
+    parts = payload.split()
+    try:
+        if event == "+switch-master" and len(parts) == 5 and parts[0] == service:
+            return parts[3], int(parts[4])
+        if (event in PROMOTION_EVENTS and len(parts) == 8 and parts[0] == "slave"
+                and parts[4] == "@" and parts[5] == service):
+            return parts[2], int(parts[3])
+    except ValueError:
+        return None
+    return None
+
 
 class Primary(Sentinel):
     """redis-py's Sentinel client for one service, which remembers the primary it named last
     and counts the switches it saw (``switches``; ``on_switch`` is called once per switch, e.g.
-    a Prometheus counter's ``inc``). Thread- and greenlet-safe."""
+    a Prometheus counter's ``inc``). Thread- and greenlet-safe.
+
+    On first use in a process (after a fork: never in a gunicorn master that does not use it)
+    it starts one daemon listener per sentinel, which takes the primary a sentinel announces
+    at once (``pushed``); ``watch`` registers callbacks for those pushes."""
 
     def __init__(
         self,
@@ -63,13 +108,32 @@ class Primary(Sentinel):
         self._lock = threading.Lock()
         self._asking = threading.Lock()
         self._next_check = 0.0
+        #: How long an answer (asked or pushed) stands before the sentinels are asked again.
+        self.check_seconds = CHECK_SECONDS
+        self._pushes = 0
+        self._pushed_until = 0.0
+        self._watchers: list[Callable[[Address], object]] = []
+        self._listening_in: int | None = None
+        #: The sentinels (index in ``sentinels``) whose events this process hears now.
+        self.listening: set[int] = set()
 
     def discover_master(self, service_name: str) -> Address:
         """The primary of ``service_name`` (redis-py's answer: a sentinel that sees it up).
-        Raises MasterNotFoundError (a redis ConnectionError) when no sentinel names one."""
+        Raises MasterNotFoundError (a redis ConnectionError) when no sentinel names one.
+
+        For this Primary's service, a primary a sentinel pushed less than ``check_seconds``
+        ago is the answer without asking: the sentinels asked may still name the old one (a
+        sentinel not leading the failover, until it hears the new configuration), and a
+        connection must not go back there."""
+        if service_name != self.service:
+            return self._ask(service_name)
+        self._listen()
+        with self._lock:
+            if self.address is not None and time.monotonic() < self._pushed_until:
+                return self.address
+            pushes = self._pushes
         address = self._ask(service_name)
-        if service_name == self.service:
-            self._note(tuple(address))  # type: ignore[arg-type]
+        self._note(tuple(address), pushes)  # type: ignore[arg-type]
         return address
 
     def _ask(self, service_name: str) -> Address:
@@ -111,26 +175,124 @@ class Primary(Sentinel):
         Asks them when the last answer is older — one caller at a time, the others take the
         last answer, and sentinels that do not answer leave it as it was — so a caller pays a
         sentinel round trip at most every CHECK_SECONDS per process, and a clock read else."""
+        self._listen()
         now = time.monotonic()
         if now < self._next_check or not self._asking.acquire(blocking=False):
             return self.address
         try:
-            self._next_check = now + CHECK_SECONDS
+            self._next_check = now + self.check_seconds
             with contextlib.suppress(redis.RedisError):
                 self.current()
             return self.address
         finally:
             self._asking.release()
 
-    def _note(self, address: Address) -> None:
-        self._next_check = time.monotonic() + CHECK_SECONDS
+    def _note(self, address: Address, pushes: int | None = None) -> bool:
+        """Take ``address`` as the primary; True when that is a switch. An answer asked for
+        before a push that came meanwhile (``pushes`` no longer current) is dropped: it may
+        name the primary the push moved away from, which would count two switches."""
         with self._lock:
+            if pushes is not None and pushes != self._pushes:
+                return False
+            self._next_check = time.monotonic() + self.check_seconds
             switched = self.address is not None and address != self.address
             self.address = address
             if switched:
                 self.switches += 1
         if switched and self.on_switch is not None:
             self.on_switch()
+        return switched
+
+    def pushed(self, address: Address) -> None:
+        """A sentinel announced ``address`` as the primary: take it now (a switch counts once
+        however many sentinels and events announce it) and tell the watchers. Each event also
+        drops the answers asked for before it and stands for ``check_seconds``: until the
+        failover ends, the sentinels asked may still name the old primary."""
+        with self._lock:
+            self._pushes += 1
+            self._pushed_until = time.monotonic() + self.check_seconds
+            if address == self.address:
+                return
+        if not self._note(address):
+            return
+        log.warning("a sentinel names a new primary %s:%d", *address)
+        for callback in list(self._watchers):
+            with contextlib.suppress(Exception):
+                callback(address)
+
+    def watch(self, callback: Callable[[Address], object]) -> None:
+        """Call ``callback(address)`` (in the listener's thread or greenlet, so it must not
+        block) when a sentinel announces a new primary; starts the listeners."""
+        self._watchers.append(callback)
+        self._listen()
+
+    # -- the listeners ------------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        """Start one daemon listener per sentinel, once per process (a Primary built before a
+        fork starts its own in the child on first use)."""
+        pid = os.getpid()
+        if self._listening_in == pid:
+            return
+        with self._lock:
+            if self._listening_in == pid:
+                return
+            self._listening_in = pid
+        for index, sentinel in enumerate(self.sentinels):
+            threading.Thread(
+                target=_follow_events, args=(weakref.ref(self), index, sentinel), daemon=True,
+                name=f"sentinel-events-{self.service}",
+            ).start()
+
+    def _heard(self, channel: bytes | str, data: bytes | str) -> None:
+        event = channel.decode() if isinstance(channel, bytes) else channel
+        payload = data.decode() if isinstance(data, bytes) else data
+        address = pushed_primary(event, payload, self.service)
+        if address is not None:
+            self.pushed(address)
+
+
+def _follow_events(ref: weakref.ref[Primary], index: int, sentinel: redis.Redis) -> None:
+    """Subscribe to ``sentinel``'s switch events for the Primary ``ref`` names, until it is
+    gone: reconnect with backoff after an error, and after three ``check_seconds`` without an
+    answer to a PING (a cut that closed nothing). Never raises: the Primary's asking every
+    ``check_seconds`` is the fallback. Holds the Primary only while handling a message, so that
+    a Primary no longer used (a test's, a closed app's) ends its listeners."""
+    backoff = 0.1
+    while ref() is not None:
+        pubsub = sentinel.pubsub()
+        try:
+            pubsub.subscribe(*SWITCH_EVENTS)
+            backoff = 0.1
+            heard = time.monotonic()
+            while (primary := ref()) is not None:
+                wait, primary = min(primary.check_seconds, CHECK_SECONDS), None
+                message = pubsub.get_message(timeout=wait)
+                now = time.monotonic()
+                if message is None:
+                    if now - heard > 3 * wait:
+                        raise redis.TimeoutError("the sentinel stopped answering PING")
+                    if now - heard > wait:
+                        pubsub.ping()
+                    continue
+                heard = now
+                if (primary := ref()) is None:
+                    break
+                if message["type"] == "subscribe":
+                    primary.listening.add(index)
+                elif message["type"] == "message":
+                    primary._heard(message["channel"], message["data"])
+                primary = None
+        except Exception as error:  # noqa: BLE001 - a listener must never end on an error
+            log.info("sentinel events: %s; listening again", type(error).__name__)
+        finally:
+            if (primary := ref()) is not None:
+                primary.listening.discard(index)
+            primary = None
+            with contextlib.suppress(Exception):
+                pubsub.close()
+        time.sleep(backoff * random.uniform(0.5, 1.5))
+        backoff = min(backoff * 2, LISTEN_BACKOFF_SECONDS)
 
 
 class FollowingConnection(SentinelManagedConnection):

@@ -264,19 +264,26 @@ class Broker:
                 self._write("ping")
 
     def _follow_primary(self) -> None:
-        """Every CHECK_SECONDS, ask the sentinels which primary is current; when the pub/sub
-        connection is on another server, end it (the reader reconnects to the current one). A
-        sentinel that does not answer changes nothing: the connection stays where it is."""
-        assert self.primary is not None
+        """When a sentinel announces a new primary (within milliseconds, see Primary.watch),
+        and else every CHECK_SECONDS by asking the sentinels: when the pub/sub connection is on
+        another server, end it (the reader reconnects to the current one). A sentinel that
+        does not answer changes nothing: the connection stays where it is."""
+        primary = self.primary
+        assert primary is not None
+        pushed = gevent.event.Event()
+        primary.watch(lambda _address: pushed.set())
         while True:
-            gevent.sleep(CHECK_SECONDS)
-            try:
-                named = self.primary.current()
-            except _ERRORS:
-                continue
+            if pushed.wait(CHECK_SECONDS):
+                pushed.clear()
+                named = primary.address
+            else:
+                try:
+                    named = primary.current()
+                except _ERRORS:
+                    continue
             pubsub, replies = self._pubsub, self._replies
             connection = pubsub.connection if pubsub is not None else None
-            if replies is None or connection is None:
+            if named is None or replies is None or connection is None:
                 continue
             if (connection.host, connection.port) != named:
                 log.warning("the sentinels name another primary: moving pub/sub there")
