@@ -16,7 +16,8 @@ a failover shows the old primary there until the failover has ended (seconds aft
 one), while ``GET-MASTER-ADDR-BY-NAME`` names the promoted replica from the start; see
 ``Primary._ask``. Durable publish (``EVENTGATE_DURABLE_REPLICAS``) does not close the window:
 the replica not promoted keeps acknowledging the old primary's writes until the sentinels move
-it, about a second later (tests/ha/test_failover.py, docs/ha.md).
+it, about a second later (tests/ha/test_failover.py, docs/ha.md); leaving the old primary
+at once does.
 
 Asking every CHECK_SECONDS leaves up to that long in which a process writes to a primary
 already replaced. So each process also listens to the sentinels' own pub/sub (``+promoted-slave``
