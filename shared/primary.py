@@ -264,7 +264,6 @@ def _follow_events(ref: weakref.ref[Primary], index: int, sentinel: redis.Redis)
         pubsub = sentinel.pubsub()
         try:
             pubsub.subscribe(*SWITCH_EVENTS)
-            backoff = 0.1
             heard = time.monotonic()
             while (primary := ref()) is not None:
                 wait, primary = min(primary.check_seconds, CHECK_SECONDS), None
@@ -281,6 +280,7 @@ def _follow_events(ref: weakref.ref[Primary], index: int, sentinel: redis.Redis)
                     break
                 if message["type"] == "subscribe":
                     primary.listening.add(index)
+                    backoff = 0.1  # a sentinel that answered: the next drop retries soon
                 elif message["type"] == "message":
                     primary._heard(message["channel"], message["data"])
                 primary = None
