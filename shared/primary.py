@@ -14,16 +14,15 @@ broker in a greenlet of its own; either moves when the answer is not where it is
 What the sentinels are asked is not redis-py's ``SENTINEL MASTERS`` alone: the sentinel leading
 a failover shows the old primary there until the failover has ended (seconds after a graceful
 one), while ``GET-MASTER-ADDR-BY-NAME`` names the promoted replica from the start; see
-``Primary._ask``. Durable publish (``EVENTGATE_DURABLE_REPLICAS``) does not close the window:
-the replica not promoted keeps acknowledging the old primary's writes until the sentinels move
-it, about a second later (tests/ha/test_failover.py, docs/ha.md); leaving the old primary
-at once does.
+``Primary._ask``.
 
 Asking every CHECK_SECONDS leaves up to that long in which a process writes to a primary
-already replaced. So each process also listens to the sentinels' own pub/sub (``+promoted-slave``
-when the chosen replica answers as the primary, ``+switch-master`` when a sentinel takes the new
-configuration) and takes the new primary within milliseconds; the asking goes on as the
-fallback for a listener that is cut off.
+already replaced — and durable publish (``EVENTGATE_DURABLE_REPLICAS``) does not close that
+window: the replica not promoted keeps acknowledging the old primary's writes until the
+sentinels move it, about a second later (tests/ha/test_failover.py, docs/ha.md). So each
+process also listens to the sentinels' own pub/sub (SWITCH_EVENTS: from the moment the leader
+sends the chosen replica ``REPLICAOF NO ONE`` to the end of the failover) and takes the new
+primary within milliseconds; the asking goes on as the fallback for a listener that is cut off.
 """
 
 from __future__ import annotations
@@ -172,10 +171,10 @@ class Primary(Sentinel):
         return self.discover_master(self.service)
 
     def named(self) -> Address | None:
-        """The primary the sentinels named at most CHECK_SECONDS ago; None before any answer.
+        """The primary the sentinels named at most ``check_seconds`` ago; None before any answer.
         Asks them when the last answer is older — one caller at a time, the others take the
         last answer, and sentinels that do not answer leave it as it was — so a caller pays a
-        sentinel round trip at most every CHECK_SECONDS per process, and a clock read else."""
+        sentinel round trip at most every ``check_seconds`` per process, and a clock read else."""
         self._listen()
         now = time.monotonic()
         if now < self._next_check or not self._asking.acquire(blocking=False):

@@ -265,7 +265,8 @@ class Broker:
 
     def _follow_primary(self) -> None:
         """When a sentinel announces a new primary (within milliseconds, see Primary.watch),
-        and else every CHECK_SECONDS by asking the sentinels: when the pub/sub connection is on
+        and else every CHECK_SECONDS by the worker's poll of the sentinels: when the pub/sub
+        connection is on
         another server, end it (the reader reconnects to the current one). A sentinel that
         does not answer changes nothing: the connection stays where it is."""
         primary = self.primary
@@ -277,10 +278,8 @@ class Broker:
                 pushed.clear()
                 named = primary.address
             else:
-                try:
-                    named = primary.current()
-                except _ERRORS:
-                    continue
+                # The worker's one poll, shared with its command connections (Primary.named).
+                named = primary.named()
             pubsub, replies = self._pubsub, self._replies
             connection = pubsub.connection if pubsub is not None else None
             if named is None or replies is None or connection is None:
