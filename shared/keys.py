@@ -1,30 +1,78 @@
 """Every Redis key and pub/sub channel name eventgate uses; nobody else builds key strings.
 
-A channel's log (a Redis Stream) and its live pub/sub channel share the hash tag ``{channel}`` so
-that both land on one shard under Redis Cluster with sharded pub/sub.
+A channel's log (a Redis Stream) and its live pub/sub channel carry the hash tag of the channel's
+*partition* (``eventgate:{p17}:orders.42:log``), one of ``PARTITIONS``, chosen by a CRC of the
+name. Under Redis Cluster a hash tag decides the slot, and a command that names several keys or
+shard channels must keep to one slot: with a tag per channel, a stream worker reconnecting with
+10,000 channels would need 10,000 SSUBSCRIBEs and 10,000 reads of the logs. With a tag per
+partition it needs one SSUBSCRIBE and one XREAD per partition it holds channels of, at most
+``PARTITIONS``, whatever the number of channels (and they are pipelined per shard). The price:
+a partition cannot be split between shards, so no more than ``PARTITIONS`` shards share the load,
+each holding whole partitions (128 partitions over 3 shards: 42 or 43 each).
+
+The partition of a channel must never change: its log would be left behind. Changing
+``PARTITIONS`` or the key form means moving every log (``eventgate migrate``, which reads both
+this form and the per-channel form of eventgate 0.2).
 """
 
 from __future__ import annotations
 
 import hashlib
+import zlib
 
 PREFIX = "eventgate:"
+#: How many hash-tag partitions the channels are spread over (see the module's docstring).
+PARTITIONS = 128
+_LOG_SUFFIX = ":log"
 _LIVE_SUFFIX = ":live"
+#: SCAN pattern matching every channel log (both key forms: ``{p7}:name:log``, ``{name}:log``).
+LOG_PATTERN = f"{PREFIX}{{*}}*{_LOG_SUFFIX}"
+
+
+def partition(channel: str) -> int:
+    """The partition ``channel`` belongs to, for ever (0 .. PARTITIONS-1)."""
+    return zlib.crc32(channel.encode()) % PARTITIONS
+
+
+def partition_tag(number: int) -> str:
+    """The hash tag of partition ``number``, braces included."""
+    return f"{{p{number}}}"
 
 
 def log_key(channel: str) -> str:
     """The Redis Stream holding ``channel``'s retained events: the source of truth."""
-    return f"{PREFIX}{{{channel}}}:log"
+    return f"{PREFIX}{{p{partition(channel)}}}:{channel}{_LOG_SUFFIX}"
 
 
 def live_channel(channel: str) -> str:
     """The pub/sub channel carrying ``channel``'s events as they are published: the fast path."""
-    return f"{PREFIX}{{{channel}}}{_LIVE_SUFFIX}"
+    return f"{PREFIX}{{p{partition(channel)}}}:{channel}{_LIVE_SUFFIX}"
 
 
 def channel_of_live(name: str) -> str:
     """Inverse of ``live_channel``."""
-    return name[len(PREFIX) + 1 : -len(_LIVE_SUFFIX) - 1]
+    return name[name.index("}:", len(PREFIX)) + 2 : -len(_LIVE_SUFFIX)]
+
+
+def is_live(name: str) -> bool:
+    """Whether a pub/sub channel name is a channel's live feed (not the broker's control one)."""
+    return name.startswith(PREFIX) and name.endswith(_LIVE_SUFFIX) and "}:" in name
+
+
+def channel_of_log(key: str) -> str | None:
+    """The channel whose log ``key`` is, in this key form or eventgate 0.2's
+    (``eventgate:{name}:log``); None for a key that is no channel log."""
+    if not (key.startswith(PREFIX + "{") and key.endswith(_LOG_SUFFIX)):
+        return None
+    body = key[len(PREFIX) + 1 : -len(_LOG_SUFFIX)]
+    tag, closing, rest = body.partition("}")
+    if not closing:
+        return None
+    if not rest:
+        return tag  # eventgate 0.2: the channel is the tag
+    if rest.startswith(":") and tag == f"p{partition(rest[1:])}":
+        return rest[1:]
+    return None
 
 
 def subject_streams_key(subject: str) -> str:

@@ -95,15 +95,17 @@ def overview(client: redis.Redis) -> dict:
 def log_lengths(client: redis.Redis, limit: int = 1000) -> tuple[dict[str, int], bool]:
     """``({channel: events in its log}, complete)`` for up to ``limit`` channels, found with
     SCAN (never KEYS, which blocks Redis); ``complete`` is False when more exist."""
-    pattern = f"{keys.PREFIX}{{*}}:log"
     names: list[str] = []
     complete = True
-    for key in client.scan_iter(match=pattern, count=1000, _type="stream"):
+    for key in client.scan_iter(match=keys.LOG_PATTERN, count=1000, _type="stream"):
+        text = key.decode("utf-8") if isinstance(key, bytes) else key
+        name = keys.channel_of_log(text)
+        if name is None or keys.log_key(name) != text:
+            continue  # a log of eventgate 0.2's key form: `eventgate migrate` moves it
         if len(names) >= limit:
             complete = False
             break
-        text = key.decode("utf-8") if isinstance(key, bytes) else key
-        names.append(text[len(keys.PREFIX) + 1 : -len("}:log")])
+        names.append(name)
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.xlen(keys.log_key(name))

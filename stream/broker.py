@@ -311,7 +311,7 @@ class Broker:
             self.on_message(name, message["data"])
         elif kind == "subscribe":
             raw = message["channel"].decode("utf-8")
-            if raw.endswith("}:live"):
+            if keys.is_live(raw):
                 confirmed = self._active.get(keys.channel_of_live(raw))
                 if confirmed is not None:
                     confirmed.set()

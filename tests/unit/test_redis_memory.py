@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from eventgate.shared import keys
 from eventgate.shared.errors import RedisFull
 from eventgate.shared.publisher import Publisher
 from eventgate.stream.resume import Resume
@@ -64,7 +65,7 @@ def test_a_full_redis_refuses_publishes_and_still_serves_streams(
         with pytest.raises(RedisFull) as refused:
             refusing.publish("orders.1", 3)
         assert refused.value.code == "redis_full" and refused.value.status == 503
-    assert client.xlen("eventgate:{orders.1}:log") == 2  # nothing stored
+    assert client.xlen(keys.log_key("orders.1")) == 2  # nothing stored
 
     full = Resume(hub, resume.broker, client)
     subscriber, peer = make_subscriber(["orders.1"])

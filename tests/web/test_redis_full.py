@@ -4,6 +4,7 @@ publishes succeed again once Redis has room."""
 
 from __future__ import annotations
 
+from eventgate.shared import keys
 from tests.fullredis import SMALL_REDIS, fill_up
 
 
@@ -22,7 +23,7 @@ def test_a_full_redis_is_503_redis_full_and_the_app_keeps_serving(
             assert response.get_json()["error"] == "redis_full", door
             assert "full" in response.get_json()["message"]
             assert response.headers["Retry-After"] == "1"
-    assert redis_client.exists(f"eventgate:{{{channel}}}:log") == 0
+    assert redis_client.exists(keys.log_key(channel)) == 0
 
     token = clients["fast"].post("/api/tokens", json={"channels": [channel]}, headers=auth)
     assert token.status_code == 201
