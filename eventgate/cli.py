@@ -1,12 +1,14 @@
 """The ``eventgate`` command: init dev secrets, publish, mint tokens, tail streams; for ops,
-``status`` (the stream workers, Redis, the logs) and ``replay`` (a channel's log after an id).
+``status`` (the stream workers, Redis, the logs), ``replay`` (a channel's log after an id) and
+``migrate`` (every log copied to another Redis, ids kept).
 
 The commands are written once, as a click group (Flask's own command-line library), and run two
 ways: ``eventgate …`` reads its settings with ``Config.from_env()`` (the environment, then
 ``var/eventgate.env``); ``flask eventgate …`` is the same group added to a Flask app's command
 line by ``EventGate.init_app``, with that EventGate's Config. Expected failures print one line on
 stderr and exit non-zero — 2 for a mistake in the command or the settings, 1 when a server
-(Redis, the stream pool) is not there — never a traceback.
+(Redis, the stream pool) is not there, 3 when ``migrate`` left logs it could not copy — never a
+traceback.
 
 Importing this module needs only the base install: ``tail``, ``status`` and ``replay`` import
 what the ``server`` extra brings when they run (``server_module``).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from pathlib import Path
@@ -26,6 +29,7 @@ from typing import IO, Any
 import click
 import redis
 
+from eventgate import migration
 from eventgate.shared.config import Config, var_dir_from_env, write_dev_env
 from eventgate.shared.errors import (
     ConfigError,
@@ -42,6 +46,7 @@ from eventgate.shared.tokens import ChannelTokens
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
 EXIT_USAGE = 2
+EXIT_CONFLICT = 3
 EXIT_INTERRUPTED = 130
 
 #: The top-level modules that only ``pip install "eventgate[server]"`` brings (pyproject.toml).
@@ -224,6 +229,84 @@ def replay(
         raise _redis_down(error) from None
 
 
+@click.command("migrate")
+@click.option("--from", "source_url", required=True, metavar="URL",
+              help="the Redis to copy the logs from (only read)")
+@click.option("--to", "destination_url", required=True, metavar="URL",
+              help="the Redis to copy them to (may be the same, to move 0.2's key form)")
+@click.option("--dry-run", is_flag=True, help="count what would be copied; write nothing")
+@click.option("--idempotency-records/--no-idempotency-records", default=True,
+              help="copy the Idempotency-Key records too (default: yes)")
+@click.option("--progress/--no-progress", default=None,
+              help="a progress line on stderr (default: when stderr is a terminal)")
+def migrate(
+    source_url: str, destination_url: str, dry_run: bool, idempotency_records: bool,
+    progress: bool | None,
+) -> None:
+    """Copy every channel log to another Redis, keeping ids.
+
+    Each event keeps its id and fields, so browsers' cursors stay valid; run it again to pick
+    up what was published meanwhile (it resumes, and copies nothing twice). A log the
+    destination holds differently is left as it is (exit status 3). URLs of any form
+    EVENTGATE_REDIS_URL takes: redis://, rediss://, unix://, redis+sentinel://,
+    redis+cluster://."""
+    sides = {}
+    for option, url in (("--from", source_url), ("--to", destination_url)):
+        try:
+            sides[option] = migration.open_client(url)
+            sides[option].ping()
+        except ValueError as error:
+            raise CommandError(f"{option}: {error}") from None
+        except (redis.RedisError, OSError) as error:
+            raise CommandError(
+                f"{option}: Redis is not answering ({type(error).__name__}).", EXIT_UNAVAILABLE
+            ) from None
+    show = _progress_line(sys.stderr.isatty() if progress is None else progress)
+    try:
+        totals = migration.migrate(
+            sides["--from"], sides["--to"], dry_run=dry_run, records=idempotency_records,
+            same_redis=source_url == destination_url, on_progress=show,
+        )
+    except (redis.RedisError, OSError) as error:
+        raise CommandError(
+            f"Redis stopped answering ({type(error).__name__}: {error}); what was copied "
+            "stays: run the same command again to resume.", EXIT_UNAVAILABLE,
+        ) from None
+    finally:
+        show(None)
+    for conflict in totals.conflicts:
+        click.echo(f"eventgate: channel {conflict.channel}: {conflict.reason}", err=True)
+    click.echo(totals.summary(dry_run))
+    if totals.conflicts:
+        raise CommandError(
+            f"{len(totals.conflicts)} channels not copied (see above).", EXIT_CONFLICT
+        )
+
+
+def _progress_line(enabled: bool) -> Callable[[migration.Totals | None], None]:
+    """A progress callback: at most one line a second on stderr, rewritten in place on a
+    terminal; None ends it."""
+    last = [0.0]
+    terminal = sys.stderr.isatty()
+
+    def show(totals: migration.Totals | None) -> None:
+        if not enabled or (totals is None and not last[0]):
+            return
+        if totals is None:
+            if terminal:
+                click.echo("", err=True)
+            return
+        now = time.monotonic()
+        if now - last[0] < 1.0:
+            return
+        last[0] = now
+        line = (f"migrate: {totals.logs} logs, {totals.events} events copied, "
+                f"{totals.present} already there, {len(totals.conflicts)} conflicts")
+        click.echo(f"\r{line}" if terminal else line, nl=not terminal, err=True)
+
+    return show
+
+
 def command_group(load_config: Callable[[], Config]) -> click.Group:
     """The eventgate commands as a click group named ``eventgate``; the commands that need
     settings get them from ``load_config``, called when one runs. ``cli`` below is the
@@ -234,7 +317,7 @@ def command_group(load_config: Callable[[], Config]) -> click.Group:
         """eventgate: publish events and watch SSE streams."""
         click.get_current_context().meta[_LOAD_CONFIG] = load_config
 
-    for command in (init, publish, token, tail, status, replay):
+    for command in (init, publish, token, tail, status, replay, migrate):
         group.add_command(command)
     return group
 
