@@ -1,0 +1,186 @@
+"""``eventgate migrate`` (eventgate/migration.py) between real redis-servers: every log copied
+with its ids, fields, last generated id and expiry; 0.2's key form moved to the current one;
+resumable; a destination that holds other events is refused; cursors and chains stay valid."""
+
+from __future__ import annotations
+
+import redis
+
+from eventgate.cli import EXIT_CONFLICT, main
+from eventgate.shared import keys
+from eventgate.shared.events import Event, read_from
+from eventgate.shared.publisher import Publisher
+
+HOUR_MS = 3_600_000
+
+
+def run_migrate(capsys, source, destination, *options: str) -> tuple[int, str, str]:
+    """The command in this process (a real process costs ~0.5 s; ``test_cli`` covers that)."""
+    code = main(["migrate", "--from", source.url, "--to", destination.url, *options])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def old_form_log(client: redis.Redis, channel: str, count: int, *, ttl_ms: int) -> list:
+    """A log as eventgate 0.2 stored it (``eventgate:{<channel>}:log``), chained by ``prev``."""
+    key = f"eventgate:{{{channel}}}:log"
+    prev = "0-0"
+    for n in range(count):
+        prev = client.xadd(key, {"type": "tick", "data": str(n), "prev": prev},
+                           id=f"{1_700_000_000_000 + n}-{n % 3}").decode()
+    client.pexpire(key, ttl_ms)
+    return client.xrange(key)
+
+
+def log_of(client: redis.Redis, channel: str) -> list:
+    return client.xrange(keys.log_key(channel))
+
+
+def test_old_key_form_moves_to_another_server_with_ids_fields_expiry_and_last_id(
+    make_redis_server, capsys, channel
+):
+    source, destination = make_redis_server(), make_redis_server()
+    src, dst = source.client(), destination.client()
+    old = old_form_log(src, f"{channel}.old", 1100, ttl_ms=HOUR_MS)  # three pages
+    publisher = Publisher.from_url(source.url, retention_seconds=3600)
+    for n in range(5):
+        publisher.publish(f"{channel}.new", {"n": n}, "count")
+    emptied = publisher.publish(f"{channel}.emptied", 1)
+    src.xtrim(keys.log_key(f"{channel}.emptied"), maxlen=0, approximate=False)
+    src.set(keys.idempotency_key("order-7"), "fingerprint\n1-0", ex=600)
+
+    code, out, _ = run_migrate(capsys, source, destination, "--dry-run")
+    assert code == 0
+    assert out.startswith("dry run: 3 logs, 1105 events") and "1 idempotency records" in out
+    assert dst.dbsize() == 0
+
+    code, out, err = run_migrate(capsys, source, destination)
+    assert code == 0, err
+    assert "copied 1105 events" in out and "0 conflicts" in out
+
+    assert log_of(dst, f"{channel}.old") == old  # ids and type, data, prev, all of them
+    assert not dst.exists(f"eventgate:{{{channel}.old}}:log")
+    assert log_of(dst, f"{channel}.new") == log_of(src, f"{channel}.new")
+    for name, key in (
+        (f"{channel}.old", f"eventgate:{{{channel}.old}}:log"),
+        (f"{channel}.new", keys.log_key(f"{channel}.new")),
+        (f"{channel}.emptied", keys.log_key(f"{channel}.emptied")),
+    ):
+        info = dst.xinfo_stream(keys.log_key(name))
+        assert info["last-generated-id"] == src.xinfo_stream(key)["last-generated-id"]
+        assert src.pttl(key) - 60_000 < dst.pttl(keys.log_key(name)) <= src.pttl(key) + 1_000
+    assert dst.xlen(keys.log_key(f"{channel}.emptied")) == 0
+    assert dst.xinfo_stream(keys.log_key(f"{channel}.emptied"))["last-generated-id"] == (
+        emptied.encode()
+    )
+    assert dst.get(keys.idempotency_key("order-7")) == b"fingerprint\n1-0"
+    assert 500 < dst.ttl(keys.idempotency_key("order-7")) <= 600
+
+    code, out, _ = run_migrate(capsys, source, destination)
+    assert code == 0
+    assert out.startswith("nothing to copy") and "1105 events checked" in out
+    assert log_of(dst, f"{channel}.old") == old
+
+
+def test_in_place_moves_the_old_key_form_and_leaves_the_source_keys(
+    make_redis_server, capsys, channel
+):
+    server = make_redis_server()
+    client = server.client()
+    old = old_form_log(client, channel, 10, ttl_ms=HOUR_MS)
+
+    code, out, err = run_migrate(capsys, server, server)
+
+    assert code == 0, err
+    assert "copied 10 events" in out
+    assert log_of(client, channel) == old
+    assert client.exists(f"eventgate:{{{channel}}}:log")  # only read: it expires on its own
+    code, out, _ = run_migrate(capsys, server, server)
+    assert code == 0 and out.startswith("nothing to copy")
+
+
+def test_a_partial_copy_resumes_and_a_second_run_picks_up_stragglers(
+    make_redis_server, capsys, channel
+):
+    source, destination = make_redis_server(), make_redis_server()
+    src, dst = source.client(), destination.client()
+    publisher = Publisher.from_url(source.url)
+    publisher.publish_many([publisher.draft(channel, n) for n in range(700)])
+    events = log_of(src, channel)
+    for entry_id, fields in events[:321]:  # a run stopped part-way
+        dst.xadd(keys.log_key(channel), fields, id=entry_id)
+
+    code, out, err = run_migrate(capsys, source, destination)
+    assert code == 0, err
+    assert "copied 379 events" in out and "321 events already there" in out
+    assert log_of(dst, channel) == events
+
+    publisher.publish_many([publisher.draft(channel, n) for n in range(3)])  # stragglers
+    code, out, _ = run_migrate(capsys, source, destination, "--no-idempotency-records")
+    assert code == 0
+    assert "copied 3 events" in out and "700 events already there" in out
+    assert log_of(dst, channel) == log_of(src, channel)
+
+
+def test_a_destination_holding_other_events_is_refused_and_left_as_it_is(
+    make_redis_server, capsys, channel
+):
+    source, destination = make_redis_server(), make_redis_server()
+    src, dst = source.client(), destination.client()
+    publisher = Publisher.from_url(source.url)
+    ids = [publisher.publish(channel, n) for n in range(4)]
+    publisher.publish(f"{channel}.other", "fine")
+    for entry_id, fields in log_of(src, channel)[:2]:
+        dst.xadd(keys.log_key(channel), fields, id=entry_id)
+    dst.xadd(keys.log_key(channel), {"type": "message", "data": '"not the same"',
+                                     "prev": ids[1]}, id=ids[2])
+    before = log_of(dst, channel)
+
+    code, out, err = run_migrate(capsys, source, destination)
+
+    assert code == EXIT_CONFLICT
+    assert f"eventgate: channel {channel}: event {ids[2]} differs" in err
+    assert "1 channels not copied" in err and "Traceback" not in err
+    assert log_of(dst, channel) == before  # nothing overwritten, nothing appended
+    assert log_of(dst, f"{channel}.other") == log_of(src, f"{channel}.other")
+    assert "1 conflicts" in out
+
+
+def test_events_published_on_the_destination_first_make_a_straggler_a_conflict(
+    make_redis_server, capsys, channel
+):
+    source, destination = make_redis_server(), make_redis_server()
+    on_source = Publisher.from_url(source.url)
+    on_source.publish(channel, 1)
+    assert run_migrate(capsys, source, destination)[0] == 0
+    straggler = on_source.publish(channel, 2)  # a publisher not yet switched
+    Publisher.from_url(destination.url).publish(channel, 3)  # one already switched
+
+    code, _, err = run_migrate(capsys, source, destination)
+
+    assert code == EXIT_CONFLICT
+    assert f"the source's event {straggler} is missing from the destination" in err
+
+
+def test_after_migration_the_next_publish_chains_and_cursors_resume_exactly(
+    make_redis_server, capsys, channel
+):
+    source, destination = make_redis_server(), make_redis_server()
+    on_source = Publisher.from_url(source.url)
+    ids = [on_source.publish(channel, n) for n in range(30)]
+    emptied = on_source.publish(f"{channel}.emptied", "gone")
+    source.client().xtrim(keys.log_key(f"{channel}.emptied"), maxlen=0, approximate=False)
+    assert run_migrate(capsys, source, destination)[0] == 0
+
+    on_destination = Publisher.from_url(destination.url)
+    after = on_destination.publish(channel, "after")
+    dst = destination.client()
+    newest = Event.from_entry(channel, *log_of(dst, channel)[-1])
+    assert (newest.id, newest.prev) == (after, ids[-1])
+    first = on_destination.publish(f"{channel}.emptied", "again")
+    assert Event.from_entry("", *log_of(dst, f"{channel}.emptied")[0]).prev == emptied
+    assert first != emptied
+
+    page = read_from(dst, channel, ids[11])  # a browser's cursor from before the switch
+    assert page.after == ids[11]
+    assert [Event.from_entry(channel, *entry).id for entry in page.entries] == [*ids[12:], after]
