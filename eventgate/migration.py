@@ -35,7 +35,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import zip_longest
+from itertools import islice, zip_longest
+from typing import NamedTuple
 
 import redis
 
@@ -43,8 +44,15 @@ from eventgate.shared import keys
 from eventgate.shared.events import READ_BATCH, START, id_key
 from eventgate.shared.redisconn import Client, connect
 
-#: Entries read and written per round trip.
+#: Entries of one long log read and written per round trip.
 PAGE = READ_BATCH
+#: Logs handled together: their heads, their first pages and the writes of those each go in one
+#: pipeline, so that a short log costs a few round trips per batch, not per log.
+LOG_BATCH = 64
+#: Entries of each log in the batch's first read. A longer log goes on alone, PAGE at a time.
+#: The batch holds at most LOG_BATCH × FIRST_PAGE events in memory (128 MiB of the biggest
+#: events the default EVENTGATE_MAX_EVENT_BYTES allows; far less of ordinary ones).
+FIRST_PAGE = 32
 #: Idempotency records read and written per round trip.
 RECORD_BATCH = 200
 #: SCAN's COUNT hint: keys looked at per SCAN call (per node under Cluster).
@@ -154,12 +162,17 @@ def migrate(
     A conflict stops only its log (``Totals.conflicts``). Raises RedisError when either side
     stops answering: what was copied stays, and running it again resumes."""
     totals = Totals()
-    for key, channel in find_logs(source):
-        target = keys.log_key(channel)
-        if same_redis and key == target:
-            totals.add(LogCopy(present=source.xlen(key)))
-        else:
-            totals.add(copy_log(source, destination, key, channel, dry_run=dry_run))
+    for batch in _batches(find_logs(source), LOG_BATCH):
+        if same_redis:
+            in_place = [key for key, channel in batch if key == keys.log_key(channel).encode()]
+            batch = [(key, channel) for key, channel in batch if key not in in_place]
+            pipe = source.pipeline(transaction=False)
+            for key in in_place:
+                pipe.xlen(key)
+            for length in pipe.execute() if in_place else []:
+                totals.add(LogCopy(present=length))
+        for copy in copy_logs(source, destination, batch, dry_run=dry_run):
+            totals.add(copy)
         if on_progress is not None:
             on_progress(totals)
     if records:
@@ -185,82 +198,139 @@ def find_logs(client: Client) -> Iterator[tuple[bytes, str]]:
 
 @dataclass(frozen=True)
 class Head:
-    """What ``XINFO STREAM`` says of a log's ends."""
+    """What ``XINFO STREAM`` and ``PTTL`` said of a log, and when (``time.monotonic()``)."""
 
     last_generated: str
     first: Entry | None
     last: Entry | None
+    ttl_ms: int
+    read_at: float
 
 
-def read_head(client: Client, key: bytes | str) -> Head | None:
-    """The ends of the log at ``key``; None when there is no such key."""
-    try:
-        info = client.xinfo_stream(key)
-    except redis.ResponseError as error:
-        if "no such key" in str(error).lower():
-            return None
-        raise
-    return Head(_text(info["last-generated-id"]), info["first-entry"], info["last-entry"])
+def read_heads(client: Client, names: list[bytes] | list[str]) -> list[Head | None]:
+    """The heads of the logs ``names`` (None for a missing key), in one pipeline."""
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.xinfo_stream(name)
+        pipe.pttl(name)
+    read_at = time.monotonic()  # before asking: a remaining time computed from it errs short
+    answers = pipe.execute(raise_on_error=False) if names else []
+    heads: list[Head | None] = []
+    for info, ttl in zip(answers[::2], answers[1::2], strict=True):
+        if isinstance(info, redis.ResponseError) and "no such key" in str(info).lower():
+            heads.append(None)
+            continue
+        for answer in (info, ttl):
+            if isinstance(answer, Exception):
+                raise answer
+        heads.append(Head(_text(info["last-generated-id"]), info["first-entry"],
+                          info["last-entry"], int(ttl), read_at))
+    return heads
 
 
-def copy_log(
-    source: Client, destination: Client, key: bytes, channel: str, *, dry_run: bool = False
-) -> LogCopy:
-    """Copy the log at ``key`` in ``source`` to ``channel``'s log in ``destination``, after
-    checking what the destination holds already (module docstring)."""
-    target = keys.log_key(channel)
-    head = read_head(source, key)
-    if head is None:  # expired since the scan
-        return LogCopy()
-    there = read_head(destination, target)
-    result = LogCopy()
-    after = START
-    if there is not None:
-        result.present, reason = _compare(source, destination, key, target, head, there)
-        if reason is not None:
-            result.conflict = Conflict(channel, f"{reason}; its log was left as it is.")
-            return result
-        after = there.last_generated
-    for page in _pages(source, key, f"({after}", "+"):
-        reason = None if dry_run else _append(destination, target, page)
-        if reason is not None:
-            page = page[: reason[0]]
-        result.events += len(page)
-        result.bytes += sum(_entry_bytes(entry) for entry in page)
-        if reason is not None:
-            result.conflict = Conflict(channel, reason[1])
-            return result
-        after = _text(page[-1][0])
-    if not dry_run:
-        _finish(source, destination, key, target, after, exists=there is not None or
-                result.events > 0)
-    return result
+@dataclass
+class _Log:
+    """One log being copied: where it is read and written, and how far it got."""
+
+    key: bytes
+    channel: str
+    target: str
+    head: Head
+    there: Head | None
+    result: LogCopy
+    after: str = START  # the newest id the destination holds (or passed)
 
 
-def _compare(
-    source: Client, destination: Client, key: bytes, target: str, head: Head, there: Head
-) -> tuple[int, str | None]:
-    """How many source entries the destination holds identically, and why the destination's
-    log is no copy of the source's (None when it is one)."""
+def copy_logs(
+    source: Client, destination: Client, batch: list[tuple[bytes, str]], *,
+    dry_run: bool = False,
+) -> list[LogCopy]:
+    """Copy a batch of ``find_logs``'s logs, checking first what the destination holds of them
+    (module docstring). Short logs cost a few round trips for the whole batch; a longer one
+    goes on alone, PAGE entries a round trip."""
+    results = [LogCopy() for _ in batch]
+    heads = read_heads(source, [key for key, _ in batch])
+    targets = [keys.log_key(channel) for _, channel in batch]
+    theres = read_heads(destination, targets)
+    logs = [
+        _Log(key, channel, target, head, there, result,
+             there.last_generated if there is not None else START)
+        for (key, channel), target, head, there, result in zip(
+            batch, targets, heads, theres, results, strict=True)
+        if head is not None  # else expired since the scan
+    ]
+    _check(source, destination, [log for log in logs if log.there is not None])
+    todo = [log for log in logs if log.result.conflict is None]
+    pipe = source.pipeline(transaction=False)
+    for log in todo:
+        pipe.xrange(log.key, min=f"({log.after}", count=FIRST_PAGE)
+    pages = pipe.execute() if todo else []
+    _write_first_pages(destination, todo, pages, dry_run)
+    for log, page in zip(todo, pages, strict=True):
+        if len(page) == FIRST_PAGE and log.result.conflict is None:
+            _copy_rest(source, destination, log, dry_run)
+    return results
+
+
+class _Window(NamedTuple):
+    """Where a source log and the destination's must agree (module docstring: B, G)."""
+
+    before: str  # B
+    upto: str  # the lower of G and the source's newest id
+    lowest: str  # XRANGE min for the destination's side
+    check_before: bool  # B lies within the source's range, so the source must hold it
+
+
+def _window(head: Head, there: Head) -> _Window | None:
     if head.first is None or head.last is None:
-        return 0, None  # the source holds no entry: nothing can disagree
+        return None  # the source holds no entry: nothing can disagree
     first, last = _text(head.first[0]), _text(head.last[0])
-    before = _text(there.first[1].get(b"prev", START)) if there.first else there.last_generated
-    if (before != START and id_key(first) <= id_key(before) <= id_key(last)
-            and not source.xrange(key, before, before)):
-        return 0, (f"the destination's log follows event {before}, which the source's does "
-                   "not hold")
+    before = (_text(there.first[1].get(b"prev", START)) if there.first is not None
+              else there.last_generated)
     upto = min(there.last_generated, last, key=id_key)
-    if id_key(upto) <= id_key(before):
-        return 0, None
+    check_before = before != START and id_key(first) <= id_key(before) <= id_key(last)
+    if id_key(upto) <= id_key(before) and not check_before:
+        return None
     # The destination's entries older than the source's oldest are the source's trimmed history.
     lowest = f"({before}" if id_key(before) >= id_key(first) else first
-    ours = _entries(source, key, f"({before}", upto)
-    theirs = _entries(destination, target, lowest, upto)
+    return _Window(before, upto, lowest, check_before)
+
+
+def _check(source: Client, destination: Client, logs: list[_Log]) -> None:
+    """Sets each log's ``present`` count, or its conflict."""
+    windows = [(log, window) for log in logs
+               if log.there is not None and (window := _window(log.head, log.there))]
+    ours, theirs = source.pipeline(transaction=False), destination.pipeline(transaction=False)
+    for log, window in windows:
+        ours.xrange(log.key, min=window.before, max=window.before)
+        ours.xrange(log.key, min=f"({window.before}", max=window.upto, count=FIRST_PAGE)
+        theirs.xrange(log.target, min=window.lowest, max=window.upto, count=FIRST_PAGE)
+    if not windows:
+        return
+    read, other = ours.execute(), theirs.execute()
+    for (log, window), held, mine, their in zip(
+            windows, read[::2], read[1::2], other, strict=True):
+        assert log.there is not None
+        moved_to = log.there.last_generated
+        if window.check_before and not held:
+            reason: str | None = (f"the destination's log follows event {window.before}, "
+                                  "which the source's does not hold")
+        elif FIRST_PAGE in (len(mine), len(their)):  # a long overlap: compared a page at a time
+            log.result.present, reason = _agree(
+                _entries(source, log.key, f"({window.before}", window.upto),
+                _entries(destination, log.target, window.lowest, window.upto), moved_to)
+        else:
+            log.result.present, reason = _agree(mine, their, moved_to)
+        if reason is not None:
+            log.result.conflict = Conflict(log.channel, f"{reason}; its log was left as it is.")
+
+
+def _agree(ours: Iterable[Entry], theirs: Iterable[Entry], moved_to: str) -> tuple[int, str | None]:
+    """How many entries the two sides hold alike, and why they differ (None when they don't)."""
     present = 0
     for mine, other in zip_longest(ours, theirs):
         if mine != other:
-            return present, _difference(mine, other, there.last_generated)
+            return present, _difference(mine, other, moved_to)
         present += 1
     return present, None
 
@@ -276,51 +346,97 @@ def _difference(mine: Entry | None, other: Entry | None, moved_to: str) -> str:
     return f"the destination holds an event the source does not ({_text(other[0])})"
 
 
-def _append(destination: Client, target: str, page: list[Entry]) -> tuple[int, str] | None:
-    """XADD a page under its own ids, pipelined. When the destination refused an id (its log
-    moved meanwhile: a publisher writes to it), how many were added before, and why."""
+def _write_first_pages(
+    destination: Client, logs: list[_Log], pages: list[list[Entry]], dry_run: bool
+) -> None:
+    """XADD each log's first page, and finish the logs it completes, in one pipeline."""
+    pipe = destination.pipeline(transaction=False)
+    sizes = []
+    for log, page in zip(logs, pages, strict=True):
+        finishing = [] if dry_run or len(page) == FIRST_PAGE else _finishing(log, page)
+        for entry_id, fields in [] if dry_run else page:
+            pipe.xadd(log.target, fields, id=entry_id)
+        for command in finishing:
+            pipe.execute_command(*command)
+        sizes.append(len(finishing))
+    answers = pipe.execute(raise_on_error=False) if logs and not dry_run else []
+    position = 0
+    for log, page, finishing in zip(logs, pages, sizes, strict=True):
+        added = 0 if dry_run else len(page)
+        _count(log, page, answers[position : position + added], dry_run)
+        for answer in answers[position + added : position + added + finishing]:
+            if isinstance(answer, Exception) and log.result.conflict is None:
+                raise answer
+        position += added + finishing
+
+
+def _copy_rest(source: Client, destination: Client, log: _Log, dry_run: bool) -> None:
+    """The rest of a long log, a page a round trip, then its finishing commands."""
+    page: list[Entry] = []
+    for page in _pages(source, log.key, f"({log.after}", "+"):
+        answers = [] if dry_run else _append(destination, log.target, page)
+        _count(log, page, answers, dry_run)
+        if log.result.conflict is not None:
+            return
+    finishing = [] if dry_run else _finishing(log, page)
+    if finishing:
+        pipe = destination.pipeline(transaction=False)
+        for command in finishing:
+            pipe.execute_command(*command)
+        pipe.execute()
+
+
+def _append(destination: Client, target: str, page: list[Entry]) -> list:
     pipe = destination.pipeline(transaction=False)
     for entry_id, fields in page:
         pipe.xadd(target, fields, id=entry_id)
-    answers = pipe.execute(raise_on_error=False)
-    for index, ((entry_id, _), answer) in enumerate(zip(page, answers, strict=True)):
+    return pipe.execute(raise_on_error=False)
+
+
+def _count(log: _Log, page: list[Entry], answers: list, dry_run: bool) -> None:
+    """Count what of ``page`` was written (all of it in a dry run). The destination refuses an
+    id at or below its log's newest: its log moved meanwhile (something publishes to it)."""
+    for index, entry in enumerate(page):
+        answer = None if dry_run else answers[index]
         if isinstance(answer, redis.ResponseError) and "smaller" in str(answer):
-            return index, (
-                f"the destination refused event {_text(entry_id)}: its log moved while it was "
-                "copied (something publishes to it); the events before it were copied"
+            log.result.conflict = Conflict(
+                log.channel,
+                f"the destination refused event {_text(entry[0])}: its log moved while it "
+                "was copied (something publishes to it); the events before it were copied",
             )
+            return
         if isinstance(answer, Exception):
             raise answer
-    return None
+        log.result.events += 1
+        log.result.bytes += _entry_bytes(entry)
+        log.after = _text(entry[0])
 
 
-def _finish(
-    source: Client, destination: Client, key: bytes, target: str, copied_to: str, *,
-    exists: bool,
-) -> None:
-    """The log's last generated id and expiry, read from the source once its entries are
-    copied. The id moves only when the source holds nothing newer than what was copied (an
-    event that arrived meanwhile must be copied first, by the next run)."""
-    pipe = source.pipeline(transaction=False)
-    pipe.xinfo_stream(key)
-    pipe.pttl(key)
-    info, ttl = pipe.execute(raise_on_error=False)
-    if isinstance(info, Exception) or isinstance(ttl, Exception):
-        return  # the source's log expired meanwhile
-    last_generated = _text(info["last-generated-id"])
-    newest = info["last-entry"]
+def _finishing(log: _Log, last_page: list[Entry]) -> list[tuple]:
+    """The commands that give the destination's log the source's last generated id and
+    expiry, once every entry is written (``last_page`` the last written, maybe empty).
+
+    The id is the one read before copying: an event published on the source meanwhile has a
+    greater one, so it is never skipped (the next run copies it). The expiry never shortens
+    what publishes on the destination extended (``GT``)."""
+    head, there = log.head, log.there
+    copied_to = _text(last_page[-1][0]) if last_page else log.after
+    exists = there is not None or bool(last_page)
+    commands: list[tuple] = []
+    newest = head.last
     caught_up = newest is None or id_key(_text(newest[0])) <= id_key(copied_to)
-    if caught_up and id_key(last_generated) > id_key(copied_to):
+    if caught_up and id_key(head.last_generated) > id_key(copied_to):
         if exists:
-            destination.execute_command("XSETID", target, last_generated)
-        else:  # an emptied log: an entry trimmed as it is added leaves the id, and no entry
-            destination.xadd(target, {"type": "", "data": "", "prev": START},
-                             id=last_generated, maxlen=0, approximate=False)
+            commands.append(("XSETID", log.target, head.last_generated))
+        elif head.last_generated != START:  # an emptied log: an entry trimmed as it is added
+            commands.append(("XADD", log.target, "MAXLEN", "0", head.last_generated,
+                             "type", "", "data", "", "prev", START))
             exists = True
-    if exists and ttl > 0:
-        remaining = destination.pttl(target)
-        if remaining == -1 or remaining < ttl:  # never shorten what publishes there extended
-            destination.pexpire(target, ttl)
+    if exists and head.ttl_ms > 0:
+        remaining = max(1, head.ttl_ms - int((time.monotonic() - head.read_at) * 1000))
+        keep_longer = () if there is None or there.ttl_ms < 0 else ("GT",)
+        commands.append(("PEXPIRE", log.target, remaining, *keep_longer))
+    return commands
 
 
 def copy_records(source: Client, destination: Client, *, dry_run: bool = False) -> int:
@@ -373,6 +489,12 @@ def _pages(client: Client, key: bytes | str, low: str, high: str) -> Iterator[li
         if len(page) < PAGE:
             return
         low = f"({_text(page[-1][0])}"
+
+
+def _batches(items: Iterable[tuple[bytes, str]], size: int) -> Iterator[list[tuple[bytes, str]]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def _entries(client: Client, key: bytes | str, low: str, high: str) -> Iterable[Entry]:
