@@ -83,6 +83,7 @@ class RedisClusterSet:
         self.served: dict[int, int] = {}  # a stopped primary's port → a slot it served
         self.migrations: list[SlotMigration] = []  # begun and not finished
         self.timings: dict[str, float] = {}  # seconds: "create", "failover", "restore"
+        self._killed_at = 0.0
 
     # -- addresses and clients -------------------------------------------------------------
 
@@ -250,7 +251,12 @@ class RedisClusterSet:
 
     def wait_failover(self, old: RedisServer, timeout: float = 30) -> RedisServer:
         """Wait until the cluster is healthy again with another node serving ``old``'s slots
-        (its replica, promoted); that node."""
+        (its replica, promoted); that node. ``timings["failover"]``: seconds since the kill."""
+        new = self._wait_promoted(old, timeout)
+        self.timings["failover"] = time.monotonic() - self._killed_at
+        return new
+
+    def _wait_promoted(self, old: RedisServer, timeout: float) -> RedisServer:
         slot = self.served[old.port]
 
         def promoted() -> RedisServer | None:
@@ -259,26 +265,30 @@ class RedisClusterSet:
             new = self.primary_of_slot(slot)
             return new if new is not old else None
 
-        new = wait_for(promoted, timeout, f"{self.address(old)}'s slots failed over",
-                       self.nodes[0].log)
-        self.timings["failover"] = time.monotonic() - self._killed_at
-        return new
+        return wait_for(promoted, timeout, f"{self.address(old)}'s slots failed over",
+                        self.nodes[0].log)
 
     def restore(self, timeout: float = 60) -> dict[tuple[int, int], tuple[str, ...]]:
         """Finish any migration left open, start every stopped node again (from its nodes.conf:
         a former primary rejoins as a replica of the node that took its slots — checked) and
-        wait until the set is healthy; the slot map."""
+        wait until the set is healthy; the slot map.
+
+        A killed primary starts again only once its replica has taken over: started sooner it
+        would still be the primary of its slots, with none of its data (no persistence here),
+        and its replica would copy the empty set."""
         began = time.monotonic()
+        stopped = [node for node in self.nodes
+                   if node.program is None or not node.program.running]
+        for node in stopped:
+            if node.port in self.served:
+                self._wait_promoted(node, timeout)
         for migration in list(self.migrations):
             self.finish_migration(migration, timeout)
-        restarted = []
-        for node in self.nodes:
-            if node.program is None or not node.program.running:
-                node.program = None
-                node.start()
-                restarted.append(node)
+        for node in stopped:
+            node.program = None
+            node.start()
         slot_map = self.wait_healthy(timeout)
-        for node in restarted:
+        for node in stopped:
             slot = self.served.pop(node.port, None)
             if slot is None:
                 continue
@@ -287,9 +297,24 @@ class RedisClusterSet:
             assert role[0] == "slave" and (role[1], int(role[2])) == (owner.host, owner.port), (
                 f"{self.address(node)} came back as {role[:3]}, not a replica of "
                 f"{self.address(owner)}")
-        if restarted:
+        if stopped:
             self.timings["restore"] = time.monotonic() - began
         return slot_map
+
+    def fail_over(self, replica: RedisServer | int, timeout: float = 30) -> RedisServer:
+        """CLUSTER FAILOVER on a replica (the graceful, coordinated switch: no write lost); once
+        the cluster is healthy with it as primary, the former primary (now its replica)."""
+        replica = self._resolve(replica)
+        role = self.client(replica).execute_command("ROLE")
+        assert role[0] == "slave", f"{self.address(replica)} is not a replica"
+        old = self._at(role[1], int(role[2]))
+        slot = self.slots_of(old)[0]
+        self.client(replica).execute_command("CLUSTER", "FAILOVER")
+        wait_for(lambda: self.health() and self.primary_of_slot(slot) is replica
+                 and self.role(old) == "slave", timeout,
+                 f"{self.address(replica)} primary in place of {self.address(old)}",
+                 replica.log)
+        return old
 
     def kill_pubsub(self, node: RedisServer | int) -> int:
         """CLIENT KILL TYPE pubsub on one node (shard-channel subscribers included); how many."""

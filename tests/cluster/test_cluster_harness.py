@@ -134,6 +134,27 @@ def test_kill_primary_fails_over_to_its_replica_and_restore_rejoins_it(cluster_f
     assert cluster.timings["failover"] < 10
 
 
+def test_graceful_failover_unsubscribes_the_demoted_primarys_shard_subscribers(cluster_faults):
+    cluster = cluster_faults
+    replica = cluster.replicas()[0]
+    role = cluster.client(replica).execute_command("ROLE")
+    primary = next(node for node in cluster.primaries() if node.port == int(role[2]))
+    channel = f"{key_on(cluster, primary, 'graceful')}:live"
+    sock = subscriber(primary, channel)
+    try:
+        assert cluster.fail_over(replica) is primary
+        # Like a migration: the slot left the node, its subscribers hear sunsubscribe and the
+        # connection stays open (still usable, subscribed to nothing).
+        expected = resp2(["sunsubscribe", channel, 0])
+        assert read_exactly(sock, len(expected)) == expected
+        sock.sendall(b"PING\r\n")
+        assert read_exactly(sock, len(b"+PONG\r\n")) == b"+PONG\r\n"
+    finally:
+        sock.close()
+    assert cluster.primary_of_slot(cluster.slot_of(channel)) is replica
+    assert primary in cluster.replicas()
+
+
 def test_migrated_slot_answers_from_the_new_node_and_unsubscribes(cluster_faults):
     cluster = cluster_faults
     source = cluster.primaries()[0]
