@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
 
 from tests.servers import LOOPBACK, RedisServer, free_port_block, wait_for
 
@@ -158,6 +159,17 @@ class RedisClusterSet:
 
     def slot_of(self, key: str) -> int:
         return int(self.client(self.running()[0]).execute_command("CLUSTER", "KEYSLOT", key))
+
+    def key_on(self, node: RedisServer, prefix: str = "key") -> str:
+        """A key (all of it a hash tag ``{<prefix><n>}``, so ``<key>:anything`` shares its slot)
+        whose slot ``node`` serves now."""
+        owned = [(start, end) for (start, end), (primary, *_) in self.slot_map(node).items()
+                 if primary == self.address(node)]
+        for number in range(100_000):
+            key = f"{{{prefix}{number}}}"
+            if any(start <= key_slot(key.encode()) <= end for start, end in owned):
+                return key
+        raise AssertionError(f"no key of prefix {prefix} on {self.address(node)}")
 
     def slots_of(self, node: RedisServer) -> list[int]:
         """The first slot of each range ``node`` serves."""

@@ -4,73 +4,21 @@ over and restore() brings the node back as a replica, a migrated slot's keys ans
 node, a half-migrated slot answers ASK, and CLIENT KILL TYPE pubsub ends shard subscribers.
 
 It also pins the Redis 7.0 behaviours eventgate's shard subscriber is built on: the unsolicited
-``sunsubscribe`` a migrated slot's subscribers receive (byte for byte, RESP2 and RESP3), and the
+``sunsubscribe`` the subscribers of a slot's channels receive when the slot leaves their node, by
+migration or graceful failover (RESP2 byte for byte; RESP3 as redis-py's push reply), and the
 closed connection a killed primary's subscribers see.
 """
 
 from __future__ import annotations
 
 import secrets
-import socket
 
 import pytest
 import redis
-from redis.crc import key_slot
 from redis.exceptions import AskError, MovedError
 
-from tests.rediscluster import RedisClusterSet
-from tests.servers import RedisServer, wait_for
-
-
-def key_on(cluster: RedisClusterSet, node: RedisServer, prefix: str) -> str:
-    """A key (hash tag ``{prefix…}``) whose slot ``node`` serves now."""
-    slot_map = cluster.slot_map(node)
-    owned = [(start, end) for (start, end), (primary, *_) in slot_map.items()
-             if primary == cluster.address(node)]
-    for number in range(100_000):
-        key = f"{{{prefix}{number}}}"
-        if any(start <= key_slot(key.encode()) <= end for start, end in owned):
-            return key
-    raise AssertionError(f"no key of prefix {prefix} on {cluster.address(node)}")
-
-
-def subscriber(node: RedisServer, channel: str) -> socket.socket:
-    """A raw RESP2 connection SSUBSCRIBEd to ``channel`` on ``node`` (confirmation read)."""
-    sock = socket.create_connection((node.host, node.port), timeout=5)
-    sock.sendall(f"SSUBSCRIBE {channel}\r\n".encode())
-    expected = resp2(["ssubscribe", channel, 1])
-    assert read_exactly(sock, len(expected)) == expected
-    return sock
-
-
-def resp2(items: list[str | int]) -> bytes:
-    """A RESP2 array of bulk strings and integers, as Redis sends pub/sub messages."""
-    parts = [f"*{len(items)}\r\n".encode()]
-    for item in items:
-        if isinstance(item, int):
-            parts.append(f":{item}\r\n".encode())
-        else:
-            parts.append(f"${len(item.encode())}\r\n{item}\r\n".encode())
-    return b"".join(parts)
-
-
-def read_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def closed(sock: socket.socket) -> bool:
-    """The server closed ``sock`` (EOF or reset), nothing else arriving first."""
-    sock.settimeout(5)
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
+from tests.cluster.shardsub import closed, read_exactly, resp2, subscriber
+from tests.servers import wait_for
 
 
 def test_every_shard_answers_through_redis_cluster(redis_cluster):
@@ -80,7 +28,7 @@ def test_every_shard_answers_through_redis_cluster(redis_cluster):
     client = redis_cluster.cluster_client()
     try:
         for primary in primaries:
-            key = key_on(redis_cluster, primary, "harness")
+            key = redis_cluster.key_on(primary, "harness")
             value = secrets.token_hex(8)
             assert client.set(key, value)
             assert client.get(key) == value
@@ -112,7 +60,7 @@ def test_kill_primary_fails_over_to_its_replica_and_restore_rejoins_it(cluster_f
     victim = cluster.primaries()[0]
     replica = next(node for node in cluster.replicas()
                    if int(cluster.client(node).execute_command("ROLE")[2]) == victim.port)
-    key = key_on(cluster, victim, "failover")
+    key = cluster.key_on(victim, "failover")
     cluster.client(victim).set(key, "kept")
     assert cluster.client(victim).execute_command("WAIT", 1, 5000) == 1
     channel = f"{key}:live"
@@ -139,7 +87,7 @@ def test_graceful_failover_unsubscribes_the_demoted_primarys_shard_subscribers(c
     replica = cluster.replicas()[0]
     role = cluster.client(replica).execute_command("ROLE")
     primary = next(node for node in cluster.primaries() if node.port == int(role[2]))
-    channel = f"{key_on(cluster, primary, 'graceful')}:live"
+    channel = f"{cluster.key_on(primary, 'graceful')}:live"
     sock = subscriber(primary, channel)
     try:
         assert cluster.fail_over(replica) is primary
@@ -159,7 +107,7 @@ def test_migrated_slot_answers_from_the_new_node_and_unsubscribes(cluster_faults
     cluster = cluster_faults
     source = cluster.primaries()[0]
     target = cluster.primaries()[1]
-    key = key_on(cluster, source, "migrate")
+    key = cluster.key_on(source, "migrate")
     slot = cluster.slot_of(key)
     cluster.client(source).rpush(key, "a", "b", "c")
     neighbours = [f"{key}:{number}" for number in range(150)]  # more than one MIGRATE batch
@@ -201,7 +149,7 @@ def test_half_migrated_slot_answers_ask_and_finishes(cluster_faults):
     cluster = cluster_faults
     source = cluster.primaries()[0]
     target = cluster.primaries()[2]
-    base = key_on(cluster, source, "ask")
+    base = cluster.key_on(source, "ask")
     moved_key, staying_key = f"{base}:1", f"{base}:2"
     cluster.client(source).set(moved_key, "one")
     cluster.client(source).set(staying_key, "two")
