@@ -18,6 +18,15 @@ shard's connection, and backfills it from its log (what was published while it m
   a primary is demoted), or answers a subscribe with an error (``MOVED``);
 - every ``CHECK_SECONDS`` the slot map is compared anyway (a demoted primary that says nothing).
 
+A worker cut from the cluster (its host's link down: nothing is refused, packets just vanish)
+learns it from the keepalive — a PING a second, a connection given up after ``DEAD_AFTER_PINGS``
+unanswered — and then from the slot map, which no node answers. Unlike a single Redis, a cluster
+deployment runs several stream nodes, and another may well reach the cluster: once no node has
+answered for ``SHED_AFTER_SECONDS`` the worker ends its streams, each with a jittered ``retry:``
+(its readiness fails too), so the clients come back through the proxy to a node that can serve
+them and resume from their cursors. One shard down while the others answer is a primary failing
+over, not a cut: its streams stay, and are backfilled once its replica took over.
+
 Subscriptions are grouped by partition (shared/keys.py): the channels of one partition share a
 hash slot, so one ``SSUBSCRIBE`` covers them, and a reconnect costs one command per partition
 held, sent in one write per shard. A reconnect's backfill first asks every channel's newest id
@@ -38,7 +47,7 @@ import gevent.lock
 import redis
 from redis.crc import key_slot
 
-from eventgate.shared import keys
+from eventgate.shared import keys, sse
 from eventgate.shared.config import Config
 from eventgate.shared.events import read_heads
 from eventgate.shared.primary import CHECK_SECONDS
@@ -51,6 +60,11 @@ log = logging.getLogger("eventgate.stream.shards")
 _ERRORS = (redis.RedisError, OSError)
 #: One shard's address: ``host:port`` of its primary.
 NodeName = str
+#: PING period on every shard connection, and how many may go unanswered before it is dead.
+PING_SECONDS = 1.0
+DEAD_AFTER_PINGS = 3
+#: How long a shard may stay unreachable before the streams on its channels are sent elsewhere.
+SHED_AFTER_SECONDS = 2.0
 
 
 def by_partition(names: Iterable[str]) -> list[list[str]]:
@@ -109,6 +123,10 @@ class ShardedBroker(Broker):
         self._home: dict[str, NodeName] = {}
         self._moved = gevent.event.Event()
         self.moves = 0
+        #: Streams ended because no node of the cluster answered (see _shed).
+        self.shed = 0
+        #: Since when no node answered for the slot map (None: one did, last time asked).
+        self.unreachable_since: float | None = None
         self._slots = [key_slot(keys.partition_tag(n).encode()) for n in range(keys.PARTITIONS)]
 
     @property
@@ -217,7 +235,10 @@ class ShardedBroker(Broker):
         backoff = 0.1
         first = True
         while True:
-            shard.wanted.wait()
+            if not shard.channels:  # none left here (released, or moved to another shard)
+                shard.wanted.clear()
+                shard.wanted.wait()
+                continue
             try:
                 self._connect_shard(shard)
                 backoff = 0.1
@@ -242,6 +263,8 @@ class ShardedBroker(Broker):
         with shard.lock:
             shard.pubsub = pubsub
         shard.write("ssubscribe", list(shard.channels))
+        if pubsub.connection is None:  # the channels left while it connected: nothing to read
+            raise redis.ConnectionError("no channel to follow on this shard")
         shard.last_pong = time.monotonic()
         shard.connected = True
 
@@ -298,19 +321,40 @@ class ShardedBroker(Broker):
             self.hub.broadcast_all(accepted)
 
     def _keepalive(self) -> None:
-        ping_every = max(self.config.heartbeat_seconds, 1.0)
+        """PING every shard connection each PING_SECONDS; interrupt one that stopped answering
+        (its reader reconnects); shed the streams when no node answered for too long."""
         while True:
-            gevent.sleep(ping_every)
+            gevent.sleep(PING_SECONDS)
+            now = time.monotonic()
+            cut = self.unreachable_since
+            if cut is not None and now - cut > SHED_AFTER_SECONDS:
+                self._shed(now - cut)
             for shard in list(self.shards.values()):
                 replies = shard.replies
                 if not shard.connected or replies is None:
                     continue
-                if time.monotonic() - shard.last_pong > 3 * ping_every:
+                if now - shard.last_pong > DEAD_AFTER_PINGS * PING_SECONDS:
                     log.warning("%s stopped answering PING on pub/sub", shard.node)
                     replies.interrupt()
                     continue
                 with contextlib.suppress(*_ERRORS):
                     shard.ping()
+
+    def _shed(self, seconds: float) -> None:
+        """End every stream with a jittered ``retry:``: another stream node may reach the
+        cluster, and they resume there from their cursors."""
+        subscribers = list(self.hub.subscribers)
+        if not subscribers:
+            return
+        log.warning("no cluster node answered for %.1f s: ending %d streams so that they "
+                    "resume on another stream node", seconds, len(subscribers))
+        retry_ms = self.config.retry_ms
+        self.hub.finish_all(
+            lambda: sse.retry(int(retry_ms * random.uniform(0.2, 2.0)))
+            + sse.comment("redis unreachable"),
+            subscribers,
+        )
+        self.shed += len(subscribers)
 
     # -- following the slot map ---------------------------------------------------------------
 
@@ -321,9 +365,14 @@ class ShardedBroker(Broker):
             try:
                 self.rehome()
             except _ERRORS + (redis.exceptions.RedisClusterException,) as error:
-                log.warning("could not read the cluster's slot map: %s", type(error).__name__)
+                if self.unreachable_since is None:
+                    self.unreachable_since = time.monotonic()
+                    log.warning("could not read the cluster's slot map: %s",
+                                type(error).__name__)
                 self._moved.set()
                 gevent.sleep(0.2 * random.uniform(0.5, 1.5))
+            else:
+                self.unreachable_since = None
 
     def rehome(self) -> None:
         """Read the slot map again (``CLUSTER SLOTS`` of one node), move every channel whose
@@ -341,10 +390,10 @@ class ShardedBroker(Broker):
             for name in names:
                 old = self.shards.get(self._home.get(name, ""))
                 if old is not None:
+                    # No SUNSUBSCRIBE there: a primary that lost the slot ended the
+                    # subscription itself, and answers one for a slot it no longer serves
+                    # with an error (which would cost that connection a reconnect).
                     old.channels.discard(name)
-                    if old.connected:
-                        with contextlib.suppress(*_ERRORS):
-                            old.write("sunsubscribe", [name])
                     confirmed = self._active.get(name)
                     if confirmed is not None:
                         confirmed.clear()
