@@ -65,9 +65,16 @@ def test_kill_primary_fails_over_to_its_replica_and_restore_rejoins_it(cluster_f
     assert cluster.client(victim).execute_command("WAIT", 1, 5000) == 1
     channel = f"{key}:live"
     sock = subscriber(victim, channel)
+    other = next(node for node in cluster.primaries() if node is not victim)
+    other_key = cluster.key_on(other, "unaffected")
     try:
         assert cluster.kill_primary(victim) is victim
         assert closed(sock), "a killed primary's shard subscriber must see its connection end"
+        # Once the victim is marked failed (and until its replica is promoted, about a second
+        # on), the other shards keep taking writes: the set does not require full coverage.
+        wait_for(lambda: "fail" in cluster.flags(victim, seen_by=other), 10,
+                 "the victim marked failed")
+        assert cluster.client(other).set(other_key, "still served")
         promoted = cluster.wait_failover(victim)
     finally:
         sock.close()
