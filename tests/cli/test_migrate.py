@@ -184,3 +184,53 @@ def test_after_migration_the_next_publish_chains_and_cursors_resume_exactly(
     page = read_from(dst, channel, ids[11])  # a browser's cursor from before the switch
     assert page.after == ids[11]
     assert [Event.from_entry(channel, *entry).id for entry in page.entries] == [*ids[12:], after]
+
+
+def test_one_redis_to_a_cluster_and_back_keeps_every_log_on_every_shard(
+    make_redis_server, redis_cluster, capsys, channel
+):
+    source = make_redis_server()
+    src = source.client()
+    on_source = Publisher.from_url(source.url, retention_seconds=3600)
+    names = [f"{channel}.{n}" for n in range(24)]  # spread over the three shards
+    on_source.publish_many([on_source.draft(name, n) for n in range(3) for name in names])
+    long = f"{channel}.long"  # more than a page
+    ids = on_source.publish_many([on_source.draft(long, n) for n in range(600)])
+    emptied = on_source.publish(f"{channel}.emptied", "gone")
+    src.xtrim(keys.log_key(f"{channel}.emptied"), maxlen=0, approximate=False)
+    old = old_form_log(src, f"{channel}.old", 5, ttl_ms=HOUR_MS)
+    copied = [*names, long, f"{channel}.emptied"]
+
+    code, out, err = run_migrate(capsys, source, redis_cluster)
+
+    assert code == 0, err
+    assert f"copied {3 * len(names) + 600 + 5} events" in out
+    cluster = redis_cluster.cluster_client(decode_responses=False)
+    for name in copied:
+        assert cluster.xrange(keys.log_key(name)) == log_of(src, name)
+        assert (cluster.xinfo_stream(keys.log_key(name))["last-generated-id"]
+                == src.xinfo_stream(keys.log_key(name))["last-generated-id"])
+        assert 0 < src.pttl(keys.log_key(name)) - cluster.pttl(keys.log_key(name)) + 1000 < 60_000
+    assert cluster.xrange(keys.log_key(f"{channel}.old")) == old
+    shards = {redis_cluster.address(redis_cluster.primary_of_slot(
+        redis_cluster.slot_of(keys.log_key(name)))) for name in names}
+    assert len(shards) == 3
+    code, out, _ = run_migrate(capsys, source, redis_cluster)
+    assert code == 0 and out.startswith("nothing to copy")
+
+    on_cluster = Publisher.from_url(redis_cluster.url)
+    after = on_cluster.publish(long, "after")
+    assert Event.from_entry(long, *cluster.xrange(keys.log_key(long))[-1]).prev == ids[-1]
+    again = on_cluster.publish(f"{channel}.emptied", "again")
+
+    back = make_redis_server()  # every shard is read: the logs of all three arrive
+    code, _, err = run_migrate(capsys, redis_cluster, back)
+    assert code == 0, err
+    dst = back.client()
+    for name in [*copied, f"{channel}.old"]:
+        assert log_of(dst, name) == cluster.xrange(keys.log_key(name))
+    assert Event.from_entry("", *log_of(dst, f"{channel}.emptied")[0]).prev == emptied
+    assert log_of(dst, f"{channel}.emptied")[0][0].decode() == again
+    page = read_from(dst, long, ids[199])  # a cursor from the first Redis, on the third
+    assert page.after == ids[199]
+    assert [Event.from_entry(long, *entry).id for entry in page.entries] == [*ids[200:], after]
