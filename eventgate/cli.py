@@ -269,8 +269,8 @@ def migrate(
         )
     except (redis.RedisError, OSError) as error:
         raise CommandError(
-            f"Redis stopped answering ({type(error).__name__}: {error}); what was copied "
-            "stays: run the same command again to resume.", EXIT_UNAVAILABLE,
+            f"a Redis failed ({type(error).__name__}: {error}); what was copied stays: run "
+            "the same command again to resume.", EXIT_UNAVAILABLE,
         ) from None
     finally:
         show(None)

@@ -115,7 +115,7 @@ def migrate(
     A conflict stops only its log (``Totals.conflicts``). Raises RedisError when either side
     stops answering: what was copied stays, and running it again resumes."""
     totals = Totals()
-    for batch in _batches(find_logs(source), LOG_BATCH):
+    for batch in _batches(_in_key_order(source), LOG_BATCH):
         if same_redis:
             in_place = [key for key, channel in batch if key == keys.log_key(channel).encode()]
             batch = [(key, channel) for key, channel in batch if key not in in_place]
@@ -147,6 +147,18 @@ def find_logs(client: Client) -> Iterator[tuple[bytes, str]]:
             continue
         if channel is not None:
             yield key, channel
+
+
+def _in_key_order(source: Client) -> Iterator[tuple[bytes, str]]:
+    """``find_logs``, eventgate 0.2's logs first (a second SCAN for the current ones). A channel
+    may have both: its 0.2 history, and a log the current version started without it. Copied
+    in this order they end up one after the other in the current log — the newer's first
+    ``prev`` (``0-0``) tells readers where one history stops — whereas the 0.2 log, being
+    older, could never go below the current one's events."""
+    for legacy in (True, False):
+        for key, channel in find_logs(source):
+            if (key != keys.log_key(channel).encode()) == legacy:
+                yield key, channel
 
 
 def copy_records(source: Client, destination: Client, *, dry_run: bool = False) -> int:

@@ -234,3 +234,42 @@ def test_one_redis_to_a_cluster_and_back_keeps_every_log_on_every_shard(
     page = read_from(dst, long, ids[199])  # a cursor from the first Redis, on the third
     assert page.after == ids[199]
     assert [Event.from_entry(long, *entry).id for entry in page.entries] == [*ids[200:], after]
+
+
+def test_a_channel_with_logs_of_both_key_forms_gets_the_old_history_first(
+    make_redis_server, capsys, channel
+):
+    source, destination = make_redis_server(), make_redis_server()
+    src = source.client()
+    old = old_form_log(src, channel, 3, ttl_ms=HOUR_MS)  # 0.2's history...
+    Publisher.from_url(source.url).publish(channel, "new")  # ...and a log started without it
+    new = log_of(src, channel)
+
+    code, out, err = run_migrate(capsys, source, destination)
+
+    assert code == 0, err
+    assert log_of(destination.client(), channel) == old + new  # its first prev says 0-0
+    code, out, err = run_migrate(capsys, source, source)  # in place: 0.2's cannot go below
+    assert code == EXIT_CONFLICT
+    first = old[0][0].decode()
+    assert f"eventgate: channel {channel}: the source's event {first} is missing" in err
+    assert log_of(src, channel) == new
+
+
+def test_progress_goes_to_stderr_and_failures_are_one_line(
+    make_redis_server, capsys, channel
+):
+    source, destination = make_redis_server(), make_redis_server()
+    Publisher.from_url(source.url).publish(channel, 1)
+
+    code, _, err = run_migrate(capsys, source, destination, "--progress")
+    assert code == 0
+    assert "migrate: 1 logs, 1 events copied, 0 already there, 0 conflicts" in err
+
+    destination.stop()
+    code, out, err = run_migrate(capsys, source, destination)
+    assert (code, out) == (1, "")
+    assert err == "eventgate: --to: Redis is not answering (ConnectionError).\n"
+    code = main(["migrate", "--from", "http://example.org", "--to", source.url])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("eventgate: --from: the Redis URL must start with")
