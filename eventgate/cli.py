@@ -267,7 +267,7 @@ def migrate(
             sides["--from"], sides["--to"], dry_run=dry_run, records=idempotency_records,
             same_redis=source_url == destination_url, on_progress=show,
         )
-    except (redis.RedisError, OSError) as error:
+    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as error:
         raise CommandError(
             f"a Redis failed ({type(error).__name__}: {error}); what was copied stays: run "
             "the same command again to resume.", EXIT_UNAVAILABLE,
