@@ -84,7 +84,7 @@ class Totals:
             return (
                 f"dry run: {self.logs} logs, {self.events} events ({self.bytes} bytes)"
                 f"{records} to copy, {self.present} events already there, "
-                f"{len(self.conflicts)} conflicts; nothing written."
+                f"{len(self.conflicts)} conflicts, in {self.seconds:.2f} s; nothing written."
             )
         if not self.events and not self.records and not self.conflicts:
             return (
