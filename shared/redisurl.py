@@ -91,6 +91,8 @@ def check_redis_url(url: str) -> None:
     """Raise RedisURLError unless ``url`` is a Redis URL eventgate can connect with (checked at
     config load, so that a typo fails at start and not on the first publish). A one-Redis URL's
     options are left to redis-py when it connects."""
+    if url.partition("://")[0].lower() in ("redis+cluster", "rediss+cluster"):
+        return  # a stand-in until parse_cluster_url (issue 14) checks it
     if parse_sentinel_url(url) is not None:
         return
     parts = urlsplit(url)
