@@ -65,6 +65,13 @@ def is_fresh(info: dict[str, str]) -> bool:
     return info.get("cluster_known_nodes") == "1" and info.get("cluster_slots_assigned") == "0"
 
 
+def fresh_nodes(infos: dict[str, dict[str, str]]) -> list[str]:
+    """The addresses of the nodes (address → CLUSTER INFO) that know no cluster yet: all of
+    them on the first start (create it), none later (it formed; wait for it), some when the
+    nodes' states disagree."""
+    return [address for address, info in infos.items() if is_fresh(info)]
+
+
 def create_command(redis_cli: str, addresses: Sequence[str], replicas: int) -> list[str]:
     """redis-cli's cluster creation: the first ``len / (replicas + 1)`` addresses become the
     primaries, the others their replicas; ``--cluster-yes`` takes its plan without asking."""
@@ -100,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eventgate: not every cluster node answered within {options.timeout:g}s: "
               "no cluster created.", flush=True)
         return 1
-    fresh = [address for address, info in infos.items() if is_fresh(info)]
+    fresh = fresh_nodes(infos)
     if len(fresh) == len(addresses):
         print(f"eventgate: creating the cluster of {' '.join(addresses)}", flush=True)
         done = subprocess.run(create_command(options.redis_cli, addresses, options.replicas),
