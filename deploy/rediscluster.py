@@ -14,6 +14,7 @@ they are, with a message: creating would split them, joining would need a decisi
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -110,13 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     fresh = fresh_nodes(infos)
     if len(fresh) == len(addresses):
         print(f"eventgate: creating the cluster of {' '.join(addresses)}", flush=True)
+        # redis-cli colours its report when TERM names a colour terminal; this one is a log.
         done = subprocess.run(create_command(options.redis_cli, addresses, options.replicas),
-                              stdin=subprocess.DEVNULL, check=False)
+                              stdin=subprocess.DEVNULL, env={**os.environ, "TERM": "dumb"},
+                              check=False)
         if done.returncode != 0:
             print(f"eventgate: redis-cli --cluster create exited {done.returncode}.", flush=True)
             return 1
     elif fresh:
-        print(f"eventgate: {', '.join(fresh)} know no cluster while the other nodes are in "
+        print(f"eventgate: nodes {', '.join(fresh)} know no cluster while the others are in "
               "one: left as they are. To start afresh, stop the stack and delete the nodes' "
               "folders (docs/deploy.md, \"The stack's Redis in cluster mode\").", flush=True)
         return 1
