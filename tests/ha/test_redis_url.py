@@ -71,7 +71,7 @@ def test_urls_of_one_redis_are_left_to_redis_py():
     ("redis+sentinel://s1/main/zero", "database number"),
     ("redis+sentinel://s1/main/0/extra", "database number"),
     ("redis+sentinel://s1/main?ssl=1", "no query"),
-    ("redis+cluster://s1/main", "must start with redis://"),
+    ("redis+shard://s1/main", "must start with redis://"),
     ("localhost:6379", "must start with redis://"),
     ("redis://h:port/0", "port that is not a number"),
 ])

@@ -103,6 +103,12 @@ def test_a_port_inside_the_redis_block_is_refused(var_dir, name):
     assert f"EVENTGATE_{name}=9004" in caught.value.message
 
 
+def test_a_port_of_the_cluster_bus_is_refused(var_dir):
+    with pytest.raises(ConfigError) as caught:
+        config(var_dir, REDIS_MODE="cluster", REDIS_PORT="9000", STREAM_PORT="9011")
+    assert "EVENTGATE_STREAM_PORT=9011" in caught.value.message
+
+
 def test_the_block_must_fit_below_65536(var_dir):
     with pytest.raises(ConfigError):
         config(var_dir, REDIS_MODE="sentinel", REDIS_PORT="65533")
