@@ -104,6 +104,12 @@ def _cluster_programs(stack: StackRedis, var: Path, python_bin_dir: Path, redis_
                    "--cluster-enabled", "yes", "--cluster-port", str(bus),
                    "--cluster-config-file", str(folder / "nodes.conf"),
                    "--cluster-node-timeout", str(DOWN_AFTER_MS),
+                   # A shard failing over must not stop the others: with Redis' default (yes)
+                   # every shard answers CLUSTERDOWN for about a second of it (measured).
+                   "--cluster-require-full-coverage", "no",
+                   # A replica is listed in CLUSTER SLOTS only once it has replicated something:
+                   # ping it every second, not every 10 s, so a new cluster is whole at once.
+                   "--repl-ping-replica-period", "1",
                    "--repl-diskless-sync-delay", "0",
                    "--pidfile", str(var / "run" / f"{name}.pid"))
         nodes.append(RedisProgram(name, command, folder, DATA_PRIORITY))
