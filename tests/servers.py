@@ -34,7 +34,7 @@ def free_port() -> int:
 
 def free_port_block(count: int) -> int:
     """The first of ``count`` consecutive loopback ports that nothing listens on right now (the
-    stack's Redis in sentinel mode takes six from EVENTGATE_REDIS_PORT up).
+    stack's Redis takes six from EVENTGATE_REDIS_PORT up in sentinel mode, twelve in cluster).
 
     Taken below the kernel's ephemeral range, as the stack's default 6399 is: a port in that
     range may become some connection's source port while the node that listens on it is down
