@@ -215,7 +215,8 @@ def _difference(mine: Entry | None, other: Entry | None, moved_to: str) -> str:
                 f"log has moved past it (to {moved_to}): the destination took events of its "
                 "own before this one was copied, and an id below them can never be added")
     assert other is not None
-    return f"the destination holds an event the source does not ({_text(other[0])})"
+    return (f"the destination holds an event the source does not ({_text(other[0])}), among "
+            "the source's: both took events of their own since they last agreed")
 
 
 def _write_first_pages(
