@@ -150,16 +150,19 @@ def test_events_published_on_the_destination_first_make_a_straggler_a_conflict(
     make_redis_server, capsys, channel
 ):
     source, destination = make_redis_server(), make_redis_server()
-    on_source = Publisher.from_url(source.url)
-    on_source.publish(channel, 1)
+    on_source, on_destination = Publisher.from_url(source.url), Publisher.from_url(destination.url)
+    on_source.publish_many([on_source.draft(f"{channel}.{n}", 1) for n in (1, 2)])
     assert run_migrate(capsys, source, destination)[0] == 0
-    straggler = on_source.publish(channel, 2)  # a publisher not yet switched
-    Publisher.from_url(destination.url).publish(channel, 3)  # one already switched
+    straggler = on_source.publish(f"{channel}.1", 2)  # a publisher not yet switched
+    on_destination.publish(f"{channel}.1", 3)  # one already switched
+    own = on_destination.publish(f"{channel}.2", 3)  # the other way round
+    on_source.publish(f"{channel}.2", 2)
 
     code, _, err = run_migrate(capsys, source, destination)
 
-    assert code == EXIT_CONFLICT
+    assert code == EXIT_CONFLICT and "2 channels not copied" in err
     assert f"the source's event {straggler} is missing from the destination" in err
+    assert f"the destination holds an event the source does not ({own})" in err
 
 
 def test_after_migration_the_next_publish_chains_and_cursors_resume_exactly(
