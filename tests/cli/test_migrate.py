@@ -151,12 +151,16 @@ def test_events_published_on_the_destination_first_make_a_straggler_a_conflict(
 ):
     source, destination = make_redis_server(), make_redis_server()
     on_source, on_destination = Publisher.from_url(source.url), Publisher.from_url(destination.url)
-    on_source.publish_many([on_source.draft(f"{channel}.{n}", 1) for n in (1, 2)])
+    agreed = on_source.publish_many([on_source.draft(f"{channel}.{n}", 1) for n in (1, 2)])
     assert run_migrate(capsys, source, destination)[0] == 0
     straggler = on_source.publish(f"{channel}.1", 2)  # a publisher not yet switched
     on_destination.publish(f"{channel}.1", 3)  # one already switched
-    own = on_destination.publish(f"{channel}.2", 3)  # the other way round
-    on_source.publish(f"{channel}.2", 2)
+    # the other way round, a millisecond apart (two publishes could share an id)
+    own, late = (f"{int(agreed[1].split('-')[0]) + ms}-0" for ms in (1, 2))
+    destination.client().xadd(keys.log_key(f"{channel}.2"),
+                              {"type": "message", "data": "3", "prev": agreed[1]}, id=own)
+    source.client().xadd(keys.log_key(f"{channel}.2"),
+                         {"type": "message", "data": "2", "prev": agreed[1]}, id=late)
 
     code, _, err = run_migrate(capsys, source, destination)
 
