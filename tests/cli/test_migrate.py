@@ -146,27 +146,30 @@ def test_a_destination_holding_other_events_is_refused_and_left_as_it_is(
     assert "1 conflicts" in out
 
 
-def test_events_published_on_the_destination_first_make_a_straggler_a_conflict(
+def test_events_the_destination_took_make_a_straggler_a_conflict(
     make_redis_server, capsys, channel
 ):
     source, destination = make_redis_server(), make_redis_server()
-    on_source, on_destination = Publisher.from_url(source.url), Publisher.from_url(destination.url)
+    on_source = Publisher.from_url(source.url)
     agreed = on_source.publish_many([on_source.draft(f"{channel}.{n}", 1) for n in (1, 2)])
     assert run_migrate(capsys, source, destination)[0] == 0
-    straggler = on_source.publish(f"{channel}.1", 2)  # a publisher not yet switched
-    on_destination.publish(f"{channel}.1", 3)  # one already switched
-    # the other way round, a millisecond apart (two publishes could share an id)
-    own, late = (f"{int(agreed[1].split('-')[0]) + ms}-0" for ms in (1, 2))
-    destination.client().xadd(keys.log_key(f"{channel}.2"),
-                              {"type": "message", "data": "3", "prev": agreed[1]}, id=own)
-    source.client().xadd(keys.log_key(f"{channel}.2"),
-                         {"type": "message", "data": "2", "prev": agreed[1]}, id=late)
+    # After the copy, each channel takes an event on either side, a millisecond apart (written
+    # with explicit ids: two publishes in one millisecond could share an id): on .1 the source's
+    # straggler comes first, on .2 the destination's own event.
+    first, second = (f"{int(agreed[1].split('-')[0]) + ms}-0" for ms in (1, 2))
+    for name, prev, on_source_id, on_destination_id in (
+        (f"{channel}.1", agreed[0], first, second), (f"{channel}.2", agreed[1], second, first),
+    ):
+        source.client().xadd(keys.log_key(name), {"type": "m", "data": "1", "prev": prev},
+                             id=on_source_id)
+        destination.client().xadd(keys.log_key(name), {"type": "m", "data": "2", "prev": prev},
+                                  id=on_destination_id)
 
     code, _, err = run_migrate(capsys, source, destination)
 
     assert code == EXIT_CONFLICT and "2 channels not copied" in err
-    assert f"the source's event {straggler} is missing from the destination" in err
-    assert f"the destination holds an event the source does not ({own})" in err
+    assert f"the source's event {first} is missing from the destination" in err
+    assert f"the destination holds an event the source does not ({first})" in err
 
 
 def test_after_migration_the_next_publish_chains_and_cursors_resume_exactly(
