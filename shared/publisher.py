@@ -12,6 +12,33 @@ fingerprint and the ids, so a repeat answers those ids and stores nothing again.
 With ``durable_replicas`` set, a publish is confirmed only once that many replicas hold it
 (``WAIT`` on the script's own connection); otherwise it raises NotDurable.
 
+Under Redis Cluster a script may only touch keys of one hash slot, and a channel's keys carry
+its partition's hash tag (shared/keys.py). So a batch is split by partition — the events of a
+part keep their relative order — and each part is one script run, atomic and live over
+sharded pub/sub (``SPUBLISH``), on the primary owning its slot; the parts of one node go in one
+pipeline (shared/slotscripts.py). The ids come back in the request's order. A batch is then no
+longer all-or-nothing: a failure may leave some parts stored, which is what an idempotency key
+is for. The key covers the whole batch this way:
+
+1. The batch record ``keys.idempotency_key(key)``, in a slot of its own, is written first with
+   ``SET … NX GET EX`` and holds the batch's fingerprint. If it held another fingerprint, the
+   publish is refused (IdempotencyKeyReused) before any part runs: nothing is stored.
+2. Each part's script keeps a part record ``keys.partition_idempotency_key(key, partition)``
+   in the part's slot — the fingerprint and that part's ids — exactly as the one-Redis script
+   does, in the same atomic run as its events: a part that has a record was stored, and a part
+   without one was not.
+3. A repeat (the batch record held this fingerprint) therefore replays the parts stored before
+   a crash and stores the rest; ``Stored.replayed`` is True only when every part replayed.
+   A batch record that this publish created ("fresh") treats a part record of another
+   fingerprint as a leftover of an expired batch and replaces it; a repeat refuses it. Two
+   concurrent publishes of one batch under one key store each part once: a part's record is
+   read and written within the part's own atomic run.
+
+Part records are written after the batch record and with the same lifetime, so they outlive it:
+while the batch record lives, so does every part record written under it. One difference from
+one Redis: a publish that failed before storing anything still leaves its batch record, so the
+key then only accepts the same events again (until it expires).
+
 A job worker needs two lines: ``Publisher.from_url("redis://…").publish("orders.42", {...})``.
 """
 

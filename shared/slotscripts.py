@@ -16,7 +16,12 @@ not run are retried:
 - ``NOSCRIPT``: a node that never saw the script (a replica just promoted, a node added); it is
   loaded there and the call repeated.
 - ``TRYAGAIN``: a migrating slot holds some of the call's keys on each side; tried again after a
-  moment.
+  moment. The publish script always names a key that does not exist (its live channel, a shard
+  channel declared in KEYS), and Redis runs no multi-key command whose keys are not all there
+  in a slot being migrated (``ASK`` from the source, then ``TRYAGAIN`` from the target even
+  after ``ASKING``): a partition whose slot is moving cannot be published to until the
+  migration ends (``CLUSTER SETSLOT … NODE``). Those publishes fail, storing nothing, after
+  ``ATTEMPTS`` tries; a retry with the same idempotency key is safe.
 
 A connection error or timeout is raised (the script may have run) after asking the cluster for
 its slot map again, so that the caller's retry goes where the slot is now.
