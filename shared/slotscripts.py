@@ -1,6 +1,7 @@
 """Running one Lua script per hash slot under Redis Cluster: each call on the primary that owns
-its slot, the calls of one node in one pipeline (one round trip per node, not per call), with
-``WAIT`` at the end of that pipeline when the caller needs replicas to confirm.
+its slot, the calls of one node in one pipeline, with ``WAIT`` at the end of that pipeline when
+the caller needs replicas to confirm; every node's pipeline is sent before any answer is read
+(one round trip for the batch, not one per node or per call).
 
 redis-py's cluster client would route each EVALSHA itself, but it cannot put ``WAIT`` on the
 connection that ran the script (WAIT counts the replicas holding what *its own* connection
@@ -25,6 +26,9 @@ not run are retried:
 
 A connection error or timeout is raised (the script may have run) after asking the cluster for
 its slot map again, so that the caller's retry goes where the slot is now.
+
+redis-py's own Pipeline is not used for the node's commands either: it reads one node's answers
+before the next node is sent anything.
 """
 
 from __future__ import annotations
@@ -94,8 +98,8 @@ def _run(
         moved, tryagain = False, False
         missing: list[ClusterNode] = []
         retry: list[int] = []
-        for node, indexes in _by_node(cluster, calls, pending, asking).items():
-            answers, counted = _send(cluster, node, sha, calls, indexes, asking, wait)
+        exchanged = _exchange(cluster, sha, calls, pending, asking, wait)
+        for node, indexes, answers, counted in exchanged:
             ran = False
             for index, answer in zip(indexes, answers, strict=True):
                 asking.pop(index, None)
@@ -135,57 +139,73 @@ def _run(
     )
 
 
-def _by_node(
+def _exchange(
     cluster: redis.cluster.RedisCluster,
+    sha: str,
     calls: Sequence[SlotCall],
     pending: list[int],
     asking: dict[int, ClusterNode],
-) -> dict[ClusterNode, list[int]]:
+    wait: tuple[int, int] | None,
+) -> list[tuple[ClusterNode, list[int], list[object], object]]:
+    """Send every node its calls (each after ASKING when redirected so), then WAIT, all nodes
+    before reading any answer, so that a batch over three shards costs about one round trip,
+    not three. Per node: the node, its calls' indexes, their answers (an exception for an error
+    reply) and WAIT's answer (None without ``wait``)."""
     nodes: dict[ClusterNode, list[int]] = {}
     for index in pending:
         node = asking.get(index) or cluster.get_node_from_key(calls[index].keys[0])
         nodes.setdefault(node, []).append(index)
-    return nodes
+    sent: list[tuple[ClusterNode, list[int], redis.Redis, object, list[tuple]]] = []
+    read = 0
+    try:
+        for node, indexes in nodes.items():
+            client = cluster.get_redis_connection(node)
+            connection = client.connection_pool.get_connection()
+            commands = _commands(sha, calls, indexes, asking, wait)
+            sent.append((node, indexes, client, connection, commands))
+            connection.send_packed_command(connection.pack_commands(commands))
+        exchanged = []
+        for node, indexes, client, connection, commands in sent:
+            answers = [_answer(client, connection, command[0]) for command in commands]
+            read += 1
+            counted = answers[-1] if wait is not None else None
+            scripts = [a for c, a in zip(commands, answers, strict=True) if c[0] == "EVALSHA"]
+            exchanged.append((node, indexes, scripts, counted))
+        return exchanged
+    except (redis.ConnectionError, redis.TimeoutError):
+        _forget_map(cluster)
+        raise
+    finally:
+        for number, (_, _, client, connection, _) in enumerate(sent):
+            if number >= read:
+                connection.disconnect()  # answers left unread: never hand the socket on
+            client.connection_pool.release(connection)
 
 
-def _send(
-    cluster: redis.cluster.RedisCluster,
-    node: ClusterNode,
+def _commands(
     sha: str,
     calls: Sequence[SlotCall],
     indexes: list[int],
     asking: dict[int, ClusterNode],
     wait: tuple[int, int] | None,
-) -> tuple[list[object], object]:
-    """One pipeline to ``node``: its calls (each after ASKING when redirected so), then WAIT.
-    The calls' answers, and WAIT's (None without ``wait``)."""
-    pipe = cluster.get_redis_connection(node).pipeline(transaction=False)
+) -> list[tuple]:
+    commands: list[tuple] = []
     for index in indexes:
         if index in asking:
-            pipe.execute_command("ASKING")
+            commands.append(("ASKING",))
         call = calls[index]
-        pipe.execute_command("EVALSHA", sha, len(call.keys), *call.keys, *call.args)
+        commands.append(("EVALSHA", sha, len(call.keys), *call.keys, *call.args))
     if wait is not None:
-        pipe.execute_command("WAIT", *wait)
+        commands.append(("WAIT", *wait))
+    return commands
+
+
+def _answer(client: redis.Redis, connection: object, command: str) -> object:
+    """One reply; an error reply as its exception (as a pipeline with raise_on_error=False)."""
     try:
-        answers = pipe.execute(raise_on_error=False)
-    except (redis.ConnectionError, redis.TimeoutError):
-        _forget_map(cluster)
-        raise
-    counted = answers.pop() if wait is not None else None
-    if asking:
-        answers = [a for i, a in zip(_asked(indexes, asking), answers, strict=True) if not i]
-    return answers, counted
-
-
-def _asked(indexes: list[int], asking: dict[int, ClusterNode]) -> list[bool]:
-    """Per answer of a pipeline: whether it is ASKING's (True) or a call's (False)."""
-    flags: list[bool] = []
-    for index in indexes:
-        if index in asking:
-            flags.append(True)
-        flags.append(False)
-    return flags
+        return client.parse_response(connection, command)
+    except redis.ResponseError as error:
+        return error
 
 
 def _forget_map(cluster: redis.cluster.RedisCluster) -> None:
