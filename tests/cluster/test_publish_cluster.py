@@ -5,6 +5,8 @@ missing script are followed, and the web app publishes and answers /readyz again
 
 from __future__ import annotations
 
+import io
+import json
 import time
 import uuid
 from dataclasses import replace
@@ -12,10 +14,13 @@ from dataclasses import replace
 import pytest
 import redis
 
+from eventgate.report import print_status
 from eventgate.shared import keys, slotscripts
 from eventgate.shared.errors import IdempotencyKeyReused, PublishError
 from eventgate.shared.publisher import Publisher
+from eventgate.shared.status import write_record
 from eventgate.web.app import create_app
+from eventgate.web.ops import StatusFeed
 from tests.cluster.slots import (
     channels_by_shard,
     end_migration,
@@ -88,6 +93,19 @@ def test_a_key_reused_for_other_events_is_refused_with_nothing_stored(redis_clus
         publisher.publish_many([publisher.draft(c, {"n": 2}) for c in other], idempotency_key=key)
 
     assert sum(len(log_of(redis_cluster, publisher, c)) for c in set(other)) == len(batch)
+
+
+def test_a_key_whose_batch_record_expired_takes_other_events(redis_cluster, publisher):
+    batch = interleaved(channels_by_shard(publisher, 1))
+    key = f"batch-{uuid.uuid4().hex}"
+    publisher.publish_many([publisher.draft(c, {"n": 1}) for c in batch], idempotency_key=key)
+    # The batch record expires first (written first): its parts' records are leftovers.
+    publisher.client.delete(keys.idempotency_key(key))
+
+    stored = publisher.store([publisher.draft(c, {"n": 2}) for c in batch], idempotency_key=key)
+
+    assert stored.replayed is False
+    assert all(len(log_of(redis_cluster, publisher, c)) == 4 for c in set(batch))
 
 
 def test_a_batch_cut_off_after_its_first_part_then_repeated_stores_each_event_once(
@@ -217,3 +235,27 @@ def test_against_a_cluster_nobody_serves_readyz_and_publish_answer_503_json(clus
     assert time.monotonic() - started < 3.0
     assert ready.status_code == 503 and ready.get_json()["error"] == "not_ready"
     assert published.status_code == 503 and published.get_json()["error"] == "publish_failed"
+
+
+def test_the_ops_status_event_and_eventgate_status_work_against_the_cluster(
+    redis_cluster, cluster_app, publisher
+):
+    gate = cluster_app.extensions["eventgate"]
+    gate.client.delete(keys.STATUS_FEED_LOCK)
+    write_record(gate.client, "cl-host:1", {"pid": 1, "streams": 4}, ttl_seconds=10)
+    channels = interleaved(channels_by_shard(publisher, 1))
+    publisher.publish_many([publisher.draft(c, {"n": n}) for n, c in enumerate(channels)])
+
+    event_id = StatusFeed(gate).publish_once()
+    out = io.StringIO()
+    print_status(gate.client, out, as_json=True, log_limit=100_000)
+
+    assert event_id is not None
+    status = json.loads(out.getvalue())
+    assert status["totals"]["streams"] >= 4
+    assert all(status["logs"]["lengths"][c] == 2 for c in channels)
+    # Every primary's memory, summed: more than any one node uses.
+    one_node = max(redis_cluster.node(port).info("memory")["used_memory"]
+                   for port in redis_cluster.primaries())
+    assert status["redis"]["used_memory_bytes"] > one_node
+    gate.client.hdel(keys.WORKERS, "cl-host:1")
