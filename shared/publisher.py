@@ -299,6 +299,12 @@ class Publisher:
                 "published. Retry once old events have expired, or give Redis more memory."
             ) from error
         except (redis.RedisError, RedisClusterException) as error:
+            if self._sharded and len({keys.partition(d.channel) for d in drafts}) > 1:
+                raise PublishError(
+                    f"the Redis Cluster did not confirm the batch ({type(error).__name__}): "
+                    "some of its parts may be stored. Repeat it with the same idempotency key "
+                    "to publish each event exactly once."
+                ) from error
             raise PublishError(
                 f"Redis did not store the event ({type(error).__name__}); nothing was published."
             ) from error

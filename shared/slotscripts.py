@@ -42,6 +42,7 @@ import redis
 from redis.cluster import ClusterNode
 from redis.exceptions import (
     AskError,
+    MaxConnectionsError,
     MovedError,
     NoScriptError,
     RedisClusterException,
@@ -172,6 +173,8 @@ def _exchange(
             scripts = [a for c, a in zip(commands, answers, strict=True) if c[0] == "EVALSHA"]
             exchanged.append((node, indexes, scripts, counted))
         return exchanged
+    except MaxConnectionsError:
+        raise  # our pool is busy, not the node gone: the map stands
     except (redis.ConnectionError, redis.TimeoutError):
         _forget_map(cluster)
         raise

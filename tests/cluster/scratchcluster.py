@@ -46,11 +46,18 @@ class ScratchCluster:
              "--cluster-replicas", "1", "--cluster-yes"],
             check=True, capture_output=True, timeout=60,
         )
+        self.wait_healthy()
+        return self
+
+    def wait_healthy(self) -> None:
+        """Until every node says the cluster is ok and every primary's replica is in sync."""
         for port in self.ports:
             wait_for(lambda port=port: self.node(port).cluster("info")["cluster_state"] == "ok",
                      30, f"cluster state ok on {port}")
         wait_for(self._replicas_online, 30, "every primary's replica online")
-        return self
+
+    def server(self, port: int) -> RedisServer:
+        return self.servers[self.ports.index(port)]
 
     def primaries(self) -> list[int]:
         return [port for port in self.ports

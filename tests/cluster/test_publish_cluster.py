@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from dataclasses import replace
+from signal import SIGKILL
 
 import pytest
 import redis
@@ -259,3 +260,34 @@ def test_the_ops_status_event_and_eventgate_status_work_against_the_cluster(
                    for port in redis_cluster.primaries())
     assert status["redis"]["used_memory_bytes"] > one_node
     gate.client.hdel(keys.WORKERS, "cl-host:1")
+
+
+def test_a_killed_primary_reads_not_ready_then_its_replica_takes_its_channels(
+    redis_cluster, cluster_app, publisher
+):
+    # Last in this module: the cluster ends with the same shape, its primaries elsewhere.
+    client = cluster_app.test_client()
+    victim, channels = next(iter(channels_by_shard(publisher, 1).items()))
+    channel = channels[0]
+    publisher.publish(channel, {"n": 1})
+    server = redis_cluster.server(victim)
+    server.signal(SIGKILL)
+    server.stop()
+
+    seen: list[str] = []
+    wait_for(lambda: _ready_again(client, seen), 30, "/readyz: 503, then 200 after the promotion")
+    wait_for(lambda: publisher.publish(channel, {"n": 2}), 10, "a publish on the new primary")
+
+    assert all("its slots" in m or "slots of the Redis Cluster" in m for m in seen), seen
+    assert node_port(publisher, channel) != victim
+    assert [f["data"] for _, f in log_of(redis_cluster, publisher, channel)][-1] == '{"n":2}'
+    server.start()  # back as a replica of its successor
+    redis_cluster.wait_healthy()
+
+
+def _ready_again(client, seen: list[str]) -> bool:
+    """Whether /readyz answers 200 after a 503 (each 503's sentence goes to ``seen``)."""
+    response = client.get("/readyz")
+    if response.status_code == 503:
+        seen.append(response.get_json()["message"])
+    return response.status_code == 200 and bool(seen)
