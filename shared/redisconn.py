@@ -242,12 +242,8 @@ class ThreadClients:
             self._kept -= 1
 
 
-def connect_pubsub(config: Config, primary: Primary | None = None) -> redis.Redis:
-    """A client for the one pub/sub connection of a stream worker. No retries at all: redis-py
-    would otherwise reconnect and resubscribe silently, losing what was published meanwhile; the
-    broker must see every drop so that it can backfill from the log. Under Sentinel it connects
-    to the primary ``primary`` names (the worker's one: the broker compares the two)."""
-    settings = {
+def _pubsub_settings(config: Config) -> dict[str, object]:
+    return {
         # Named so that `CLIENT LIST` shows which worker holds which pub/sub connection.
         "client_name": f"eventgate-stream-{os.getpid()}",
         "socket_timeout": max(config.heartbeat_seconds, 1.0) * 2,
@@ -259,12 +255,29 @@ def connect_pubsub(config: Config, primary: Primary | None = None) -> redis.Redi
         "retry": Retry(NoBackoff(), 0),
         "max_connections": 4,
     }
+
+
+def connect_pubsub(config: Config, primary: Primary | None = None) -> redis.Redis:
+    """A client for the one pub/sub connection of a stream worker. No retries at all: redis-py
+    would otherwise reconnect and resubscribe silently, losing what was published meanwhile; the
+    broker must see every drop so that it can backfill from the log. Under Sentinel it connects
+    to the primary ``primary`` names (the worker's one: the broker compares the two)."""
+    settings = _pubsub_settings(config)
     target = parse_sentinel_url(config.redis_url)
     if target is None:
         return redis.Redis.from_url(config.redis_url, single_connection_client=False, **settings)
     follow = primary if primary is not None else primary_for(config)
     pool = SentinelConnectionPool(target.service, follow, **target.node_kwargs(), **settings)
     return redis.Redis(connection_pool=pool)
+
+
+def connect_node_pubsub(config: Config, host: str, port: int) -> redis.Redis:
+    """A client for a stream worker's pub/sub connection to one Cluster node (the primary of a
+    shard), with the cluster URL's credentials and the settings of ``connect_pubsub``."""
+    target = parse_cluster_url(config.redis_url)
+    assert target is not None, "a node of a cluster URL"
+    return redis.Redis(host=host, port=port, username=target.username,
+                       password=target.password, ssl=target.ssl, **_pubsub_settings(config))
 
 
 def primary_for(config: RedisSettings) -> Primary | None:

@@ -1,5 +1,5 @@
-"""Helpers for the cluster tests: which node holds a channel, channels spread over every
-shard, a channel's log as a node holds it, a slot migrated by hand."""
+"""Helpers for the publishing tests on the session's Redis Cluster: which node holds a
+channel, channels spread over every shard, a channel's log as its node holds it."""
 
 from __future__ import annotations
 
@@ -9,13 +9,19 @@ import redis
 
 from eventgate.shared import keys
 from eventgate.shared.publisher import Publisher
-from tests.servers import LOOPBACK, wait_for
+from tests.servers import LOOPBACK
 
 SHARDS = 3
 
 
 def node_port(publisher: Publisher, channel: str) -> int:
+    """The port of the primary serving ``channel``, as ``publisher``'s slot map says."""
     return publisher.client.get_node_from_key(keys.log_key(channel)).port
+
+
+def node_at(port: int) -> redis.Redis:
+    """A plain client of the node on ``port`` (no redirect followed; answers as bytes)."""
+    return redis.Redis(host=LOOPBACK, port=port, socket_timeout=5)
 
 
 def channels_by_shard(publisher: Publisher, per_shard: int) -> dict[int, list[str]]:
@@ -44,48 +50,15 @@ def interleaved(by_shard: dict[int, list[str]]) -> list[str]:
     return once + once
 
 
-def log_of(redis_cluster, publisher: Publisher, channel: str) -> list[tuple[str, dict]]:
-    node = redis_cluster.node(node_port(publisher, channel))
+def log_of(publisher: Publisher, channel: str) -> list[tuple[str, dict]]:
+    """``channel``'s log on the primary serving it: [(id, {field: value})], oldest first."""
     return [
         (entry_id.decode(), {k.decode(): v.decode() for k, v in fields.items()})
-        for entry_id, fields in node.xrange(keys.log_key(channel))
+        for entry_id, fields in node_at(node_port(publisher, channel)).xrange(
+            keys.log_key(channel))
     ]
 
 
-def move_slot(redis_cluster, slot: int, source: int, target: int) -> None:
-    """Migrate ``slot`` with its keys from the primary on ``source`` to the one on ``target``."""
-    start_migration(redis_cluster, slot, source, target)
-    end_migration(redis_cluster, slot, target)
-
-
-def start_migration(redis_cluster, slot: int, source: int, target: int) -> None:
-    """Mark ``slot`` migrating from ``source`` to ``target`` and move its keys: until
-    ``end_migration`` the source answers ASK for it."""
-    src, dst = redis_cluster.node(source), redis_cluster.node(target)
-    dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", _node_id(src))
-    src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", _node_id(dst))
-    while names := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
-        src.execute_command("MIGRATE", LOOPBACK, target, "", 0, 5000, "KEYS", *names)
-
-
-def end_migration(redis_cluster, slot: int, target: int) -> None:
-    """Give ``slot`` to ``target`` on every primary; wait until every node agrees."""
-    owner = _node_id(redis_cluster.node(target))
-    for port in redis_cluster.primaries():
-        redis_cluster.node(port).execute_command("CLUSTER SETSLOT", slot, "NODE", owner)
-    wait_for(
-        lambda: all(_owner(redis_cluster.node(port), slot) == owner
-                    for port in redis_cluster.ports),
-        10, f"every node to see slot {slot} on {target}",
-    )
-
-
-def _node_id(node: redis.Redis) -> str:
-    return node.cluster("myid").decode()
-
-
-def _owner(node: redis.Redis, slot: int) -> str | None:
-    for start, end, primary, *_ in node.execute_command("CLUSTER SLOTS"):
-        if start <= slot <= end:
-            return primary[2].decode()
-    return None
+def datas(publisher: Publisher, channel: str) -> list[str]:
+    """The ``data`` of every event in ``channel``'s log, oldest first."""
+    return [fields["data"] for _, fields in log_of(publisher, channel)]

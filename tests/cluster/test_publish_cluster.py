@@ -10,7 +10,6 @@ import json
 import time
 import uuid
 from dataclasses import replace
-from signal import SIGKILL
 
 import pytest
 import redis
@@ -24,12 +23,11 @@ from eventgate.web.app import create_app
 from eventgate.web.ops import StatusFeed
 from tests.cluster.slots import (
     channels_by_shard,
-    end_migration,
+    datas,
     interleaved,
     log_of,
-    move_slot,
+    node_at,
     node_port,
-    start_migration,
 )
 from tests.servers import LOOPBACK, free_port, wait_for
 
@@ -44,7 +42,7 @@ def test_a_batch_over_every_shard_answers_in_request_order_with_prev_chains(
 
     assert len(ids) == len(batch)
     for channel in set(batch):
-        log = log_of(redis_cluster, publisher, channel)
+        log = log_of(publisher, channel)
         sent = [n for n, c in enumerate(batch) if c == channel]
         assert [entry_id for entry_id, _ in log] == [ids[n] for n in sent]
         assert [fields["data"] for _, fields in log] == [f'{{"n":{n}}}' for n in sent]
@@ -55,7 +53,7 @@ def test_a_subscriber_on_the_owning_node_hears_the_event_over_sharded_pubsub(
     redis_cluster, publisher
 ):
     channel = f"cl.live.{uuid.uuid4().hex[:8]}"
-    pubsub = redis_cluster.node(node_port(publisher, channel)).pubsub()
+    pubsub = node_at(node_port(publisher, channel)).pubsub()
     pubsub.ssubscribe(keys.live_channel(channel))
     wait_for(lambda: pubsub.get_sharded_message(timeout=0.1), 5, "the ssubscribe confirmation")
 
@@ -79,7 +77,7 @@ def test_a_repeat_under_the_same_key_answers_the_same_ids_and_stores_nothing(
 
     assert (first.replayed, again.replayed) == (False, True)
     assert again.ids == first.ids
-    assert sum(len(log_of(redis_cluster, publisher, c)) for c in set(batch)) == len(batch)
+    assert sum(len(log_of(publisher, c)) for c in set(batch)) == len(batch)
 
 
 def test_a_key_reused_for_other_events_is_refused_with_nothing_stored(redis_cluster, publisher):
@@ -93,7 +91,7 @@ def test_a_key_reused_for_other_events_is_refused_with_nothing_stored(redis_clus
     with pytest.raises(IdempotencyKeyReused):
         publisher.publish_many([publisher.draft(c, {"n": 2}) for c in other], idempotency_key=key)
 
-    assert sum(len(log_of(redis_cluster, publisher, c)) for c in set(other)) == len(batch)
+    assert sum(len(log_of(publisher, c)) for c in set(other)) == len(batch)
 
 
 def test_a_key_whose_batch_record_expired_takes_other_events(redis_cluster, publisher):
@@ -106,7 +104,7 @@ def test_a_key_whose_batch_record_expired_takes_other_events(redis_cluster, publ
     stored = publisher.store([publisher.draft(c, {"n": 2}) for c in batch], idempotency_key=key)
 
     assert stored.replayed is False
-    assert all(len(log_of(redis_cluster, publisher, c)) == 4 for c in set(batch))
+    assert all(len(log_of(publisher, c)) == 4 for c in set(batch))
 
 
 def test_a_batch_cut_off_after_its_first_part_then_repeated_stores_each_event_once(
@@ -125,28 +123,28 @@ def test_a_batch_cut_off_after_its_first_part_then_repeated_stores_each_event_on
         with pytest.raises(PublishError):
             publisher.store(drafts, idempotency_key=key)
     first_channel = batch[0]
-    assert len(log_of(redis_cluster, publisher, first_channel)) == 2  # its part was stored
+    assert len(log_of(publisher, first_channel)) == 2  # its part was stored
 
     stored = publisher.store(drafts, idempotency_key=key)
     again = publisher.store(drafts, idempotency_key=key)
 
     assert stored.replayed is False and again.replayed is True and again.ids == stored.ids
     for channel in set(batch):
-        log = log_of(redis_cluster, publisher, channel)
+        log = log_of(publisher, channel)
         assert [entry_id for entry_id, _ in log] == [
             stored.ids[n] for n, c in enumerate(batch) if c == channel
         ]
 
 
 def test_durable_publish_is_confirmed_by_each_parts_replica(redis_cluster):
-    durable = Publisher.from_url(redis_cluster.url, durable_replicas=1)
+    durable = Publisher.from_url(redis_cluster.url, durable_replicas=1, redis_timeout_seconds=2.0)
     batch = interleaved(channels_by_shard(durable, 1))
 
     ids = durable.publish_many([durable.draft(c, {"n": n}) for n, c in enumerate(batch)])
 
     assert len(ids) == len(batch)
     for channel in set(batch):
-        primary = redis_cluster.node(node_port(durable, channel))
+        primary = node_at(node_port(durable, channel))
         replica = int(primary.info("replication")["slave0"]["port"])
         # WAIT counted the replica: it holds the events already, no settling wait needed.
         reader = redis.Redis(host=LOOPBACK, port=replica, single_connection_client=True)
@@ -160,49 +158,46 @@ def test_durable_publish_is_confirmed_by_each_parts_replica(redis_cluster):
 def test_a_node_without_the_script_gets_it_and_the_publish_goes_through(redis_cluster, publisher):
     channel = f"cl.noscript.{uuid.uuid4().hex[:8]}"
     publisher.publish(channel, {"n": 1})
-    for port in redis_cluster.primaries():
-        redis_cluster.node(port).script_flush()
+    for node in redis_cluster.primaries():
+        redis_cluster.client(node).script_flush()
 
     publisher.publish(channel, {"n": 2})
 
-    assert [f["data"] for _, f in log_of(redis_cluster, publisher, channel)] == [
-        '{"n":1}', '{"n":2}'
-    ]
+    assert datas(publisher, channel) == ['{"n":1}', '{"n":2}']
 
 
-def test_a_moved_slot_is_followed_and_an_event_is_stored_once(redis_cluster, publisher):
+def test_a_moved_slot_is_followed_and_an_event_is_stored_once(cluster_faults, publisher):
     channel = f"cl.moved.{uuid.uuid4().hex[:8]}"
     publisher.publish(channel, {"n": 1})  # the publisher's slot map is read
     source = node_port(publisher, channel)
-    target = next(port for port in redis_cluster.primaries() if port != source)
-    move_slot(redis_cluster, publisher.client.keyslot(keys.log_key(channel)), source, target)
+    target = next(node for node in cluster_faults.primaries() if node.port != source)
+    cluster_faults.migrate_slot(publisher.client.keyslot(keys.log_key(channel)), target)
 
     publisher.publish(channel, {"n": 2})
 
-    assert node_port(publisher, channel) == target
-    log = [f["data"] for _, f in log_of(redis_cluster, publisher, channel)]
-    assert log == ['{"n":1}', '{"n":2}']
+    assert node_port(publisher, channel) == target.port
+    assert datas(publisher, channel) == ['{"n":1}', '{"n":2}']
 
 
 def test_a_slot_in_mid_migration_refuses_cleanly_then_publishes_on_its_new_node(
-    redis_cluster, publisher
+    cluster_faults, publisher
 ):
     channel = f"cl.ask.{uuid.uuid4().hex[:8]}"
     publisher.publish(channel, {"n": 1})
     source = node_port(publisher, channel)
-    target = next(port for port in redis_cluster.primaries() if port != source)
+    target = next(node for node in cluster_faults.primaries() if node.port != source)
     slot = publisher.client.keyslot(keys.log_key(channel))
-    start_migration(redis_cluster, slot, source, target)
+    migration = cluster_faults.begin_migration(slot, target)
+    cluster_faults.move_keys(migration)
 
     # The source answers ASK, the target TRYAGAIN (the script's live channel is a key that
     # never exists): Redis runs no multi-key command in a slot that is moving.
     with pytest.raises(PublishError):
         publisher.publish(channel, {"n": 2})
-    end_migration(redis_cluster, slot, target)
+    cluster_faults.finish_migration(migration)
     publisher.publish(channel, {"n": 3})  # MOVED, then the new owner
 
-    log = [f["data"] for _, f in log_of(redis_cluster, publisher, channel)]
-    assert log == ['{"n":1}', '{"n":3}']
+    assert datas(publisher, channel) == ['{"n":1}', '{"n":3}']
 
 
 def test_the_web_app_publishes_a_batch_and_is_ready_against_the_cluster(
@@ -256,23 +251,20 @@ def test_the_ops_status_event_and_eventgate_status_work_against_the_cluster(
     assert status["totals"]["streams"] >= 4
     assert all(status["logs"]["lengths"][c] == 2 for c in channels)
     # Every primary's memory, summed: more than any one node uses.
-    one_node = max(redis_cluster.node(port).info("memory")["used_memory"]
-                   for port in redis_cluster.primaries())
+    one_node = max(redis_cluster.client(node).info("memory")["used_memory"]
+                   for node in redis_cluster.primaries())
     assert status["redis"]["used_memory_bytes"] > one_node
     gate.client.hdel(keys.WORKERS, "cl-host:1")
 
 
 def test_a_killed_primary_reads_not_ready_then_its_replica_takes_its_channels(
-    redis_cluster, cluster_app, publisher
+    cluster_faults, cluster_app, publisher
 ):
-    # Last in this module: the cluster ends with the same shape, its primaries elsewhere.
     client = cluster_app.test_client()
     victim, channels = next(iter(channels_by_shard(publisher, 1).items()))
     channel = channels[0]
     publisher.publish(channel, {"n": 1})
-    server = redis_cluster.server(victim)
-    server.signal(SIGKILL)
-    server.stop()
+    cluster_faults.kill_primary(next(n for n in cluster_faults.nodes if n.port == victim))
 
     seen: list[str] = []
     wait_for(lambda: _ready_again(client, seen), 30, "/readyz: 503, then 200 after the promotion")
@@ -280,9 +272,7 @@ def test_a_killed_primary_reads_not_ready_then_its_replica_takes_its_channels(
 
     assert all("its slots" in m or "slots of the Redis Cluster" in m for m in seen), seen
     assert node_port(publisher, channel) != victim
-    assert [f["data"] for _, f in log_of(redis_cluster, publisher, channel)][-1] == '{"n":2}'
-    server.start()  # back as a replica of its successor
-    redis_cluster.wait_healthy()
+    assert datas(publisher, channel)[-1] == '{"n":2}'
 
 
 def _ready_again(client, seen: list[str]) -> bool:
