@@ -211,7 +211,7 @@ class Publisher:
         self._clients = ThreadClients(client)
         self._config = config
         # A cluster client connects when asked for anything (register_script would ask it for
-        # its encoder): its script's SHA is computed here instead, and nothing connects yet.
+        # its encoder): its script and SHA are the module's, and nothing connects yet.
         self._sharded = isinstance(client, (LazyCluster, RedisCluster))
         self._script = None if self._sharded else client.register_script(_SCRIPT)
 

@@ -120,7 +120,7 @@ def test_a_batch_cut_off_after_its_first_part_then_repeated_stores_each_event_on
 
     with monkeypatch.context() as patched:
         patched.setattr("eventgate.shared.publisher.run_per_slot", first_part_then_cut)
-        with pytest.raises(PublishError):
+        with pytest.raises(PublishError, match="some of its parts may be stored"):
             publisher.store(drafts, idempotency_key=key)
     first_channel = batch[0]
     assert len(log_of(publisher, first_channel)) == 2  # its part was stored
