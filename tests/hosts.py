@@ -1,7 +1,6 @@
-"""Hosts for tests: Linux network namespaces on one virtual switch, each with its own loopback-range
-address, so that what crosses between a stream node and a Redis node crosses a network a test
-can cut.
+"""Test hosts: Linux network namespaces on one virtual switch, each with its own 127.X address.
 
+What crosses between a stream node and a Redis node then crosses a network a test can cut.
 Why this shape. The project only ever uses 127.0.0.0/8, so each network takes a /16 of it,
 ``127.X.0.0/16`` (X picked at random among 100–250, skipping any the root namespace already uses),
 and every host gets one address there: the test process's own namespace (``Network.local``,
@@ -25,12 +24,12 @@ The commands, for a network with run id RUN and X = 177 (see ``Network.open``/``
 
     ip netns add RUN-switch
     ip -n RUN-switch link add br0 type bridge && ip -n RUN-switch link set br0 up
-    ip link add egnetTOKEN address MAC type veth peer name p0 netns RUN-switch   # the uplink
+    ip link add egnetTOKEN address MAC type veth peer name p1 netns RUN-switch   # the uplink
     ip link set egnetTOKEN alias RUN     # says which run it belongs to, for the stale sweep
     echo 1 > /proc/sys/net/ipv4/conf/egnetTOKEN/route_localnet
     ip addr add 127.177.0.1/16 dev egnetTOKEN && ip link set egnetTOKEN up
     ip route add table local 127.177.0.0/16 dev egnetTOKEN
-    ip -n RUN-switch link set p0 master br0 up
+    ip -n RUN-switch link set p1 master br0 up
     # each host N (2, 3, …):
     ip netns add RUN-NAME
     ip -n RUN-switch link add pN type veth peer name eth0 address MAC netns RUN-NAME
@@ -44,7 +43,13 @@ Cutting. ``Host.cut()`` sets the switch's end of the host's link down: the host'
 loses carrier and drops what it sends, the bridge drops what is sent to it; nothing answers, no
 RST, no ICMP (a connect times out, it is never refused). ``Network.partition(a, b)`` cuts only
 between two groups: each side's neighbour entry for the other becomes a MAC no host has, so the
-bridge floods those frames and nobody takes them. ``heal`` undoes either at once.
+bridge floods those frames and nobody takes them. ``heal`` undoes either at once. Measured
+(tests/cluster/test_hosts.py): a held connection's command fails with its own socket timeout
+(TimeoutError after 1.0 s for a 1 s timeout), a new connect waits out its connect timeout (the
+kernel's own SYN retries would take ~2 min), a stream worker notices in 2.3–4.0 s (its pub/sub
+PING); after ``heal`` the next attempt succeeds at once (< 0.1 s). Link-down rather than netem
+or iptables: this kernel has no sch_netem and the machine no iptables, and with permanent
+neighbours a down link is already silent.
 
 Names. Everything is named from the run id ``<prefix>-<pid>-<start ticks>-<token>``; ``open``
 first removes what a dead run left (its creating process gone: pid absent or started later),
@@ -260,16 +265,24 @@ class Network:
 
     def open(self) -> Network:
         """Build the switch and the local host (after sweeping dead runs' leftovers); on a
-        failure, remove what was built and raise."""
+        failure, remove what was built and raise. A subnet another run took meanwhile (its
+        table-local route exists) is a retry with another one."""
         remove_stale(self.prefix)
-        self.octet = _free_subnet()
-        self.subnet = ipaddress.ip_network(f"127.{self.octet}.0.0/16")
-        try:
-            self._open()
-        except BaseException:
-            self.close()
-            raise
-        return self
+        attempts = 3
+        while True:
+            attempts -= 1
+            self.octet = _free_subnet()
+            self.subnet = ipaddress.ip_network(f"127.{self.octet}.0.0/16")
+            try:
+                self._open()
+                return self
+            except NetworkError:
+                self.close()
+                if not attempts:
+                    raise
+            except BaseException:
+                self.close()
+                raise
 
     def _open(self) -> None:
         ip("netns", "add", self.switch)
