@@ -1,4 +1,5 @@
-"""EVENTGATE_REDIS_URL read and checked: which Redis (one, or a Sentinel service) a URL names.
+"""EVENTGATE_REDIS_URL read and checked: which Redis (one, a Sentinel service, or a Cluster) a URL
+names.
 
 Apart from the clients (shared/redisconn.py) because the config checks the URL at load, in every
 process — gunicorn's masters included, which must not import redis-py (nor anything a gevent
@@ -18,6 +19,10 @@ SINGLE_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 DEFAULT_SENTINEL_PORT = 26379
 SENTINEL_FORM = "redis+sentinel://[user:password@]host:port[,host:port…]/<service>[/<db>]"
+#: Cluster schemes → whether they speak TLS.
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
+DEFAULT_CLUSTER_PORT = 6379
+CLUSTER_FORM = "redis+cluster://[user:password@]host:port[,host:port…]"
 
 
 class RedisURLError(ValueError):
@@ -48,29 +53,72 @@ class SentinelURL:
                 "ssl": self.ssl}
 
 
+@dataclass(frozen=True)
+class ClusterURL:
+    """What a ``redis+cluster://`` URL names: the nodes where discovery starts (any of the
+    cluster's; the client learns the rest from them) and the credentials for every node."""
+
+    nodes: tuple[Address, ...]
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ssl: bool = False
+
+
+def _scheme(url: str) -> str:
+    scheme, separator, _ = url.partition("://")
+    scheme = scheme.lower()
+    if separator and (scheme in SINGLE_SCHEMES or scheme in SENTINEL_SCHEMES
+                      or scheme in CLUSTER_SCHEMES):
+        return scheme
+    raise RedisURLError(
+        "must start with redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, "
+        "redis+cluster:// or rediss+cluster://."
+    )
+
+
+def _credentials(userinfo: str) -> tuple[str | None, str | None]:
+    user, colon, secret = userinfo.partition(":")
+    return unquote(user) or None, unquote(secret) if colon else None
+
+
+def parse_cluster_url(url: str) -> ClusterURL | None:
+    """The parts of a ``redis+cluster://`` / ``rediss+cluster://`` URL (a node's port defaults
+    to 6379); None for any other Redis URL. Raises RedisURLError for a malformed cluster URL or
+    an unknown scheme. A Cluster has one database, so the URL takes no path."""
+    scheme = _scheme(url)
+    if scheme not in CLUSTER_SCHEMES:
+        return None
+    authority, slash, path = url.partition("://")[2].partition("/")
+    if "?" in authority or "#" in authority or path.strip("/") or "?" in path:
+        raise RedisURLError(
+            f"takes no database, path or query in its cluster form (a Cluster has one "
+            f"database): write {CLUSTER_FORM}."
+        )
+    userinfo, at, hosts = authority.rpartition("@")
+    username, password = _credentials(userinfo) if at else (None, None)
+    nodes = tuple(
+        _address(part, DEFAULT_CLUSTER_PORT, "node", CLUSTER_FORM) for part in hosts.split(",")
+    )
+    return ClusterURL(nodes, username, password, CLUSTER_SCHEMES[scheme])
+
+
 def parse_sentinel_url(url: str) -> SentinelURL | None:
     """The parts of a ``redis+sentinel://`` / ``rediss+sentinel://`` URL (a sentinel's port
-    defaults to 26379); None for a URL that names one Redis. Raises RedisURLError for a
-    malformed sentinel URL or an unknown scheme."""
-    scheme, separator, rest = url.partition("://")
-    scheme = scheme.lower()
-    if separator and scheme in SINGLE_SCHEMES:
+    defaults to 26379); None for a URL that names one Redis or a Cluster. Raises RedisURLError
+    for a malformed sentinel URL or an unknown scheme."""
+    scheme = _scheme(url)
+    if scheme not in SENTINEL_SCHEMES:
         return None
-    if not separator or scheme not in SENTINEL_SCHEMES:
-        raise RedisURLError(
-            "must start with redis://, rediss://, unix://, redis+sentinel:// or "
-            "rediss+sentinel://."
-        )
+    rest = url.partition("://")[2]
     authority, _, path = rest.partition("/")
     if "?" in path or "#" in path or "?" in authority:
         raise RedisURLError(f"takes no query in its sentinel form: write {SENTINEL_FORM}.")
     userinfo, at, hosts = authority.rpartition("@")
-    username = password = None
-    if at:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
-    sentinels = tuple(_sentinel_address(part) for part in hosts.split(","))
+    username, password = _credentials(userinfo) if at else (None, None)
+    sentinels = tuple(
+        _address(part, DEFAULT_SENTINEL_PORT, "sentinel", SENTINEL_FORM)
+        for part in hosts.split(",")
+    )
     segments = path.split("/") if path else [""]
     service = unquote(segments[0])
     if not service or any(c.isspace() for c in service):
@@ -91,7 +139,7 @@ def check_redis_url(url: str) -> None:
     """Raise RedisURLError unless ``url`` is a Redis URL eventgate can connect with (checked at
     config load, so that a typo fails at start and not on the first publish). A one-Redis URL's
     options are left to redis-py when it connects."""
-    if parse_sentinel_url(url) is not None:
+    if parse_sentinel_url(url) is not None or parse_cluster_url(url) is not None:
         return
     parts = urlsplit(url)
     if parts.scheme.lower() == "unix":
@@ -111,27 +159,24 @@ def _is_number(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 5
 
 
-def _sentinel_address(part: str) -> Address:
-    """``host:port``, ``host`` (port 26379) or ``[v6]:port`` → (host, port)."""
+def _address(part: str, default_port: int, role: str, form: str) -> Address:
+    """``host:port``, ``host`` (``default_port``) or ``[v6]:port`` → (host, port); ``role``
+    (sentinel, node) and ``form`` word the error."""
     if part.startswith("["):
         host, bracket, tail = part[1:].partition("]")
         if not bracket or (tail and not tail.startswith(":")):
-            raise RedisURLError(
-                f"has a sentinel address that is not host:port: write {SENTINEL_FORM}."
-            )
+            raise RedisURLError(f"has a {role} address that is not host:port: write {form}.")
         has_port, port_text = bool(tail), tail[1:]
     else:
         host, colon, port_text = part.partition(":")
         has_port = bool(colon)
     if not host:
-        raise RedisURLError(
-            f"names a sentinel without a host: write {SENTINEL_FORM} (one comma between two)."
-        )
+        raise RedisURLError(f"names a {role} without a host: write {form} (one comma between two).")
     if not has_port:
-        return host, DEFAULT_SENTINEL_PORT
+        return host, default_port
     if not _is_number(port_text) or not 0 < int(port_text) < 65536:
         raise RedisURLError(
-            f"gives sentinel {host} the port {port_text[:20]!r}: a port is a number from 1 to "
-            "65535 (26379 when left out)."
+            f"gives {role} {host} the port {port_text[:20]!r}: a port is a number from 1 to "
+            f"65535 ({default_port} when left out)."
         )
     return host, int(port_text)

@@ -22,7 +22,13 @@ from flask import Flask
 
 from eventgate.shared import pools, sse
 from eventgate.shared.config import Config
-from eventgate.shared.redisconn import connect, connect_pubsub, primary_for
+from eventgate.shared.redisconn import (
+    connect,
+    connect_node_pubsub,
+    connect_pubsub,
+    primary_for,
+)
+from eventgate.shared.redisurl import parse_cluster_url
 from eventgate.shared.tokens import ChannelTokens
 from eventgate.stream import acceptor, heartbeat, status
 from eventgate.stream import metrics as stream_metrics
@@ -33,6 +39,7 @@ from eventgate.stream.limits import StreamLimits
 from eventgate.stream.metrics import StreamMetrics
 from eventgate.stream.opening import StreamOpener
 from eventgate.stream.resume import Resume
+from eventgate.stream.shards import ShardedBroker
 
 log = logging.getLogger("eventgate.stream")
 
@@ -78,7 +85,12 @@ class StreamState:
         primary = primary_for(config)
         client = connect(config, pool_wait_seconds=STORM_POOL_WAIT_SECONDS, primary=primary)
         hub = Hub()
-        broker = Broker(config, hub, client, connect_pubsub(config, primary))
+        if parse_cluster_url(config.redis_url) is not None:
+            broker: Broker = ShardedBroker(
+                config, hub, client, lambda host, port: connect_node_pubsub(config, host, port)
+            )
+        else:
+            broker = Broker(config, hub, client, connect_pubsub(config, primary))
         limits = StreamLimits(client, config)
         tokens = ChannelTokens.from_config(config)
         return cls(

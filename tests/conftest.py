@@ -16,6 +16,7 @@ from eventgate.shared.config import Config
 from eventgate.shared.publisher import Publisher
 from eventgate.shared.tokens import ChannelTokens
 from tests.hosts import Host, Network, unavailable
+from tests.rediscluster import RedisClusterSet
 from tests.servers import Program, RedisServer, SentinelSet, child_env
 from tests.stack import Stack
 from tests.stream.pool import StreamPool
@@ -56,6 +57,31 @@ def sentinel_set(tmp_path_factory):
     deployment = SentinelSet(tmp_path_factory.mktemp("sentinel")).start()
     yield deployment
     deployment.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """A real Redis Cluster (tests/rediscluster.py:RedisClusterSet: three primaries, a replica
+    each, ~2 s to create) for the whole session.
+
+    Session scope because every fault it takes has an undo that leaves it healthy: ``restore()``
+    starts killed nodes again and finishes half-done migrations; a slot moved stays moved, which
+    is healthy too. So tests must not assume which node serves what (ask ``primary_of_slot``),
+    and a test that kills nodes or moves slots takes it through ``cluster_faults``, which
+    restores it after the test, failed or not. The teardown checks (pgrep) that no node is left.
+    """
+    deployment = RedisClusterSet(tmp_path_factory.mktemp("cluster")).start()
+    yield deployment
+    deployment.stop()
+    assert not deployment.leftovers(), f"cluster nodes left running:\n{deployment.leftovers()}"
+
+
+@pytest.fixture
+def cluster_faults(redis_cluster):
+    """The session's Redis Cluster for a test that faults it: restored (every node running, no
+    migration open, healthy) after the test even if it failed."""
+    yield redis_cluster
+    redis_cluster.restore()
 
 
 @pytest.fixture(scope="session")

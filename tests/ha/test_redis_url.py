@@ -24,6 +24,7 @@ from eventgate.shared.redisurl import (
     RedisURLError,
     SentinelURL,
     check_redis_url,
+    parse_cluster_url,
     parse_sentinel_url,
 )
 
@@ -71,7 +72,10 @@ def test_urls_of_one_redis_are_left_to_redis_py():
     ("redis+sentinel://s1/main/zero", "database number"),
     ("redis+sentinel://s1/main/0/extra", "database number"),
     ("redis+sentinel://s1/main?ssl=1", "no query"),
-    ("redis+cluster://s1/main", "must start with redis://"),
+    ("redis+cluster://s1/main", "takes no database, path or query"),
+    ("redis+cluster://s1,,s2", "without a host"),
+    ("redis+cluster://s1:99999", "port '99999'"),
+    ("redis+sharded://s1", "must start with redis://"),
     ("localhost:6379", "must start with redis://"),
     ("redis://h:port/0", "port that is not a number"),
 ])
@@ -129,3 +133,18 @@ def test_a_process_shares_one_primary_between_its_pools():
     assert pubsub.connection_pool.connection_kwargs["retry"].get_retries() == 0
     assert primary_for(replace(config, redis_url="redis://127.0.0.1:1/0")) is None
     assert primary_of(connect(replace(config, redis_url="redis://127.0.0.1:1/0"))) is None
+
+
+def test_a_cluster_url_names_its_startup_nodes():
+    parsed = parse_cluster_url("rediss+cluster://u:p%40ss@[::1]:7001,h2,h3:7003")
+    assert parsed.nodes == (("::1", 7001), ("h2", 6379), ("h3", 7003))
+    assert (parsed.username, parsed.password, parsed.ssl) == ("u", "p@ss", True)
+    assert "p@ss" not in repr(parsed)
+    assert parse_cluster_url("redis://h:1/0") is None
+    assert parse_sentinel_url("redis+cluster://h:1") is None
+
+
+def test_a_cluster_client_is_made_on_first_use_and_fails_as_a_redis_error():
+    client = connect(replace(CONFIG, redis_url="redis+cluster://127.0.0.1:1"))
+    with pytest.raises(redis.ConnectionError, match="no node of the Redis Cluster answered"):
+        client.ping()
