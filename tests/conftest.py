@@ -36,11 +36,17 @@ def redis_server(tmp_path_factory):
 def make_redis_server(tmp_path):
     """Factory: ``make_redis_server(*extra_args)`` → a private redis-server (tests/servers.py),
     started, with extra command-line settings (``"--maxmemory", "2mb"``); stopped after the
-    test."""
+    test. ``host=`` (a tests/hosts.py Host) runs it there, on that host's address, open to the
+    other hosts (protected mode off)."""
     started: list[RedisServer] = []
 
-    def make(*extra: str) -> RedisServer:
-        server = RedisServer(tmp_path / f"redis-{len(started)}", extra=extra)
+    def make(*extra: str, host: Host | None = None) -> RedisServer:
+        workdir = tmp_path / f"redis-{len(started)}"
+        if host is None:
+            server = RedisServer(workdir, extra=extra)
+        else:
+            server = RedisServer(workdir, port=host.take_port(), host=host.address,
+                                 prefix=host.prefix, extra=("--protected-mode", "no", *extra))
         started.append(server)
         server.start()
         return server

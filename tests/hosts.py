@@ -201,11 +201,15 @@ class Host:
     def __repr__(self) -> str:
         return f"<Host {self.name} {self.address}>"
 
+    @property
+    def prefix(self) -> list[str]:
+        """What a command line starts with to run in this host (tests/servers.py:RedisServer's
+        ``prefix``). ``ip netns exec`` execs the program: the pid a Program holds is its own."""
+        return [IP, "netns", "exec", self.namespace] if self.namespace else []
+
     def wrap(self, argv: Sequence[object]) -> list[str]:
-        """``argv`` run inside this host: for tests/servers.py:Program(host.wrap(argv), log).
-        ``ip netns exec`` execs the program, so the pid Program holds is the program's."""
-        command = [str(arg) for arg in argv]
-        return [IP, "netns", "exec", self.namespace, *command] if self.namespace else command
+        """``argv`` run inside this host: for tests/servers.py:Program(host.wrap(argv), log)."""
+        return [*self.prefix, *(str(arg) for arg in argv)]
 
     def run(self, argv: Sequence[object], timeout: float = 30,
             **options) -> subprocess.CompletedProcess:

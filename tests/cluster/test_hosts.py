@@ -20,7 +20,7 @@ from redis.retry import Retry
 
 from tests.hosts import PREFIX, Host, Network, ip, links, namespaces
 from tests.ops.production import PATH, running_edge
-from tests.servers import Program, wait_for
+from tests.servers import RedisServer, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,56 +57,45 @@ def gone(pid: int) -> bool:
         return True
 
 
-def start_redis(host: Host, make_program) -> int:
-    """A redis-server in ``host`` bound to its address only; its port."""
-    port = host.take_port()
-    program: Program = make_program(host.wrap([
-        shutil.which("redis-server") or "/usr/bin/redis-server", "--port", port,
-        "--bind", host.address, "--protected-mode", "no", "--save", "", "--appendonly", "no",
-    ]), f"redis-{host.name}")
-    program.wait_until(lambda: client(host, port).ping(), 10, f"redis in {host}")
-    # `ip netns exec` execs: the pid Program holds (and signals) is redis-server's own.
-    assert Path(f"/proc/{program.pid}/comm").read_text().strip() == "redis-server"
-    return port
-
-
-def client(host: Host, port: int, timeout: float = 5) -> redis.Redis:
-    """A client of the Redis on ``host`` without retries (redis-py's would hide a timeout
-    behind ten more attempts)."""
-    return redis.Redis(host=host.address, port=port, socket_connect_timeout=timeout,
+def client(server: RedisServer, timeout: float = 5) -> redis.Redis:
+    """A client of ``server`` without retries (redis-py's would hide a timeout behind ten more
+    attempts)."""
+    return redis.Redis(host=server.host, port=server.port, socket_connect_timeout=timeout,
                        socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
 
 
-def ask_from(host: Host, server: Host, port: int) -> str:
-    """What ``CLIENT`` run by a Python process in ``host`` says about ``server``'s Redis."""
-    return host.run([sys.executable, "-c", CLIENT, server.address, str(port)]).stdout.strip()
+def ask_from(host: Host, server: RedisServer) -> str:
+    """What ``CLIENT`` run by a Python process in ``host`` says about ``server``."""
+    return host.run([sys.executable, "-c", CLIENT, server.host, str(server.port)]).stdout.strip()
 
 
-def redis_cli(host: Host, server: Host, port: int, seconds: int = 3):
+def redis_cli(host: Host, server: RedisServer, seconds: int = 3):
     """``redis-cli PING`` from ``host``, given ``seconds`` before ``timeout`` ends it (124)."""
-    return host.run(["timeout", str(seconds), "redis-cli", "-h", server.address, "-p", str(port),
-                     "ping"])
+    return host.run(["timeout", str(seconds), "redis-cli", "-h", server.host,
+                     "-p", str(server.port), "ping"])
 
 
-def test_a_redis_in_one_host_answers_clients_in_another(network, make_program):
+def test_a_redis_in_one_host_answers_clients_in_another(network, make_redis_server):
     a, b = network.add_host("answer-a"), network.add_host("answer-b")
-    port = start_redis(a, make_program)
+    server = make_redis_server(host=a)
+    # `ip netns exec` execs: the pid Program holds (and signals) is redis-server's own.
+    assert Path(f"/proc/{server.program.pid}/comm").read_text().strip() == "redis-server"
 
-    assert redis_cli(b, a, port).stdout.strip() == "PONG"
+    assert redis_cli(b, server).stdout.strip() == "PONG"
     # Redis sees each client at its own host's address: the packets crossed the switch.
-    assert ask_from(b, a, port).startswith(f"{b.address}:")
-    assert client(a, port).client_info()["addr"].startswith(f"{network.local.address}:")
+    assert ask_from(b, server).startswith(f"{b.address}:")
+    assert client(server).client_info()["addr"].startswith(f"{network.local.address}:")
     # Each host has its own loopback: nothing listens on B's 127.0.0.1.
-    own = b.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), "ping"])
+    own = b.run(["redis-cli", "-h", "127.0.0.1", "-p", str(server.port), "ping"])
     assert "Connection refused" in own.stdout + own.stderr
-    assert a.address != b.address != network.local.address
+    assert len({a.address, b.address, network.local.address}) == 3
     assert all(address.startswith("127.") for address in (a.address, b.address))
 
 
-def test_a_cut_host_drops_packets_silently_until_healed(network, make_program):
+def test_a_cut_host_drops_packets_silently_until_healed(network, make_redis_server):
     a, b = network.add_host("cut-a"), network.add_host("cut-b")
-    port = start_redis(a, make_program)
-    held = client(a, port, timeout=1)
+    server = make_redis_server(host=a)
+    held = client(server, timeout=1)
     assert held.ping()
 
     a.cut()
@@ -116,34 +105,34 @@ def test_a_cut_host_drops_packets_silently_until_healed(network, make_program):
             held.ping()
         assert time.monotonic() - started >= 0.9
         started = time.monotonic()
-        assert redis_cli(b, a, port, seconds=2).returncode == 124  # timed out, not refused
+        assert redis_cli(b, server, seconds=2).returncode == 124  # timed out, not refused
         assert time.monotonic() - started >= 1.9
-        assert ask_from(b, a, port) == "TimeoutError"
+        assert ask_from(b, server) == "TimeoutError"
     finally:
         a.heal()
-    wait_for(lambda: redis_cli(b, a, port).stdout.strip() == "PONG", 5, "B reaching A again")
+    wait_for(lambda: redis_cli(b, server).stdout.strip() == "PONG", 5, "B reaching A again")
     assert held.ping()
 
 
-def test_a_partition_cuts_only_between_its_sides(network, make_program):
+def test_a_partition_cuts_only_between_its_sides(network, make_redis_server):
     a, b = network.add_host("part-a"), network.add_host("part-b")
-    port = start_redis(a, make_program)
+    server = make_redis_server(host=a)
 
     network.partition([b], [a])
     try:
-        assert ask_from(b, a, port) == "TimeoutError"
-        assert client(a, port).ping()  # the test's own host still reaches A
+        assert ask_from(b, server) == "TimeoutError"
+        assert client(server).ping()  # the test's own host still reaches A
     finally:
         network.heal()
-    assert ask_from(b, a, port).startswith(f"{b.address}:")
+    assert ask_from(b, server).startswith(f"{b.address}:")
 
 
 def test_a_stream_pool_in_a_host_serves_nginx_and_notices_a_cut(
-    network, make_program, make_pool, tmp_path
+    network, make_redis_server, make_pool, tmp_path
 ):
     redis_host, stream_host = network.add_host("pool-redis"), network.add_host("pool-stream")
-    port = start_redis(redis_host, make_program)
-    pool = make_pool(host=stream_host, redis_url=f"redis://{redis_host.address}:{port}/0")
+    server = make_redis_server(host=redis_host)
+    pool = make_pool(host=stream_host, redis_url=server.url)
     url = f"http://{pool.address}:{pool.port}/streams/healthz"
 
     curl = network.local.run(["curl", "-sS", "--max-time", "5", url])
