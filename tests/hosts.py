@@ -84,6 +84,7 @@ INTERFACE = "eth0"
 #: The MAC a partitioned peer's address is pointed at: no host has it.
 NOWHERE_MAC = "02:65:67:ff:ff:ff"
 FIRST_NAMESPACE_PORT = 10000
+CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21  # bits of /proc/self/status CapEff (linux/capability.h)
 
 
 class NetworkError(RuntimeError):
@@ -91,9 +92,12 @@ class NetworkError(RuntimeError):
 
 
 def unavailable() -> str | None:
-    """Why hosts cannot be built on this machine (``None`` when they can)."""
-    if os.geteuid() != 0:
-        return "network namespaces need root"
+    """Why hosts cannot be built on this machine (``None`` when they can): ``ip netns`` needs
+    CAP_NET_ADMIN, and CAP_SYS_ADMIN for its mounts (root outside a restricted container)."""
+    status = Path("/proc/self/status").read_text()
+    capabilities = int(re.search(r"^CapEff:\s*([0-9a-f]+)", status, re.MULTILINE)[1], 16)
+    if not capabilities & (1 << CAP_NET_ADMIN) or not capabilities & (1 << CAP_SYS_ADMIN):
+        return "network namespaces need root (CAP_NET_ADMIN and CAP_SYS_ADMIN)"
     if not Path(IP).exists():
         return "iproute2's ip is not installed"
     return None
