@@ -36,7 +36,7 @@ def finish(hosted, clients, publisher, rounds: int = 10) -> Verdict:
     try:
         publisher.wait_rounds(publisher.rounds + rounds, timeout=60)
         publisher.stop()
-        cluster = hosted.cluster.cluster_client()
+        cluster = hosted.cluster.cluster_client(decode_responses=False)  # surviving_log: bytes
         try:
             logs = {name: surviving_log(cluster, name) for name in publisher.channels}
         finally:
