@@ -76,6 +76,7 @@ def test_clients_that_reconnect_through_nginx_resume_exactly_on_either_node(
     verdict = finish(hosted, clients, publisher)
     print(f"\n{cutter.cuts} cuts, statuses {dict(publisher.statuses)}")
     assert cutter.cuts > 2 * len(clients)  # each reconnected, most of them more than once
+    assert not verdict.problems, verdict.problems[:10]
 
 
 
@@ -101,6 +102,7 @@ def test_a_stream_node_cut_from_redis_sends_its_clients_to_the_other(
         hosted.network.heal()
     print(f"\n{held} streams on the cut node: shed after {shed_after:.2f} s, all on the other "
           f"after {moved_after:.2f} s; statuses {dict(publisher.statuses)}")
+    assert not verdict.problems, verdict.problems[:10]
 
     cut_node.wait_until(lambda: cut_node.health()["redis_connected"], 15, "the cut node back")
 
