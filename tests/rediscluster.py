@@ -80,6 +80,8 @@ class RedisClusterSet:
                     # CLUSTER SLOTS leaves out a replica whose replication offset is still 0:
                     # the primary's ping moves it, every second instead of every ten.
                     "--repl-ping-replica-period", "1",
+                    # Redis takes any address but 127.0.0.1 for a remote one (a node in a host).
+                    *(("--protected-mode", "no") if hosts[i] != LOOPBACK else ()),
                 ),
             )
             for i in range(count)

@@ -23,7 +23,7 @@ RATE = 5.0
 
 
 def judge(redis_cluster, clients, publisher) -> Verdict:
-    cluster = redis_cluster.cluster_client()
+    cluster = redis_cluster.cluster_client(decode_responses=False)  # surviving_log reads bytes
     try:
         logs = {name: surviving_log(cluster, name) for name in publisher.channels}
     finally:

@@ -60,15 +60,19 @@ class RoundPublisher(KeyedPublisher):
 
 
 def follow(port: int, tokens: ChannelTokens, channels: list[str], per_client: int = 10,
-           singles: int = 4) -> dict[str, EventSourceClient]:
-    """Clients on ``port`` covering every channel: groups of ``per_client`` channels taken
-    across the list (so each spans shards), and ``singles`` clients of one channel each."""
+           singles: int = 4, tls: bool = False) -> dict[str, EventSourceClient]:
+    """Clients on ``port`` (over TLS: the production edge) covering every channel: groups of
+    ``per_client`` channels taken across the list (so each spans shards), and ``singles``
+    clients of one channel each."""
     groups = [channels[i::len(channels) // per_client] for i in range(len(channels) // per_client)]
     follows = {f"client of {len(g)} ({g[0]}…)": tuple(g) for g in groups}
     follows.update({f"client of {name}": (name,) for name in channels[:singles]})
     clients = {}
     for label, names in follows.items():
         token, _ = tokens.issue(list(names))
-        clients[label] = EventSourceClient(port, token, names).start()
-    wait_for(lambda: all(c.opened for c in clients.values()), 15, "every stream to open")
+        clients[label] = EventSourceClient(port, token, names, tls=tls).start()
+    # Open with a position: a stream that opened without one (its node could not read Redis
+    # and asked to be retried) starts where the log ends when it comes back, as a browser's.
+    wait_for(lambda: all(c.opened and c.last_event_id for c in clients.values()), 15,
+             "every stream to open at a position")
     return clients
