@@ -236,7 +236,8 @@ def replay(
               help="the Redis to copy them to (may be the same, to move 0.2's key form)")
 @click.option("--dry-run", is_flag=True, help="count what would be copied; write nothing")
 @click.option("--idempotency-records/--no-idempotency-records", default=True,
-              help="copy the Idempotency-Key records too (default: yes)")
+              help="copy the Idempotency-Key records too, when both are one Redis or both "
+                   "a Cluster (default: yes)")
 @click.option("--progress/--no-progress", default=None,
               help="a progress line on stderr (default: when stderr is a terminal)")
 def migrate(

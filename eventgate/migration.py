@@ -10,9 +10,13 @@ and its fields as they are, with the log's last generated id and expiry (eventga
 which also has the rule that lets a run resume, and refuses a destination holding other
 events). The source is only read.
 
-Idempotency records are copied too (``SET NX`` with their remaining time): a publisher that
-retries across the switch with the same key is still answered, not stored twice. Subject and
-status keys are not copied: stream workers write them again.
+Idempotency records are copied too (``SET NX`` with their remaining time), between Redis of
+one kind: a publisher that retries across the switch with the same key is still answered, not
+stored twice. Between one Redis and a Cluster they are not: one Redis keeps a batch's ids in
+one record, in the request's order, a Cluster one record per partition of the batch, and
+neither can be rebuilt from the other (an id does not say which channel it belongs to; the
+parts do not say how they interleave). Subject and status keys are not copied: stream workers
+write them again.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
+from redis.cluster import RedisCluster
+
 from eventgate.logcopy import Conflict, LogCopy, copy_logs
 from eventgate.shared import keys
-from eventgate.shared.redisconn import Client, connect
+from eventgate.shared.redisconn import Client, LazyCluster, connect
 
 #: Logs copied together (eventgate/logcopy.py: a few round trips per batch).
 LOG_BATCH = 64
@@ -60,7 +66,7 @@ class Totals:
     events: int = 0  # events copied
     bytes: int = 0  # their ids, field names and values
     present: int = 0  # events the destination already held
-    records: int = 0  # idempotency records copied
+    records: int | None = 0  # idempotency records copied; None: not between these two kinds
     conflicts: list[Conflict] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
@@ -80,22 +86,24 @@ class Totals:
     def summary(self, dry_run: bool) -> str:
         """One line for the end of the run."""
         records = f", {self.records} idempotency records" if self.records else ""
+        note = "" if self.records is not None else (
+            " Idempotency records not copied: one Redis and a Cluster keep them in other forms."
+        )
         if dry_run:
             return (
                 f"dry run: {self.logs} logs, {self.events} events ({self.bytes} bytes)"
                 f"{records} to copy, {self.present} events already there, "
-                f"{len(self.conflicts)} conflicts, in {self.seconds:.2f} s; nothing written."
+                f"{len(self.conflicts)} conflicts, in {self.seconds:.2f} s; nothing written.{note}"
             )
         if not self.events and not self.records and not self.conflicts:
             return (
                 f"nothing to copy: the destination already holds every event of the "
-                f"{self.logs} logs ({self.present} events checked), in "
-                f"{self.seconds:.2f} s."
+                f"{self.logs} logs ({self.present} events checked), in {self.seconds:.2f} s.{note}"
             )
         return (
             f"copied {self.events} events ({self.bytes} bytes) of {self.written} logs"
             f"{records}; {self.logs} logs seen, {self.present} events already there, "
-            f"{len(self.conflicts)} conflicts, in {self.seconds:.2f} s."
+            f"{len(self.conflicts)} conflicts, in {self.seconds:.2f} s.{note}"
         )
 
 
@@ -109,8 +117,9 @@ def migrate(
     on_progress: Callable[[Totals], None] | None = None,
 ) -> Totals:
     """Copy every channel log of ``source`` to ``destination`` (see the module's docstring), then
-    the idempotency records (``records``). ``same_redis``: the two are one Redis (a move of the
-    key form in place), so a log already under its current key is its own copy and is skipped.
+    the idempotency records (``records``; only between two Redis of one kind). ``same_redis``:
+    the two are one Redis (a move of the key form in place), so a log already under its current
+    key is its own copy and is skipped, and so are the records.
 
     A conflict stops only its log (``Totals.conflicts``). Raises RedisError when either side
     stops answering: what was copied stays, and running it again resumes."""
@@ -128,9 +137,16 @@ def migrate(
             totals.add(copy)
         if on_progress is not None:
             on_progress(totals)
-    if records:
-        totals.records = copy_records(source, destination, dry_run=dry_run)
+    if records and not same_redis:
+        if _is_cluster(source) == _is_cluster(destination):
+            totals.records = copy_records(source, destination, dry_run=dry_run)
+        else:
+            totals.records = None
     return totals
+
+
+def _is_cluster(client: Client) -> bool:
+    return isinstance(client, (LazyCluster, RedisCluster))
 
 
 def find_logs(client: Client) -> Iterator[tuple[bytes, str]]:
@@ -162,11 +178,12 @@ def _in_key_order(source: Client) -> Iterator[tuple[bytes, str]]:
 
 
 def copy_records(source: Client, destination: Client, *, dry_run: bool = False) -> int:
-    """Copy the idempotency records the destination lacks, each with its remaining time; how
-    many were copied (or would be). A record the destination has is kept: it is newer."""
+    """Copy the idempotency records the destination lacks, under the same names, each with its
+    remaining time; how many were copied (or would be). A record the destination has is kept:
+    it is newer. Only between two Redis of one kind (the module's docstring)."""
     copied = 0
     batch: list[bytes] = []
-    for key in source.scan_iter(match=keys.idempotency_key("*"), count=SCAN_COUNT,
+    for key in source.scan_iter(match=keys.IDEMPOTENCY_PATTERN, count=SCAN_COUNT,
                                 _type="string"):
         batch.append(key)
         if len(batch) >= RECORD_BATCH:
@@ -180,11 +197,9 @@ def copy_records(source: Client, destination: Client, *, dry_run: bool = False) 
 def _copy_record_batch(
     source: Client, destination: Client, batch: list[bytes], dry_run: bool
 ) -> int:
-    prefix = len(keys.idempotency_key(""))
-    names = [keys.idempotency_key(key.decode("utf-8")[prefix:]) for key in batch]
     if dry_run:
         pipe = destination.pipeline(transaction=False)
-        for name in names:
+        for name in batch:
             pipe.exists(name)
         return sum(1 for there in pipe.execute() if not there)
     pipe = source.pipeline(transaction=False)
@@ -194,7 +209,7 @@ def _copy_record_batch(
     answers = pipe.execute()
     pipe = destination.pipeline(transaction=False)
     writes = 0
-    for name, value, ttl in zip(names, answers[::2], answers[1::2], strict=True):
+    for name, value, ttl in zip(batch, answers[::2], answers[1::2], strict=True):
         if value is None or ttl == -2:
             continue  # expired meanwhile
         pipe.set(name, value, nx=True, px=ttl if ttl > 0 else None)

@@ -104,6 +104,10 @@ def partition_idempotency_key(key: str, number: int) -> str:
     return f"{PREFIX}{partition_tag(number)}:idempotency:{key}"
 
 
+#: SCAN pattern matching every idempotency record: one Redis's, and a Cluster's batch and part
+#: records (``eventgate migrate`` copies them between Redis of one kind).
+IDEMPOTENCY_PATTERN = f"{PREFIX}*idempotency:*"
+
 #: A hash: stream worker id (``host:pid``) -> its JSON status record (stream/status.py).
 WORKERS = f"{PREFIX}workers"
 #: Held for a moment by the web worker that publishes the ops status event (web/ops.py).
