@@ -48,10 +48,11 @@ def test_old_key_form_moves_to_another_server_with_ids_fields_expiry_and_last_id
     emptied = publisher.publish(f"{channel}.emptied", 1)
     src.xtrim(keys.log_key(f"{channel}.emptied"), maxlen=0, approximate=False)
     src.set(keys.idempotency_key("order-7"), "fingerprint\n1-0", ex=600)
+    src.set(keys.partition_idempotency_key("order-8", 5), "fingerprint\n2-0", ex=600)  # Cluster's
 
     code, out, _ = run_migrate(capsys, source, destination, "--dry-run")
     assert code == 0
-    assert out.startswith("dry run: 3 logs, 1105 events") and "1 idempotency records" in out
+    assert out.startswith("dry run: 3 logs, 1105 events") and "2 idempotency records" in out
     assert dst.dbsize() == 0
 
     code, out, err = run_migrate(capsys, source, destination)
@@ -75,6 +76,7 @@ def test_old_key_form_moves_to_another_server_with_ids_fields_expiry_and_last_id
     )
     assert dst.get(keys.idempotency_key("order-7")) == b"fingerprint\n1-0"
     assert 500 < dst.ttl(keys.idempotency_key("order-7")) <= 600
+    assert dst.get(keys.partition_idempotency_key("order-8", 5)) == b"fingerprint\n2-0"
 
     code, out, _ = run_migrate(capsys, source, destination)
     assert code == 0
