@@ -262,7 +262,13 @@ class ShardedBroker(Broker):
         pubsub = shard.client.pubsub(ignore_subscribe_messages=False)
         with shard.lock:
             shard.pubsub = pubsub
-        shard.write("ssubscribe", list(shard.channels))
+        # Writing yields (the connect, the sends): channels placed meanwhile saw the shard not yet
+        # connected and left their SSUBSCRIBE to this one; nothing yields between the last
+        # check and ``connected`` (later ones write their own).
+        sent: set[str] = set()
+        while pending := shard.channels - sent:
+            shard.write("ssubscribe", list(pending))
+            sent |= pending
         if pubsub.connection is None:  # the channels left while it connected: nothing to read
             raise redis.ConnectionError("no channel to follow on this shard")
         shard.last_pong = time.monotonic()
