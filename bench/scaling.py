@@ -11,6 +11,12 @@ Redis Cluster (``redis+cluster://``, sharded pub/sub; no replicas) — three mea
   CPU-second (per-core efficiency), p99, and Redis CPU per published event on each shard.
 - **publishes**: one publisher thread floods 1,000 channels nobody holds, batches of 100 and
   single events: publishes/s and Redis CPU per event on each shard.
+- **memory** (first topology only): Redis memory per new log and per further retained event.
+- **fan-out**: 1, 8 and 32 plain connections subscribed to X (as many stream workers holding
+  it): Redis CPU per publish against the number of holders.
+- **proxy** (first topology only): 2,000 streams of one stream process through nginx (one
+  worker, the stream location's settings of deploy/nginx): nginx's RSS per idle stream and its
+  CPU per delivery beside the stream process's.
 - **isolation**: 2 stream processes; A holds channel X (one subscriber), B nothing, then B holds
   Y (same partition as X, so the same hash slot and shard: B has a connection to X's shard),
   then B holds X as well. Events on X only, flooded in batches of 100. Redis CPU per publish on
@@ -29,9 +35,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import secrets
+import selectors
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -62,8 +71,10 @@ class Plan:
     topologies: list
 
 
-FULL = Plan(2000, 200, [1000, 3000], 4.0, 3.0, 3.0, 1, 3, ["single", "cluster1", "cluster3"])
+FULL = Plan(2000, 200, [1000, 3000], 4.0, 3.0, 3.0, 1, 4, ["single", "cluster1", "cluster3"])
 QUICK = Plan(2000, 200, [2000], 3.0, 2.0, 2.0, 1, 1, ["single", "cluster1", "cluster3"])
+#: Connections subscribed to the channel in the fan-out runs.
+FANOUT_HOLDERS = [1, 8, 32]
 #: Events per script run in the isolation runs: the script's fixed cost shared, so that the
 #: part a delivery adds is not lost in it.
 ISOLATION_BATCH = 100
@@ -125,6 +136,10 @@ class Shards:
     def shard_of(self, channel: str) -> int:
         return self.owner[key_slot(keys.partition_tag(keys.partition(channel)).encode())]
 
+    def memory(self) -> int:
+        """Bytes Redis holds for data on every shard together (INFO used_memory)."""
+        return sum(client.info("memory")["used_memory"] for client in self.clients)
+
     def cpu(self) -> list[float]:
         return [base.cpu_seconds(p.popen.pid) for p in self.processes]
 
@@ -165,7 +180,8 @@ class Run:
         self.loadgen = loadgen
         self.secret = secrets.token_urlsafe(32)
         self.publish_key = secrets.token_urlsafe(32)
-        self.rows: dict[str, list] = {"deliveries": [], "publishes": [], "isolation": []}
+        self.rows: dict[str, list] = {"deliveries": [], "publishes": [], "isolation": [],
+                                      "proxy": [], "memory": [], "fanout": []}
         self.counter = 0
 
     def tag(self, what: str) -> str:
@@ -187,6 +203,10 @@ class Run:
             self.publishes(name, shards)
             self.deliveries(name, shards)
             self.isolation(name, shards)
+            self.fanout(name, shards)
+            if name == self.plan.topologies[0]:
+                self.memory(name, shards)
+                self.proxy(name, shards)
         finally:
             shards.stop()
 
@@ -383,6 +403,203 @@ class Run:
             f"shard, stream CPU-s A/B {stream}")
 
 
+    # -- fan-out to workers -------------------------------------------------------------------
+
+    def fanout(self, name: str, shards: Shards) -> None:
+        """Redis CPU per publish against the number of connections subscribed to the channel
+        (what each stream worker holding it has): plain subscriber connections that read and
+        drop, on the load core, so that dozens of holders fit on this machine."""
+        x = f"bench.fanout.{name}.x"
+        index = shards.shard_of(x)
+        holder = Node("fanout", self.workdir / name, shards, self.secret, self.publish_key)
+        publisher = Publisher(holder, [x], self.tag("fanout"))
+        command = "subscribe" if shards.url.startswith("redis://") else "ssubscribe"
+        try:
+            for holders in FANOUT_HOLDERS:
+                drain = Process(f"drain-{name}-{holders}", base.pinned(LOAD_CORE, [
+                    sys.executable, __file__, "--drain",
+                    f"{shards.ports[index]},{command},{keys.live_channel(x)},{holders}"]),
+                    holder.workdir, stdin=True)
+                try:
+                    drain.answer()
+                    idle = self.idle_rate(shards, 1.5)
+                    for batch in (ISOLATION_BATCH, 1):
+                        seq0 = publisher.sequence()
+                        cpu0, t0 = shards.cpu(), time.monotonic()
+                        published = publisher.flood(self.plan.isolation_seconds, batch, 1)
+                        cpu1, t1 = shards.cpu(), time.monotonic()
+                        per_shard = shards.per_shard(self.counts(seq0, publisher.sequence()))
+                        us = self.redis_us(shards, cpu0, cpu1, idle, t1 - t0, per_shard)[index]
+                        row = {"topology": name, "holders": holders, "batch": batch,
+                               "redis_us_per_publish": us,
+                               "publishes_per_s": published["published"] / published["seconds"]}
+                        self.rows["fanout"].append(row)
+                        log(f"fanout {name}: {holders} holders, batch {batch}: {us:.1f} µs per "
+                            f"publish, {row['publishes_per_s']:,.0f}/s")
+                finally:
+                    drain.stop()
+        finally:
+            publisher.stop()
+
+    # -- memory ------------------------------------------------------------------------------
+
+    def memory(self, name: str, shards: Shards) -> None:
+        """Redis memory per log and per retained event (100-byte data). A new log's first
+        listpack node is preallocated (4 KB in Redis 7), so a log's first event costs far more
+        than the next ones: 50 logs get one event, then ~1,000 more each."""
+        holder = Node("memory", self.workdir / name, shards, self.secret, self.publish_key)
+        channels = [f"bench.memory.{name}.c{i}" for i in range(50)]
+        publisher = Publisher(holder, channels, self.tag("memory"), core=SERVER_CORE)
+        try:
+            memory0 = shards.memory()
+            publisher.pace(1, 0, "all")
+            memory1 = shards.memory()
+            result = publisher.flood(self.plan.flood_seconds, 100, 1)
+            memory2 = shards.memory()
+            row = {"topology": name, "channels": len(channels), "events": result["published"],
+                   "bytes_per_new_log": (memory1 - memory0) / len(channels),
+                   "bytes_per_event": (memory2 - memory1) / max(result["published"], 1)}
+            self.rows["memory"].append(row)
+            log(f"memory {name}: {row['bytes_per_new_log']:,.0f} B per new log, "
+                f"{row['bytes_per_event']:.0f} B per further event")
+        finally:
+            publisher.stop()
+
+    # -- proxy -------------------------------------------------------------------------------
+
+    def proxy(self, name: str, shards: Shards) -> None:
+        """The same streams through nginx (one worker, the stream location's settings of
+        deploy/nginx): what nginx holds per idle stream and spends per delivery."""
+        plan = self.plan
+        node = self.node(shards, "proxied")
+        nginx = Nginx(node.workdir, node.port)
+        channels = [f"bench.proxy.{name}.c{i}" for i in range(plan.channels)]
+        tag = self.tag("proxy")
+        loadgen = self.clients(nginx.front(node), channels, plan.subscribers, tag)
+        publisher = Publisher(node, channels, tag)
+        try:
+            rss0, node_rss0 = base.rss_kb(nginx.worker), node.rss()
+            held = self.open([loadgen], [plan.subscribers], publisher)
+            time.sleep(1.0)
+            row = {"topology": name, "streams": held,
+                   "nginx_kb_per_stream": (base.rss_kb(nginx.worker) - rss0) / max(held, 1),
+                   "stream_kb_per_stream": (node.rss() - node_rss0) / max(held, 1),
+                   "stream_base_rss_kb": node_rss0, "nginx_base_rss_kb": rss0, "steps": []}
+            for rate in plan.rates:
+                loadgen.ask("reset")
+                cpu0 = base.cpu_seconds(nginx.worker), node.cpu()
+                published = publisher.pace(rate, plan.seconds, "random")
+                expected = published["published"] * (plan.subscribers // plan.channels)
+                with contextlib.suppress(TimeoutError):
+                    base.wait_until(lambda n=expected: loadgen.ask("report")["events"] >= n, 5,
+                                    "delivery")
+                cpu1 = base.cpu_seconds(nginx.worker), node.cpu()
+                report = loadgen.ask("report")
+                got = max(report["events"], 1)
+                row["steps"].append({
+                    "rate": rate, "received": report["events"], "expected": expected,
+                    "p99_ms": report["p99_ms"],
+                    "nginx_us_per_delivery": (cpu1[0] - cpu0[0]) / got * 1e6,
+                    "stream_us_per_delivery": (cpu1[1] - cpu0[1]) / got * 1e6,
+                })
+            self.rows["proxy"].append(row)
+            log(f"proxy {name}: {held} streams, nginx {row['nginx_kb_per_stream']:.2f} KB/stream "
+                f"(stream process {row['stream_kb_per_stream']:.2f}); per delivery µs nginx/stream "
+                + ", ".join(f"{st['nginx_us_per_delivery']:.1f}/{st['stream_us_per_delivery']:.1f}"
+                            f" at {st['rate']}/s" for st in row["steps"]))
+        finally:
+            loadgen.stop()
+            publisher.stop()
+            nginx.stop()
+            node.stop()
+
+
+class Nginx:
+    """nginx with one worker on the stream core in front of one stream process: the stream
+    location's settings of deploy/nginx/nginx.conf.tmpl (no buffering, HTTP/1.1 upstream)."""
+
+    def __init__(self, workdir: Path, upstream: int) -> None:
+        self.port = base.free_port()
+        conf = workdir / "nginx.conf"
+        user = "user root root;" if os.geteuid() == 0 else ""
+        conf.write_text(f"""{user}
+worker_processes 1;
+worker_rlimit_nofile 40000;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log warn;
+events {{ worker_connections 20000; }}
+http {{
+    access_log off;
+    tcp_nodelay on;
+    client_body_temp_path {workdir}/nginx-body;
+    proxy_temp_path {workdir}/nginx-proxy;
+    fastcgi_temp_path {workdir}/nginx-fastcgi;
+    uwsgi_temp_path {workdir}/nginx-uwsgi;
+    scgi_temp_path {workdir}/nginx-scgi;
+    upstream eventgate_stream {{ server {LOOPBACK}:{upstream}; }}
+    server {{
+        listen {LOOPBACK}:{self.port};
+        location /streams {{
+            proxy_pass http://eventgate_stream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_buffering off;
+            proxy_cache off;
+            gzip off;
+            proxy_pass_header X-Accel-Buffering;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+        }}
+    }}
+}}
+""")
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.process = Process(f"nginx-{self.port}", base.pinned(SERVER_CORE, [
+            binary, "-e", str(workdir / "nginx-error.log"), "-c", str(conf), "-g",
+            "daemon off;"]), workdir)
+        self.worker = base.wait_until(lambda: (base.children(self.process.popen.pid) or [0])[0],
+                                      10, "nginx")
+
+    def front(self, node: Node) -> Node:
+        """``node`` as the load generator sees it through nginx."""
+        return Front(node, self.port)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class Front:
+    """A stream process reached through nginx's port (what Loadgen reads of a server)."""
+
+    def __init__(self, node: Node, port: int) -> None:
+        self.workdir = node.workdir
+        self.port = port
+        self.paths = node.paths
+
+
+def drain(spec: str) -> None:
+    """``port,command,channel,count``: ``count`` connections subscribed to ``channel`` that
+    read and drop what they get (the fan-out runs' holders); says ready once all are."""
+    port, command, channel, count = spec.split(",")
+    request = f"*2\r\n${len(command)}\r\n{command}\r\n${len(channel)}\r\n{channel}\r\n"
+    sockets = []
+    selector = selectors.DefaultSelector()
+    for _ in range(int(count)):
+        sock = socket.create_connection((LOOPBACK, int(port)))
+        sock.sendall(request.encode())
+        sock.recv(4096)  # the subscription's confirmation
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        sockets.append(sock)
+    print(json.dumps({"ready": len(sockets)}), flush=True)
+    while True:
+        for key, _ in selector.select():
+            if not key.fileobj.recv(1 << 16):
+                return
+
+
 def log(message: str) -> None:
     base.log(message)
 
@@ -407,10 +624,19 @@ def report(rows: dict, command: str, minutes: float, before: str) -> str:
                       for r in rows["deliveries"]]
     out += columns(lines)
     out.append("\npublishes (one publisher thread, 1,000 channels nobody holds)")
-    head = ("topology", "batch", "publishes/s", "Redis µs/event per shard", "Redis CPU % per shard")
+    head = ("topology", "batch", "publishes/s", "Redis µs/event per shard",
+            "Redis CPU % per shard")
     out += columns([head] + [(r["topology"], r["batch"], f"{r['publishes_per_s']:,.0f}",
                               fmt_list(r["redis_us_per_event"], 1),
                               fmt_list(r["redis_cpu_pct"], 0)) for r in rows["publishes"]])
+    out.append("\nfan-out to workers (connections subscribed to X on its shard; events on X)")
+    out += columns([("topology", "holders", "batch", "Redis µs per publish", "publishes/s")] + [
+        (r["topology"], r["holders"], r["batch"], f"{r['redis_us_per_publish']:.1f}",
+         f"{r['publishes_per_s']:,.0f}") for r in rows["fanout"]])
+    for r in rows["memory"]:
+        out.append(f"\nRedis memory ({r['topology']}, INFO used_memory): a log holding one event "
+                   f"{r['bytes_per_new_log']:,.0f} B; each further event {r['bytes_per_event']:.0f}"
+                   f" B ({r['events']:,} events on {r['channels']} logs)")
     out.append("\nisolation (2 stream processes; events on X only, batches of 100, one thread)")
     head = ("topology", "case", "Redis µs per publish on X's shard: median [each run]",
             "stream CPU-s A/B (first run)")
@@ -419,6 +645,18 @@ def report(rows: dict, command: str, minutes: float, before: str) -> str:
                               f"[{fmt_list(r['redis_us_per_publish'], 1)}]",
                               "/".join(str(v) for v in r["stream_cpu_s"][0]))
                              for r in rows["isolation"]])
+    for r in rows["proxy"]:
+        out.append(f"\nthrough nginx (1 worker, core 0; {r['topology']}; {r['streams']:,} streams "
+                   f"on 200 channels)")
+        out.append(f"idle: nginx {r['nginx_kb_per_stream']:.2f} KB per stream, the stream "
+                   f"process {r['stream_kb_per_stream']:.2f} KB per stream (RSS); with no stream: "
+                   f"nginx worker {r['nginx_base_rss_kb'] / 1024:.1f} MB, stream process "
+                   f"{r['stream_base_rss_kb'] / 1024:.1f} MB")
+        out += columns([("offered ev/s", "delivered/expected", "p99 ms", "nginx µs/delivery",
+                         "stream µs/delivery")] + [
+            (f"{st['rate']:,}", f"{st['received']:,}/{st['expected']:,}", f"{st['p99_ms']:.1f}",
+             f"{st['nginx_us_per_delivery']:.1f}", f"{st['stream_us_per_delivery']:.1f}")
+            for st in r["steps"]])
     return "\n".join(out)
 
 
@@ -440,9 +678,13 @@ def run(plan: Plan, workdir: Path, loadgen: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one rate, shorter steps")
+    parser.add_argument("--drain", help=argparse.SUPPRESS)
     parser.add_argument("--topologies", default="",
                         help="comma-separated: single, cluster1, cluster3 (default: all)")
     args = parser.parse_args()
+    if args.drain:
+        drain(args.drain)
+        return
     plan = QUICK if args.quick else FULL
     if args.topologies:
         plan.topologies = args.topologies.split(",")
