@@ -1,6 +1,8 @@
 """``python -m eventgate.deploy.redisnode [--hold-seconds N] --sentinel-conf PATH … -- redis-server
 ARGS``: start one data node of the stack's Sentinel set (``EVENTGATE_REDIS_MODE=sentinel``) in the
-role the sentinels chose for it, then become that redis-server (exec: same pid, same signals).
+role the sentinels chose for it, then become that redis-server (exec: same pid, same signals). In
+cluster mode (no ``--sentinel-conf``) it only holds a crashed node down: the cluster's replica
+takes over meanwhile, and Redis Cluster itself makes the node a replica when it returns.
 
 supervisord alone would get two things wrong, and docs/ha.md ("Running the stack in sentinel
 mode") explains both:
@@ -70,7 +72,7 @@ def hold_after_crash(redis_argv: Sequence[str], seconds: float) -> None:
     pidfile = Path(args[args.index("--pidfile") + 1])
     if pidfile.exists() and seconds > 0:
         print(f"eventgate: {pidfile} is left from a run that crashed: starting in {seconds:g}s, "
-              "once the sentinels have failed this node over.", flush=True)
+              "once this node has been failed over (sentinels, or cluster).", flush=True)
         time.sleep(seconds)
         pidfile.unlink(missing_ok=True)
 

@@ -1,11 +1,15 @@
 """The stack's Redis as supervisord programs, for each ``EVENTGATE_REDIS_MODE``
 (shared/stackredis.py has the ports): ``single`` is the one ``redis`` program; ``sentinel`` is
-``redis-1`` (the first primary), ``redis-2``, ``redis-3`` and ``sentinel-1`` … ``sentinel-3``.
-None when ``EVENTGATE_REDIS_URL`` names a Redis of the user's own.
+``redis-1`` (the first primary), ``redis-2``, ``redis-3`` and ``sentinel-1`` … ``sentinel-3``;
+``cluster`` is the cluster nodes ``redis-1`` … ``redis-6`` and ``redis-cluster-create``, which
+runs once per start and creates the cluster only the first time (deploy/rediscluster.py). None
+when ``EVENTGATE_REDIS_URL`` names a Redis of the user's own.
 
 Every data node runs with ``maxmemory`` (``EVENTGATE_REDIS_MAXMEMORY``) and ``noeviction``, so a
 full Redis refuses a publish (the apps answer 503) instead of evicting event logs. Why the
-sentinel timings are what they are: docs/ha.md, "Running the stack in sentinel mode".
+sentinel timings are what they are: docs/ha.md, "Running the stack in sentinel mode"; the
+cluster nodes take the same ones (a node is down after ``DOWN_AFTER_MS``, a crashed one is held
+down long enough for its replica to take over, and comes back as that replica's replica).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eventgate.shared.config import Config
-from eventgate.shared.stackredis import SENTINEL_SERVICE, StackRedis
+from eventgate.shared.stackredis import LOOPBACK, SENTINEL_SERVICE, StackRedis
 
 #: A primary that answers no PING for this long is down for a sentinel; two agreeing fail it over.
 DOWN_AFTER_MS = 2000
@@ -24,7 +28,7 @@ QUORUM = 2
 #: A data node that crashed stays down this long before supervisord's restart runs it, so that
 #: the sentinels fail it over first (a failover takes about down-after + 1.5 s here).
 CRASH_HOLD_SECONDS = 4 * DOWN_AFTER_MS / 1000
-DATA_PRIORITY, SENTINEL_PRIORITY = 10, 11
+DATA_PRIORITY, SENTINEL_PRIORITY, CLUSTER_CREATE_PRIORITY = 10, 11, 11
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class RedisProgram:
     command: tuple[str, ...]
     directory: Path
     priority: int
+    #: Runs once per start of the stack and exits 0 (no restart), instead of running for good.
+    oneshot: bool = False
 
 
 def redis_programs(
@@ -53,6 +59,8 @@ def redis_programs(
         command = (redis_server, "--port", str(stack.port), "--dir", str(var / "redis"), *data,
                    "--pidfile", str(var / "run" / "redis.pid"))
         return [RedisProgram("redis", command, var / "redis", DATA_PRIORITY)]
+    if config.redis_mode == "cluster":
+        return _cluster_programs(stack, var, python_bin_dir, redis_server, data)
     sentinels = []
     for index, port in enumerate(stack.sentinel_ports, start=1):
         name = f"sentinel-{index}"
@@ -77,6 +85,39 @@ def redis_programs(
                    "--pidfile", str(var / "run" / f"{name}.pid"))
         nodes.append(RedisProgram(name, command, folder, DATA_PRIORITY))
     return nodes + sentinels
+
+
+def _cluster_programs(stack: StackRedis, var: Path, python_bin_dir: Path, redis_server: str,
+                      data: tuple[str, ...]) -> list[RedisProgram]:
+    python = str(python_bin_dir / "python")
+    nodes = []
+    for index, (port, bus) in enumerate(zip(stack.data_ports, stack.bus_ports, strict=True),
+                                        start=1):
+        name = f"redis-{index}"
+        folder = var / "redis" / f"cluster-{port}"
+        folder.mkdir(parents=True, exist_ok=True)
+        # No --sentinel-conf: the wrapper only holds a crashed node down; Redis Cluster itself
+        # makes a returning old primary a replica (its nodes.conf, its peers' newer epoch).
+        command = (python, "-m", "eventgate.deploy.redisnode",
+                   f"--hold-seconds={CRASH_HOLD_SECONDS:g}", "--",
+                   redis_server, "--port", str(port), "--dir", str(folder), *data,
+                   "--cluster-enabled", "yes", "--cluster-port", str(bus),
+                   "--cluster-config-file", str(folder / "nodes.conf"),
+                   "--cluster-node-timeout", str(DOWN_AFTER_MS),
+                   # A shard failing over must not stop the others: with Redis' default (yes)
+                   # every shard answers CLUSTERDOWN for about a second of it (measured).
+                   "--cluster-require-full-coverage", "no",
+                   # A replica is listed in CLUSTER SLOTS only once it has replicated something:
+                   # ping it every second, not every 10 s, so a new cluster is whole at once.
+                   "--repl-ping-replica-period", "1",
+                   "--repl-diskless-sync-delay", "0",
+                   "--pidfile", str(var / "run" / f"{name}.pid"))
+        nodes.append(RedisProgram(name, command, folder, DATA_PRIORITY))
+    create = (python, "-m", "eventgate.deploy.rediscluster",
+              f"--redis-cli={Path(redis_server).with_name('redis-cli')}",
+              *(f"{LOOPBACK}:{port}" for port in stack.data_ports))
+    return [*nodes, RedisProgram("redis-cluster-create", create, var / "redis",
+                                 CLUSTER_CREATE_PRIORITY, oneshot=True)]
 
 
 def sentinel_conf(var: Path, port: int) -> Path:

@@ -265,6 +265,9 @@ def _redis_sections(programs: list[RedisProgram], var: Path) -> str:
         render_template(REDIS_PROGRAM_TEMPLATE, {
             "name": program.name, "command": " ".join(program.command),
             "directory": program.directory, "priority": program.priority, "var": var,
+            # A one-shot program has started once it runs, and ends for good with exit 0.
+            "autorestart": "false" if program.oneshot else "true",
+            "startsecs": 0 if program.oneshot else 1,
         }).rstrip("\n")
         for program in programs
     )

@@ -22,12 +22,14 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from eventgate.deploy.rediscluster import cluster_problem
 from eventgate.deploy.render import render_stack, resolve_var_dir
 from eventgate.shared.config import Config, var_dir_from_env, write_dev_env
+from eventgate.shared.stackredis import LOOPBACK, StackRedis
 
 #: The pid files under ``<var>/run`` (glob patterns: sentinel mode runs redis-1.pid …,
 #: sentinel-1.pid …), and what the process of each must be running: after a crash a stale
@@ -133,22 +135,25 @@ def wait_stopped(var: Path, timeout_seconds: float, known: Iterable[Process] = (
     return True
 
 
-def wait_healthy(url: str, timeout_seconds: float, log_dir: Path) -> bool:
-    """Poll ``url`` until it answers 200; on the deadline print why and the logs' tails."""
+def wait_healthy(url: str, timeout_seconds: float, log_dir: Path,
+                 redis_problem: Callable[[], str | None] | None = None) -> bool:
+    """Poll ``url`` until it answers 200 and ``redis_problem`` (the stack's Redis Cluster not
+    ready yet, in cluster mode) says nothing; on the deadline print why and the logs' tails."""
     deadline = time.monotonic() + timeout_seconds
     last = "no answer yet"
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
+                problem = redis_problem() if redis_problem is not None else None
+                if response.status == 200 and problem is None:
                     return True
-                last = f"HTTP {response.status}"
+                last = f"HTTP {response.status}" if response.status != 200 else problem
         except urllib.error.HTTPError as error:
             last = f"HTTP {error.code}"
         except (OSError, urllib.error.URLError) as error:
             last = str(error)
         time.sleep(0.2)
-    print(f"eventgate: {url} did not answer 200 within {timeout_seconds:g}s ({last}).",
+    print(f"eventgate: the stack was not healthy within {timeout_seconds:g}s ({url}: {last}).",
           file=sys.stderr)
     for log in sorted(log_dir.glob("*.log")):
         lines = log.read_text(errors="replace").splitlines()[-15:]
@@ -215,7 +220,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     url = f"http://127.0.0.1:{config.port}/healthz"
     log_dir = resolve_var_dir(config, root) / "log"
-    return 0 if wait_healthy(url, args.timeout, log_dir) else 1
+    return 0 if wait_healthy(url, args.timeout, log_dir, stack_redis_problem(config)) else 1
+
+
+def stack_redis_problem(config: Config) -> Callable[[], str | None] | None:
+    """What keeps the stack's own Redis Cluster from serving (cluster mode), None otherwise:
+    the apps' /healthz does not ask Redis, and a cluster takes a few seconds to form."""
+    stack = StackRedis(config.redis_mode, config.redis_port)
+    if config.redis_mode != "cluster" or not stack.serves(config.redis_url):
+        return None
+    addresses = [f"{LOOPBACK}:{port}" for port in stack.data_ports]
+    return lambda: cluster_problem(addresses)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 from eventgate.shared.errors import ConfigError
 from eventgate.shared.publishkeys import parse_publish_keys
 from eventgate.shared.redisurl import RedisURLError, check_redis_url
-from eventgate.shared.stackredis import PLANNED_MODES, REDIS_MODES, StackRedis
+from eventgate.shared.stackredis import REDIS_MODES, StackRedis
 
 ENV_FILE_NAME = "eventgate.env"
 MIN_SECRET_CHARS = 32
@@ -84,8 +84,9 @@ class Config:
     web_port: int = 8000
     stream_port: int = 8001
     redis_port: int = 6399
-    #: The Redis the stack runs (shared/stackredis.py): "single", or "sentinel" (a primary, two
-    #: replicas, three sentinels). It runs none when ``redis_url`` names a Redis of the user's own.
+    #: The Redis the stack runs (shared/stackredis.py): "single", "sentinel" (a primary, two
+    #: replicas, three sentinels) or "cluster" (three primaries, each with a replica). It runs
+    #: none when ``redis_url`` names a Redis of the user's own.
     redis_mode: str = "single"
     #: The stack's Redis ``maxmemory`` (Redis' units: bytes, or k/kb/m/mb/g/gb; 0: no limit),
     #: with ``noeviction``: a full Redis refuses writes instead of dropping event logs.
@@ -299,14 +300,10 @@ _REDIS_SIZE = re.compile(r"[0-9]+(k|kb|m|mb|g|gb)?", re.IGNORECASE)
 
 def _check_stack_redis(config: Config) -> None:
     """Refuse a Redis mode, size or port block the stack could not run."""
-    if config.redis_mode in PLANNED_MODES:
-        raise ConfigError(
-            f"EVENTGATE_REDIS_MODE={config.redis_mode} is not available yet: the stack runs "
-            "single (the default) or sentinel."
-        )
     if config.redis_mode not in REDIS_MODES:
         raise ConfigError(
-            f"EVENTGATE_REDIS_MODE must be single or sentinel, not {config.redis_mode[:40]!r}."
+            "EVENTGATE_REDIS_MODE must be single, sentinel or cluster, not "
+            f"{config.redis_mode[:40]!r}."
         )
     if not _REDIS_SIZE.fullmatch(config.redis_maxmemory):
         raise ConfigError(

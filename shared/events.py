@@ -200,3 +200,35 @@ def first_id(client: redis.Redis, channel: str) -> str | None:
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def moved_on(client: redis.Redis, positions: dict[str, str]) -> set[str]:
+    """The channels of ``positions`` (channel → the id last delivered) whose log holds an event
+    after that id: what a reconnect must read back. One ``XREAD COUNT 1`` per partition (the
+    channels of one partition share a hash slot, so one command may name them all), pipelined:
+    one round trip, per shard under Cluster, however many channels.
+
+    A log a failover left behind the position (its newest event older than the position) is not
+    named: nothing in it is new. Its next event arrives live with a ``prev`` that is not the
+    position, and the gap check reads it back then, announcing the loss (read_from)."""
+    groups: dict[int, list[str]] = {}
+    for name in positions:
+        groups.setdefault(keys.partition(name), []).append(name)
+    pipe = client.pipeline(transaction=False)
+    for names in groups.values():
+        pipe.xread({keys.log_key(name): positions[name] for name in names}, count=1)
+    moved: set[str] = set()
+    for names, reply in zip(groups.values(), pipe.execute(), strict=True):
+        by_key = {keys.log_key(name): name for name in names}
+        for key, _entries in _streams(reply):
+            moved.add(by_key[_text(key)])
+    return moved
+
+
+def _streams(reply: object) -> list[tuple[bytes | str, list]]:
+    """XREAD's reply as ``[(key, entries)]``: a list under RESP2, a dict under RESP3."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return list(reply.items())
+    return [(item[0], item[1]) for item in reply]  # type: ignore[union-attr]

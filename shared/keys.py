@@ -88,8 +88,20 @@ def subject_streams_key(subject: str) -> str:
 def idempotency_key(key: str) -> str:
     """The record of the publish made with ``Idempotency-Key: key``: the request's fingerprint
     and the ids it was answered with, until it expires. One namespace for every publisher key:
-    two backends that share an eventgate must not share key values."""
+    two backends that share an eventgate must not share key values.
+
+    Under Redis Cluster this is the batch's record (its fingerprint only; shared/publisher.py):
+    the key has no braces, so Cluster hashes it whole and it lands in a slot of its own derived
+    from ``key``. Its name is the same as under one Redis, so that a repeat across a move of
+    topology still finds it."""
     return f"{PREFIX}idempotency:{key}"
+
+
+def partition_idempotency_key(key: str, number: int) -> str:
+    """Under Redis Cluster, the record of the part of an ``Idempotency-Key: key`` batch that
+    falls in partition ``number``: the batch's fingerprint and that part's ids, in the
+    partition's slot, so that the part's script writes it in the same atomic run as its events."""
+    return f"{PREFIX}{partition_tag(number)}:idempotency:{key}"
 
 
 #: A hash: stream worker id (``host:pid``) -> its JSON status record (stream/status.py).

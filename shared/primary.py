@@ -45,6 +45,7 @@ from redis.sentinel import (
     SentinelManagedConnection,
 )
 
+from eventgate.shared.clusterstate import cluster_not_ready
 from eventgate.shared.redisurl import Address
 
 #: How often the stream broker asks the sentinels whether its pub/sub connection is still on
@@ -348,8 +349,10 @@ def not_ready(client: redis.Redis) -> str | None:
     readiness probes: ``ROLE`` on a pooled connection, so that a primary demoted to a replica
     reads as not ready (a managed Redis whose endpoint still leads to the old node); under
     Sentinel first one question to a sentinel (through the pool, which drops idle connections
-    left on a former primary)."""
-    pool = client.connection_pool
+    left on a former primary). A cluster client (no one pool) asks shared/clusterstate.py."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        return cluster_not_ready(client)
     sentinel = isinstance(pool, SentinelConnectionPool)
     try:
         if sentinel:

@@ -12,6 +12,33 @@ fingerprint and the ids, so a repeat answers those ids and stores nothing again.
 With ``durable_replicas`` set, a publish is confirmed only once that many replicas hold it
 (``WAIT`` on the script's own connection); otherwise it raises NotDurable.
 
+Under Redis Cluster a script may only touch keys of one hash slot, and a channel's keys carry
+its partition's hash tag (shared/keys.py). So a batch is split by partition — the events of a
+part keep their relative order — and each part is one script run, atomic and live over
+sharded pub/sub (``SPUBLISH``), on the primary owning its slot; the parts of one node go in one
+pipeline (shared/slotscripts.py). The ids come back in the request's order. A batch is then no
+longer all-or-nothing: a failure may leave some parts stored, which is what an idempotency key
+is for. The key covers the whole batch this way:
+
+1. The batch record ``keys.idempotency_key(key)``, in a slot of its own, is written first with
+   ``SET … NX GET EX`` and holds the batch's fingerprint. If it held another fingerprint, the
+   publish is refused (IdempotencyKeyReused) before any part runs: nothing is stored.
+2. Each part's script keeps a part record ``keys.partition_idempotency_key(key, partition)``
+   in the part's slot — the fingerprint and that part's ids — exactly as the one-Redis script
+   does, in the same atomic run as its events: a part that has a record was stored, and a part
+   without one was not.
+3. A repeat (the batch record held this fingerprint) therefore replays the parts stored before
+   a crash and stores the rest; ``Stored.replayed`` is True only when every part replayed.
+   A batch record that this publish created ("fresh") treats a part record of another
+   fingerprint as a leftover of an expired batch and replaces it; a repeat refuses it. Two
+   concurrent publishes of one batch under one key store each part once: a part's record is
+   read and written within the part's own atomic run.
+
+Part records are written after the batch record and with the same lifetime, so they outlive it:
+while the batch record lives, so does every part record written under it. One difference from
+one Redis: a publish that failed before storing anything still leaves its batch record, so the
+key then only accepts the same events again (until it expires).
+
 A job worker needs two lines: ``Publisher.from_url("redis://…").publish("orders.42", {...})``.
 """
 
@@ -22,6 +49,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from eventgate.shared import keys
 from eventgate.shared.config import Config
@@ -38,13 +67,16 @@ from eventgate.shared.names import (
     validate_event_type,
     validate_idempotency_key,
 )
-from eventgate.shared.redisconn import ThreadClients, connect
+from eventgate.shared.redisconn import LazyCluster, ThreadClients, connect
+from eventgate.shared.slotscripts import SlotCall, run_per_slot
 
 # KEYS: log1, live1, log2, live2, …[, record]
-# ARGV: maxlen, max_age_ms, type1, data1, type2, data2, …[, fingerprint, record_seconds]
+# ARGV: maxlen, max_age_ms, type1, data1, type2, data2, …[, fingerprint, record_seconds[, fresh]]
 # With an idempotency record (an odd number of KEYS) the reply starts with the outcome: 'stored'
 # (then the new ids), 'replayed' (the ids the record holds; nothing added) or 'reused' (the record
-# holds another fingerprint; nothing added). The record, ``fingerprint\nid1,id2,…``, is written
+# holds another fingerprint; nothing added) — except with 'fresh' (a part of a Cluster batch
+# whose batch record this very publish created: a record of another fingerprint is a leftover of
+# an expired batch, and is replaced). The record, ``fingerprint\nid1,id2,…``, is written
 # after the adds, so that it exists only for events that were stored. A replay writes it again
 # (same value, same expiry) so that a WAIT that follows counts the replicas holding it — and,
 # the replication stream being ordered, the events it names.
@@ -66,11 +98,14 @@ if nkeys % 2 == 1 then
   local stored = redis.call('GET', record)
   if stored then
     local cut = string.find(stored, '\\n', 1, true)
-    if string.sub(stored, 1, cut - 1) ~= ARGV[nkeys + 3] then return {'reused'} end
-    redis.call('SET', record, stored, 'KEEPTTL')
-    local ids = {'replayed'}
-    for id in string.gmatch(string.sub(stored, cut + 1), '[^,]+') do ids[#ids + 1] = id end
-    return ids
+    if string.sub(stored, 1, cut - 1) ~= ARGV[nkeys + 3] then
+      if ARGV[nkeys + 5] ~= 'fresh' then return {'reused'} end
+    else
+      redis.call('SET', record, stored, 'KEEPTTL')
+      local ids = {'replayed'}
+      for id in string.gmatch(string.sub(stored, cut + 1), '[^,]+') do ids[#ids + 1] = id end
+      return ids
+    end
   end
 end
 local minid = nil
@@ -119,6 +154,10 @@ if record then
 end
 return ids
 """
+#: Under Redis Cluster: the same script, the live copy over sharded pub/sub (the channel, in
+#: KEYS, is in the log's slot), never over the cluster-wide bus that every node would relay.
+_SHARDED_SCRIPT = _SCRIPT.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
+_SHARDED_SHA = hashlib.sha1(_SHARDED_SCRIPT.encode()).hexdigest()
 #: The script's answer to other events under a used key (bytes, or text from a client that
 #: decodes responses).
 _REUSED = (b"reused", "reused")
@@ -171,7 +210,10 @@ class Publisher:
         self._client = client
         self._clients = ThreadClients(client)
         self._config = config
-        self._script = client.register_script(_SCRIPT)
+        # A cluster client connects when asked for anything (register_script would ask it for
+        # its encoder): its script and SHA are the module's, and nothing connects yet.
+        self._sharded = isinstance(client, (LazyCluster, RedisCluster))
+        self._script = None if self._sharded else client.register_script(_SCRIPT)
 
     @classmethod
     def from_url(cls, redis_url: str, **settings: object) -> Publisher:
@@ -218,8 +260,9 @@ class Publisher:
         *,
         idempotency_key: str | None = None,
     ) -> list[str]:
-        """Store and publish a batch atomically and in order (one script run); returns the ids.
-        Raises as ``store``."""
+        """Store and publish a batch atomically and in order (one script run; under Redis
+        Cluster one per partition of the batch, each atomic); returns the ids in the batch's
+        order. Raises as ``store``."""
         return self.store(drafts, idempotency_key=idempotency_key).ids
 
     def store(
@@ -244,44 +287,28 @@ class Publisher:
             raise InvalidEvent(
                 f"a batch holds at most {self._config.max_batch_events} events."
             )
-        script_keys: list[str] = []
-        args: list[str | int] = [
-            self._config.retention_count,
-            self._config.retention_seconds * 1000,
-        ]
-        for draft in drafts:
-            script_keys += [keys.log_key(draft.channel), keys.live_channel(draft.channel)]
-            args += [draft.type, draft.data]
-        if idempotency_key is not None:
-            script_keys.append(keys.idempotency_key(validate_idempotency_key(idempotency_key)))
-            args += [fingerprint(drafts), self._config.idempotency_seconds]
-        durable = self._config.durable_replicas
+        key = None if idempotency_key is None else validate_idempotency_key(idempotency_key)
         try:
-            if durable:
-                ids, replicas = self._run_and_wait(script_keys, args)
+            if self._sharded:
+                ids, replayed, replicas = self._store_sharded(drafts, key)
             else:
-                ids = self._script(keys=script_keys, args=args, client=self._clients.client())
-                replicas = 0
+                ids, replayed, replicas = self._store_one(drafts, key)
         except redis.exceptions.OutOfMemoryError as error:
             raise RedisFull(
                 "Redis is full (it refuses writes beyond its maxmemory); nothing was "
                 "published. Retry once old events have expired, or give Redis more memory."
             ) from error
-        except redis.RedisError as error:
+        except (redis.RedisError, RedisClusterException) as error:
+            if self._sharded and len({keys.partition(d.channel) for d in drafts}) > 1:
+                raise PublishError(
+                    f"the Redis Cluster did not confirm the batch ({type(error).__name__}): "
+                    "some of its parts may be stored. Repeat it with the same idempotency key "
+                    "to publish each event exactly once."
+                ) from error
             raise PublishError(
                 f"Redis did not store the event ({type(error).__name__}); nothing was published."
             ) from error
-        replayed = False
-        if idempotency_key is not None and isinstance(ids, list) and ids:
-            if ids[0] in _REUSED:
-                raise IdempotencyKeyReused(
-                    f"idempotency key {idempotency_key!r} was already used for other events: "
-                    "repeat a publish with exactly the same events, or use a new key."
-                )
-            replayed = ids[0] in _REPLAYED
-            ids = ids[1:]
-        if not isinstance(ids, list) or len(ids) != len(drafts):
-            raise PublishError("Redis answered the publish script with something unexpected.")
+        durable = self._config.durable_replicas
         if replicas < durable:
             raise NotDurable(
                 f"Redis stored the event but {replicas} of the {durable} replicas required "
@@ -291,6 +318,71 @@ class Publisher:
         return Stored(
             [i.decode("ascii") if isinstance(i, bytes) else str(i) for i in ids], replayed
         )
+
+    def _store_one(self, drafts: list[Draft], key: str | None) -> tuple[list, bool, int]:
+        """One Redis (plain or Sentinel): the whole batch in one script run, record included."""
+        script_keys: list[str] = []
+        args: list[str | int] = [
+            self._config.retention_count,
+            self._config.retention_seconds * 1000,
+        ]
+        for draft in drafts:
+            script_keys += [keys.log_key(draft.channel), keys.live_channel(draft.channel)]
+            args += [draft.type, draft.data]
+        if key is not None:
+            script_keys.append(keys.idempotency_key(key))
+            args += [fingerprint(drafts), self._config.idempotency_seconds]
+        if self._config.durable_replicas:
+            reply, replicas = self._run_and_wait(script_keys, args)
+        else:
+            reply = self._script(keys=script_keys, args=args, client=self._clients.client())
+            replicas = 0
+        ids, replayed = _outcome(reply, len(drafts), key)
+        return ids, replayed, replicas
+
+    def _store_sharded(self, drafts: list[Draft], key: str | None) -> tuple[list, bool, int]:
+        """Redis Cluster: one script run per partition of the batch (the module's docstring
+        tells how an idempotency key covers them all)."""
+        client = self._client
+        cluster = client.cluster() if isinstance(client, LazyCluster) else client
+        parts: dict[int, list[int]] = {}
+        for position, draft in enumerate(drafts):
+            parts.setdefault(keys.partition(draft.channel), []).append(position)
+        record_args: list[str | int] = []
+        if key is not None:
+            mark = fingerprint(drafts)
+            ttl = self._config.idempotency_seconds
+            held = cluster.set(keys.idempotency_key(key), mark, nx=True, ex=ttl, get=True)
+            if held is not None and held not in (mark, mark.encode()):
+                raise _reused(key)
+            record_args = [mark, ttl, "fresh" if held is None else "repeat"]
+        calls = []
+        for partition, positions in parts.items():
+            part_keys: list[str] = []
+            args: list[str | int] = [
+                self._config.retention_count,
+                self._config.retention_seconds * 1000,
+            ]
+            for position in positions:
+                channel = drafts[position].channel
+                part_keys += [keys.log_key(channel), keys.live_channel(channel)]
+                args += [drafts[position].type, drafts[position].data]
+            if key is not None:
+                part_keys.append(keys.partition_idempotency_key(key, partition))
+            calls.append(SlotCall(part_keys, args + record_args))
+        durable = self._config.durable_replicas
+        wait = (durable, wait_ms(self._config)) if durable else None
+        replies, replicas = run_per_slot(
+            cluster, _SHARDED_SCRIPT, _SHARDED_SHA, calls, wait
+        )
+        ids: list = [None] * len(drafts)
+        replayed = True
+        for positions, reply in zip(parts.values(), replies, strict=True):
+            part_ids, part_replayed = _outcome(reply, len(positions), key)
+            replayed = replayed and part_replayed
+            for position, event_id in zip(positions, part_ids, strict=True):
+                ids[position] = event_id
+        return ids, replayed, replicas
 
     def _run_and_wait(self, script_keys: list[str], args: list[str | int]) -> tuple[object, int]:
         """The script, then ``WAIT``, pipelined on one connection (WAIT counts the replicas
@@ -311,6 +403,27 @@ class Publisher:
         pipe.execute_command(*command)
         pipe.execute_command("WAIT", self._config.durable_replicas, wait_ms(self._config))
         return pipe.execute(raise_on_error=False)
+
+
+def _outcome(reply: object, events: int, key: str | None) -> tuple[list, bool]:
+    """A script's ids and whether they were replayed; raises IdempotencyKeyReused for a key
+    used for other events, PublishError for a reply that is not ``events`` ids."""
+    replayed = False
+    if key is not None and isinstance(reply, list) and reply:
+        if reply[0] in _REUSED:
+            raise _reused(key)
+        replayed = reply[0] in _REPLAYED
+        reply = reply[1:]
+    if not isinstance(reply, list) or len(reply) != events:
+        raise PublishError("Redis answered the publish script with something unexpected.")
+    return reply, replayed
+
+
+def _reused(key: str) -> IdempotencyKeyReused:
+    return IdempotencyKeyReused(
+        f"idempotency key {key!r} was already used for other events: "
+        "repeat a publish with exactly the same events, or use a new key."
+    )
 
 
 def wait_ms(config: Config | PublishSettings) -> int:

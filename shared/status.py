@@ -17,6 +17,7 @@ import json
 import time
 
 import redis
+from redis.cluster import RedisCluster
 
 from eventgate.shared import keys
 
@@ -80,7 +81,7 @@ def overview(client: redis.Redis) -> dict:
         totals["lag_p99_seconds"] = "+Inf"  # past the last bucket (stream/lag.py)
     else:
         totals["lag_p99_seconds"] = max(lags) if lags else None
-    memory = client.info("memory")
+    memory = redis_memory(client)
     return {
         "workers": records,
         "totals": totals,
@@ -89,6 +90,20 @@ def overview(client: redis.Redis) -> dict:
             "used_memory_human": memory.get("used_memory_human"),
             "maxmemory_bytes": memory.get("maxmemory"),
         },
+    }
+
+
+def redis_memory(client: redis.Redis) -> dict:
+    """``INFO memory``'s fields; under Redis Cluster (a client with no one pool) summed over the
+    primaries, each holding its own share of the logs (redis-py would ask one node)."""
+    if getattr(client, "connection_pool", None) is not None:
+        return client.info("memory")
+    per_node = client.info("memory", target_nodes=RedisCluster.PRIMARIES).values()
+    used = sum(int(node.get("used_memory", 0)) for node in per_node)
+    return {
+        "used_memory": used,
+        "used_memory_human": f"{used / 1048576:.2f}M",
+        "maxmemory": sum(int(node.get("maxmemory", 0)) for node in per_node),
     }
 
 

@@ -49,7 +49,7 @@ from redis.crc import key_slot
 
 from eventgate.shared import keys, sse
 from eventgate.shared.config import Config
-from eventgate.shared.events import read_heads
+from eventgate.shared.events import moved_on
 from eventgate.shared.primary import CHECK_SECONDS
 from eventgate.shared.redisconn import LazyCluster
 from eventgate.stream.broker import Broker, Replies
@@ -413,16 +413,20 @@ class ShardedBroker(Broker):
 
     def _backfill_moved(self, names: list[str]) -> None:
         """Backfill the channels of ``names`` that delivered something and whose log went on
-        since: one pipelined read of the heads (one round trip per shard), then the logs of
-        only those that changed."""
-        following = [n for n in names if (c := self.hub.channels.get(n)) and c.last is not None]
-        if not following:
+        since: one XREAD per partition, pipelined (one round trip per shard: events.moved_on),
+        then the logs of only those that moved on."""
+        positions = {
+            name: channel.last
+            for name in names
+            if (channel := self.hub.channels.get(name)) is not None and channel.last is not None
+        }
+        if not positions:
             return
         try:
-            heads = read_heads(self.redis, following)  # type: ignore[arg-type]
+            moved = moved_on(self.redis, positions)  # type: ignore[arg-type]
         except _ERRORS:
-            heads = {}
-        for name in following:
+            moved = set(positions)  # read them all back: each retries until Redis answers
+        for name in moved:
             channel = self.hub.channels.get(name)
-            if channel is not None and heads.get(name) != channel.last:
+            if channel is not None:
                 self._start_backfill(channel)

@@ -15,6 +15,8 @@ import pytest
 from eventgate.shared.config import Config
 from eventgate.shared.publisher import Publisher
 from eventgate.shared.tokens import ChannelTokens
+from tests.hosts import Host, Network, unavailable
+from tests.rediscluster import RedisClusterSet
 from tests.servers import Program, RedisServer, SentinelSet, child_env
 from tests.stack import Stack
 from tests.stream.pool import StreamPool
@@ -34,11 +36,17 @@ def redis_server(tmp_path_factory):
 def make_redis_server(tmp_path):
     """Factory: ``make_redis_server(*extra_args)`` → a private redis-server (tests/servers.py),
     started, with extra command-line settings (``"--maxmemory", "2mb"``); stopped after the
-    test."""
+    test. ``host=`` (a tests/hosts.py Host) runs it there, on that host's address, open to the
+    other hosts (protected mode off)."""
     started: list[RedisServer] = []
 
-    def make(*extra: str) -> RedisServer:
-        server = RedisServer(tmp_path / f"redis-{len(started)}", extra=extra)
+    def make(*extra: str, host: Host | None = None) -> RedisServer:
+        workdir = tmp_path / f"redis-{len(started)}"
+        if host is None:
+            server = RedisServer(workdir, extra=extra)
+        else:
+            server = RedisServer(workdir, port=host.take_port(), host=host.address,
+                                 prefix=host.prefix, extra=("--protected-mode", "no", *extra))
         started.append(server)
         server.start()
         return server
@@ -55,6 +63,31 @@ def sentinel_set(tmp_path_factory):
     deployment = SentinelSet(tmp_path_factory.mktemp("sentinel")).start()
     yield deployment
     deployment.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """A real Redis Cluster (tests/rediscluster.py:RedisClusterSet: three primaries, a replica
+    each, ~2 s to create) for the whole session.
+
+    Session scope because every fault it takes has an undo that leaves it healthy: ``restore()``
+    starts killed nodes again and finishes half-done migrations; a slot moved stays moved, which
+    is healthy too. So tests must not assume which node serves what (ask ``primary_of_slot``),
+    and a test that kills nodes or moves slots takes it through ``cluster_faults``, which
+    restores it after the test, failed or not. The teardown checks (pgrep) that no node is left.
+    """
+    deployment = RedisClusterSet(tmp_path_factory.mktemp("cluster")).start()
+    yield deployment
+    deployment.stop()
+    assert not deployment.leftovers(), f"cluster nodes left running:\n{deployment.leftovers()}"
+
+
+@pytest.fixture
+def cluster_faults(redis_cluster):
+    """The session's Redis Cluster for a test that faults it: restored (every node running, no
+    migration open, healthy) after the test even if it failed."""
+    yield redis_cluster
+    redis_cluster.restore()
 
 
 @pytest.fixture(scope="session")
@@ -106,11 +139,13 @@ def make_program(tmp_path):
 def make_pool(redis_server, secret_keys, publish_key, tmp_path):
     """Factory: start a stream pool (tests/stream/pool.py; stopped after the test) on the
     session's redis, with EVENTGATE_* overrides: ``make_pool(workers=2, heartbeat="5")``;
-    ``connected=False`` returns once a worker answers, Redis reachable or not."""
+    ``connected=False`` returns once a worker answers, Redis reachable or not. ``host`` (a
+    tests/hosts.py Host) runs it there: give it a ``redis_url`` that host reaches."""
     pools: list[StreamPool] = []
 
     def make(
-        workers: int = 1, timeout: int = 30, *, connected: bool = True, **settings: str
+        workers: int = 1, timeout: int = 30, *, connected: bool = True,
+        host: Host | None = None, **settings: str
     ) -> StreamPool:
         env = {
             "EVENTGATE_SECRET_KEY": ",".join(secret_keys),
@@ -121,7 +156,7 @@ def make_pool(redis_server, secret_keys, publish_key, tmp_path):
             "EVENTGATE_RETRY_MS": "300",
         }
         env.update({f"EVENTGATE_{k.upper()}": str(v) for k, v in settings.items()})
-        pool = StreamPool(tmp_path, env, workers, timeout)
+        pool = StreamPool(tmp_path, env, workers, timeout, host)
         pools.append(pool)
         pool.start(connected)
         return pool
@@ -171,6 +206,24 @@ def run_cli(redis_server, secret_keys, publish_key, tmp_path):
         )
 
     return run
+
+
+# -- hosts (tests/hosts.py) ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def network() -> Iterator[Network]:
+    """Hosts for one test module (tests/hosts.py): ``network.add_host("redis-1")`` gives a
+    network namespace with its own 127.X address; ``network.local`` is the test process's own
+    host, where nginx runs. Skipped without root. At teardown everything is removed; a process
+    the module left running in a host is killed and fails the teardown."""
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    hosts = Network().open()
+    yield hosts
+    killed = hosts.close()
+    assert not killed, f"processes left running in the module's hosts (killed): {killed}"
 
 
 # -- the whole stack (tests/stack.py) ------------------------------------------------------------

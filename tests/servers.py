@@ -34,7 +34,7 @@ def free_port() -> int:
 
 def free_port_block(count: int) -> int:
     """The first of ``count`` consecutive loopback ports that nothing listens on right now (the
-    stack's Redis in sentinel mode takes six from EVENTGATE_REDIS_PORT up).
+    stack's Redis takes six from EVENTGATE_REDIS_PORT up in sentinel mode, twelve in cluster).
 
     Taken below the kernel's ephemeral range, as the stack's default 6399 is: a port in that
     range may become some connection's source port while the node that listens on it is down
@@ -195,24 +195,32 @@ class Program:
 class RedisServer:
     """A real redis-server on a free loopback port with its own data dir (AOF, like the stack)."""
 
-    def __init__(self, workdir: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, extra: tuple[str, ...] = (), *,
+        host: str = LOOPBACK, prefix: Sequence[str] = (),
+    ) -> None:
         self.port = port or free_port()
         self.workdir = workdir
         self.extra = extra
+        # Where it binds and is reached, and what its command line starts with: a node of a
+        # network namespace has its own address and starts under ["ip", "netns", "exec", ns].
+        self.host = host
+        self.prefix = list(prefix)
         self.log = workdir / "redis.log"
         self.program: Program | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=5)
+        return redis.Redis(host=self.host, port=self.port, socket_timeout=5)
 
     def start(self) -> None:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         args = [
-            binary, "--port", str(self.port), "--bind", LOOPBACK, "--dir", str(self.workdir),
+            *self.prefix, binary, "--port", str(self.port), "--bind", self.host,
+            "--dir", str(self.workdir),
             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
             # Redis 7 refuses DEBUG by default; tests freeze a primary with DEBUG SLEEP.
             "--enable-debug-command", "local",

@@ -23,7 +23,13 @@ from pathlib import Path
 import redis
 
 from eventgate.deploy.render import render_stack
-from eventgate.deploy.stack import Process, descendants, running_processes, stack_processes
+from eventgate.deploy.stack import (
+    Process,
+    descendants,
+    running_processes,
+    stack_processes,
+    stack_redis_problem,
+)
 from eventgate.shared.config import ENV_FILE_NAME, Config
 from eventgate.shared.stackredis import StackRedis
 from tests.servers import (
@@ -87,8 +93,9 @@ class Stack:
         self.root = root
         self.var_dir = workdir / "var"
         self.port, self.web_port, self.stream_port = free_port(), free_port(), free_port()
-        # Sentinel mode's Redis takes six ports from EVENTGATE_REDIS_PORT up (shared/stackredis.py)
-        self.redis_port = free_port_block(6)
+        # Cluster mode's Redis takes twelve ports from EVENTGATE_REDIS_PORT up (six nodes, their
+        # cluster bus), sentinel mode six (shared/stackredis.py)
+        self.redis_port = free_port_block(12)
         self.publish_key = secrets.token_urlsafe(32)
         self.secret_key = secrets.token_urlsafe(32)
         self.stream_workers = stream_workers
@@ -184,13 +191,16 @@ class Stack:
         return self
 
     def wait_healthy(self, timeout: float = START_SECONDS) -> None:
-        """Wait until nginx answers /healthz (web) and /streams/healthz (stream) with 200."""
+        """Wait until nginx answers /healthz (web) and /streams/healthz (stream) with 200, and
+        in cluster mode until the stack's Redis Cluster serves every slot."""
         paths = ["/healthz"]
         if (self.root / "stream" / "wsgi.py").exists():
             paths.append("/streams/healthz")
         for path in paths:
             self.wait_until(lambda path=path: http_get(self.url(path), timeout=2)[0] == 200,
                             timeout, f"GET {path}")
+        if (redis_problem := stack_redis_problem(self.config)) is not None:
+            self.wait_until(lambda: redis_problem() is None, timeout, "the Redis Cluster ready")
 
     def wait_until(self, check: Callable[[], object], timeout: float, what: str) -> object:
         """``wait_for(check)`` that fails at once if supervisord exits, showing every log."""

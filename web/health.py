@@ -23,7 +23,8 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     """200 when Redis answers ROLE as a primary within the client's short timeout (under
-    Sentinel: the primary the sentinels name), else 503."""
+    Sentinel: the primary the sentinels name; under Cluster: a node says every slot is served,
+    shared/clusterstate.py), else 503."""
     reason = not_ready(current_eventgate().client)
     if reason is not None:
         return error_response("not_ready", reason, 503, {"Retry-After": "1"})

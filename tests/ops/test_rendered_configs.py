@@ -179,11 +179,11 @@ def test_redis_keeps_an_append_only_file(config):
     assert options["--dir"] == str(config.var_dir.resolve() / "redis")
 
 
-@pytest.mark.parametrize("mode", ["single", "sentinel"])
+@pytest.mark.parametrize("mode", ["single", "sentinel", "cluster"])
 def test_every_setting_reaches_the_apps_and_round_trips(config, mode):
     """What the apps read back from the rendered environment is the config that was rendered."""
-    if mode == "sentinel":
-        config = sentinel_config(config)
+    if mode != "single":
+        config = mode_config(config, mode)
     secret_fields = {"secret_keys", "publish_keys", "ops_key"}
     fields = {field.name for field in dataclasses.fields(Config)} - secret_fields
     assert fields == set(ENV_NAMES), "a Config field has no EVENTGATE_* name in deploy/render.py"
@@ -296,10 +296,14 @@ def test_deploy_imports_neither_flask_nor_gevent():
 
 # -- the stack's Redis in each EVENTGATE_REDIS_MODE (deploy/redisprograms.py) --------------------
 
+def mode_config(config: Config, mode: str) -> Config:
+    """``config`` in ``mode``, with the URL Config.from_env would give it."""
+    return dataclasses.replace(config, redis_mode=mode,
+                               redis_url=StackRedis(mode, config.redis_port).url)
+
+
 def sentinel_config(config: Config) -> Config:
-    """``config`` in sentinel mode, with the URL Config.from_env would give it."""
-    return dataclasses.replace(config, redis_mode="sentinel",
-                               redis_url=StackRedis("sentinel", config.redis_port).url)
+    return mode_config(config, "sentinel")
 
 
 def redis_options(command: str) -> dict[str, str]:
@@ -355,6 +359,42 @@ def test_sentinel_mode_runs_three_data_nodes_and_three_sentinels(config):
         assert environ["EVENTGATE_REDIS_MODE"] == "sentinel"
 
 
+def test_cluster_mode_runs_six_cluster_nodes_and_creates_the_cluster_once(config):
+    config = mode_config(config, "cluster")
+    found = programs(render(config))
+    nodes = [f"redis-{index}" for index in range(1, 7)]
+    assert set(found) == {*nodes, "redis-cluster-create", "web", "stream", "nginx"}
+    var = config.var_dir.resolve()
+    stack = StackRedis("cluster", config.redis_port)
+    for name, port, bus in zip(nodes, stack.data_ports, stack.bus_ports, strict=True):
+        priority, process = found[name]
+        assert shlex.split(process.command)[1:3] == ["-m", "eventgate.deploy.redisnode"], name
+        options = redis_options(process.command)
+        assert options["--port"] == str(port) and options["--bind"] == "127.0.0.1", name
+        assert options["--cluster-enabled"] == "yes", name
+        assert options["--cluster-port"] == str(bus), name
+        folder = var / "redis" / f"cluster-{port}"
+        assert options["--dir"] == str(folder) and folder.is_dir(), name
+        assert options["--cluster-config-file"] == str(folder / "nodes.conf"), name
+        assert options["--appendonly"] == "yes", name
+        assert options["--maxmemory"] == "256mb", name
+        assert options["--maxmemory-policy"] == "noeviction", name
+        assert options["--pidfile"] == str(var / "run" / f"{name}.pid"), name
+        assert "--replicaof" not in options, name
+        assert process.autorestart.__name__ == "RestartUnconditionally", name
+        assert priority < found["redis-cluster-create"][0] < found["web"][0], name
+    _, create = found["redis-cluster-create"]
+    argv = shlex.split(create.command)
+    assert argv[1:3] == ["-m", "eventgate.deploy.rediscluster"]
+    assert argv[-6:] == [f"127.0.0.1:{port}" for port in stack.data_ports]
+    assert (create.autorestart, create.startsecs) == (False, 0)  # once per start, exit 0
+    assert create.stdout_logfile == str(var / "log" / "redis-cluster-create.log")
+    for name in ("web", "stream"):
+        environ = dict(found[name][1].environment)
+        assert environ["EVENTGATE_REDIS_URL"] == stack.url
+        assert environ["EVENTGATE_REDIS_MODE"] == "cluster"
+
+
 def test_a_killed_primary_stays_down_past_down_after(config):
     """supervisord restarts a crashed program at once; the node wrapper holds it down longer
     than the sentinels need to call it down, or a killed primary would never fail over."""
@@ -382,7 +422,7 @@ def test_sentinel_files_are_written_once_then_left_to_the_sentinels(config):
     assert conf.read_text() == rewritten
 
 
-@pytest.mark.parametrize("mode", ["single", "sentinel"])
+@pytest.mark.parametrize("mode", ["single", "sentinel", "cluster"])
 def test_a_redis_of_the_users_own_runs_no_redis_program(config, mode):
     own = dataclasses.replace(config, redis_mode=mode, redis_url="redis://10.1.2.3:6379/0")
     found = programs(render(own))

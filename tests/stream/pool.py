@@ -8,33 +8,40 @@ import subprocess
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.servers import LOOPBACK, Program, child_env, free_port, venv_tool
+
+if TYPE_CHECKING:
+    from tests.hosts import Host
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 class StreamPool:
     def __init__(
-        self, workdir: Path, env: dict[str, str], workers: int = 1, timeout: int = 30
+        self, workdir: Path, env: dict[str, str], workers: int = 1, timeout: int = 30,
+        host: Host | None = None,
     ) -> None:
-        self.port = free_port()
+        """``host``: run in that host of a tests/hosts.py Network, on its address."""
+        self.address = host.address if host else LOOPBACK
+        self.port = host.take_port() if host else free_port()
         self.workdir = workdir
         self.env = env
         self.workers = workers
         self.timeout = timeout
-        self.log = workdir / f"stream-{self.port}.log"
-        self.program = Program(
-            [
-                venv_tool("gunicorn"), "eventgate.stream.wsgi:app",
-                "-c", "python:eventgate.stream.gunicorn_conf",
-                "--worker-class", "gevent", "--bind", f"{LOOPBACK}:{self.port}",
-                "--workers", str(workers), "--keep-alive", "0", "--max-requests", "0",
-                "--timeout", str(timeout), "--graceful-timeout", "5",
-                "--control-socket", str(workdir / f"stream-{self.port}.ctl"),
-            ],
-            self.log, cwd=ROOT, env=child_env(**env),
-        )
+        name = f"stream-{host.name}-{self.port}" if host else f"stream-{self.port}"
+        self.log = workdir / f"{name}.log"
+        argv = [
+            venv_tool("gunicorn"), "eventgate.stream.wsgi:app",
+            "-c", "python:eventgate.stream.gunicorn_conf",
+            "--worker-class", "gevent", "--bind", f"{self.address}:{self.port}",
+            "--workers", str(workers), "--keep-alive", "0", "--max-requests", "0",
+            "--timeout", str(timeout), "--graceful-timeout", "5",
+            "--control-socket", str(workdir / f"{name}.ctl"),
+        ]
+        self.program = Program(host.wrap(argv) if host else argv, self.log, cwd=ROOT,
+                               env=child_env(**env))
 
     def start(self, connected: bool = True) -> StreamPool:
         """Start; return once a worker answers (and, with ``connected``, holds its pub/sub
@@ -45,7 +52,7 @@ class StreamPool:
         return self
 
     def health(self) -> dict:
-        url = f"http://{LOOPBACK}:{self.port}/streams/healthz"
+        url = f"http://{self.address}:{self.port}/streams/healthz"
         with urllib.request.urlopen(url, timeout=2) as response:
             return json.loads(response.read())
 

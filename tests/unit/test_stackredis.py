@@ -37,6 +37,19 @@ def test_sentinel_mode_takes_six_ports_and_hands_the_apps_a_sentinel_url(var_dir
     assert stack.serves(sentinel.redis_url)
 
 
+def test_cluster_mode_takes_twelve_ports_and_hands_the_apps_a_cluster_url(var_dir):
+    """Six nodes and their cluster bus ports in one block (not Redis' port + 10000)."""
+    cluster = config(var_dir, REDIS_MODE="cluster", REDIS_PORT="7000")
+    stack = StackRedis("cluster", 7000)
+    assert stack.data_ports == tuple(range(7000, 7006))
+    assert stack.bus_ports == tuple(range(7006, 7012))
+    assert stack.sentinel_ports == ()
+    assert stack.ports == tuple(range(7000, 7012))
+    assert cluster.redis_url == "redis+cluster://" + ",".join(
+        f"127.0.0.1:{port}" for port in range(7000, 7006))
+    assert stack.serves(cluster.redis_url)
+
+
 def test_an_address_without_a_port_means_redis_default_port():
     assert StackRedis("single", 6379).serves("redis://localhost/0")
     assert not StackRedis("single", 6399).serves("redis://localhost/0")
@@ -55,21 +68,20 @@ def test_an_address_without_a_port_means_redis_default_port():
     ("sentinel", "redis+sentinel://127.0.0.1:7003,10.0.0.5:26379/eventgate/0", False),
     ("sentinel", "redis://127.0.0.1:7000/0", False),  # the first node, without the sentinels
     ("sentinel", "redis+sentinel://sentinel.example:26379/eventgate", False),
+    ("cluster", "redis+cluster://127.0.0.1:7000,127.0.0.1:7005", True),
+    ("cluster", "redis+cluster://:secret@localhost:7002", True),
+    ("cluster", "redis+cluster://127.0.0.1:7006", False),  # a cluster bus port
+    ("cluster", "redis+cluster://127.0.0.1:7000,10.0.0.5:7001", False),
+    ("cluster", "redis://127.0.0.1:7000/0", False),  # one node, without the cluster
 ])
 def test_a_url_names_the_stacks_redis_or_the_users_own(mode, url, ours):
     assert StackRedis(mode, 7000).serves(url) is ours
 
 
-def test_cluster_is_refused_as_not_available_yet(var_dir):
-    with pytest.raises(ConfigError) as caught:
-        config(var_dir, REDIS_MODE="cluster")
-    assert "not available yet" in caught.value.message
-
-
 def test_an_unknown_mode_is_refused(var_dir):
     with pytest.raises(ConfigError) as caught:
         config(var_dir, REDIS_MODE="replicated")
-    assert "single or sentinel" in caught.value.message
+    assert "single, sentinel or cluster" in caught.value.message
 
 
 @pytest.mark.parametrize("size", ["0", "1048576", "100k", "256mb", "1GB", "2g"])
@@ -91,9 +103,18 @@ def test_a_port_inside_the_redis_block_is_refused(var_dir, name):
     assert f"EVENTGATE_{name}=9004" in caught.value.message
 
 
+def test_a_port_of_the_cluster_bus_is_refused(var_dir):
+    with pytest.raises(ConfigError) as caught:
+        config(var_dir, REDIS_MODE="cluster", REDIS_PORT="9000", STREAM_PORT="9011")
+    assert "EVENTGATE_STREAM_PORT=9011" in caught.value.message
+
+
 def test_the_block_must_fit_below_65536(var_dir):
     with pytest.raises(ConfigError):
         config(var_dir, REDIS_MODE="sentinel", REDIS_PORT="65533")
+    with pytest.raises(ConfigError):  # the cluster bus ports too
+        config(var_dir, REDIS_MODE="cluster", REDIS_PORT="65526")
+    assert config(var_dir, REDIS_MODE="cluster", REDIS_PORT="65524").redis_port == 65524
     assert config(var_dir, REDIS_PORT="65535").redis_port == 65535  # single: one port
 
 

@@ -1,0 +1,167 @@
+"""The stream tier on a real Redis Cluster: numbered rounds on 200 channels spread over every
+shard, followed by single- and multi-channel clients (a client's channels on different shards),
+through a stream pool of two workers that holds one sharded pub/sub connection per shard per
+worker — then the same while the cluster is faulted: a primary killed (failover), a slot
+migrated, the pub/sub connections of a shard killed. Each client ends with every event the log
+kept once, in order, or the loss event for what Redis itself lost (tests/ha/verdict.py)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+from eventgate.shared import keys
+from tests.cluster.traffic import RoundPublisher, follow
+from tests.ha.verdict import Verdict, judge_client, judge_log, surviving_log, wait_caught_up
+from tests.servers import wait_for
+
+CHANNELS = 200
+#: Rounds a second (each a batch of one event on every channel).
+RATE = 5.0
+
+
+def judge(redis_cluster, clients, publisher) -> Verdict:
+    cluster = redis_cluster.cluster_client(decode_responses=False)  # surviving_log reads bytes
+    try:
+        logs = {name: surviving_log(cluster, name) for name in publisher.channels}
+    finally:
+        cluster.close()
+    verdict = Verdict()
+    wait_caught_up(clients, logs, verdict)
+    for name in publisher.channels:
+        judge_log(verdict, name, logs[name], publisher, durable=False)
+        for label, client in clients.items():
+            if name in client.channels:
+                judge_client(verdict, label, client, name, logs[name], publisher, False)
+    return verdict
+
+
+def traffic(cluster_apps, tokens, publish_key, base, channels=None):
+    stream, web = cluster_apps
+    channels = channels or [f"{base}.{n}" for n in range(CHANNELS)]
+    clients = follow(stream.port, tokens, channels)
+    publisher = RoundPublisher(web.port, publish_key, channels, RATE).start()
+    return clients, publisher
+
+
+def stop(clients, publisher) -> None:
+    publisher.stop()
+    for client in clients.values():
+        client.stop()
+
+
+def finish(redis_cluster, clients, publisher) -> Verdict:
+    """Stop publishing, wait for every client to catch up, judge, stop the clients."""
+    try:
+        publisher.stop()
+        return judge(redis_cluster, clients, publisher)
+    finally:
+        stop(clients, publisher)
+
+
+def pubsub_connections(redis_cluster) -> dict[str, Counter]:
+    """Per primary, the stream workers' pub/sub connections by client name."""
+    out = {}
+    for node in redis_cluster.primaries():
+        listed = redis_cluster.client(node).client_list(_type="pubsub")
+        out[f"{node.port}"] = Counter(c["name"] for c in listed
+                                      if c["name"].startswith("eventgate-stream-"))
+    return out
+
+
+def test_every_round_arrives_in_order_over_one_connection_per_shard_per_worker(
+    redis_cluster, cluster_apps, tokens, publish_key
+):
+    base = f"c{time.monotonic_ns()}"
+    assert len({redis_cluster.slot_of(keys.log_key(f"{base}.{n}")) for n in range(CHANNELS)}
+               ) > 100  # spread over the partitions, so over every shard
+    clients, publisher = traffic(cluster_apps, tokens, publish_key, base)
+    try:
+        publisher.wait_rounds(10)
+        connections = pubsub_connections(redis_cluster)
+    finally:
+        verdict = finish(redis_cluster, clients, publisher)
+    workers = cluster_apps[0].worker_pids()
+    for port, names in connections.items():
+        # Every worker follows channels on every shard; one connection each, however many
+        # clients and channels.
+        assert set(names) == {f"eventgate-stream-{pid}" for pid in workers}, (port, names)
+        assert set(names.values()) == {1}, (port, names)
+    assert not verdict.problems, verdict.problems[:10]
+    assert publisher.rounds >= 10
+
+
+def test_a_reconnect_costs_one_command_per_partition_not_per_channel(
+    redis_cluster, cluster_apps, tokens, publish_key, cluster_faults
+):
+    base = f"r{time.monotonic_ns()}"
+    # 200 channels in 8 partitions: many channels per partition, as a busy worker has.
+    names = (f"{base}.{n}" for n in range(100_000))
+    channels = [name for name in names if keys.partition(name) < 8][:CHANNELS]
+    clients, publisher = traffic(cluster_apps, tokens, publish_key, base, channels)
+    try:
+        publisher.wait_rounds(3)
+        node = redis_cluster.primary_of_slot(redis_cluster.slot_of(keys.log_key(channels[0])))
+        held = [name for name in channels
+                if redis_cluster.primary_of_slot(redis_cluster.slot_of(keys.log_key(name)))
+                .port == node.port]
+        partitions = len({keys.partition(name) for name in held})
+        before = redis_cluster.client(node).info("commandstats")
+        assert redis_cluster.kill_pubsub(node) >= 1
+        workers = len(cluster_apps[0].worker_pids())
+        wait_for(lambda: len(pubsub_connections(redis_cluster)[str(node.port)]) == workers, 10,
+                 "the workers to reconnect")
+        publisher.wait_rounds(publisher.rounds + 3)
+        after = redis_cluster.client(node).info("commandstats")
+    finally:
+        verdict = finish(redis_cluster, clients, publisher)
+
+    def calls(stats, command: str) -> int:
+        return stats.get(f"cmdstat_{command}", {}).get("calls", 0)
+
+    print(f"\n{len(held)} channels in {partitions} partitions on the shard: "
+          f"ssubscribe {calls(after, 'ssubscribe') - calls(before, 'ssubscribe')}, "
+          f"xread {calls(after, 'xread') - calls(before, 'xread')}")
+    # Each worker resubscribes with one SSUBSCRIBE per partition and asks which logs moved on
+    # with one XREAD per partition: not one command per channel.
+    assert calls(after, "ssubscribe") - calls(before, "ssubscribe") <= workers * partitions
+    assert calls(after, "xread") - calls(before, "xread") <= 2 * workers * partitions
+    assert len(held) > 2 * partitions  # the bound above would not tell them apart otherwise
+    assert not verdict.problems, verdict.problems[:10]
+
+
+def kill_primary(cluster, base):
+    node = cluster.primary_of_slot(cluster.slot_of(keys.log_key(f"{base}.0")))
+    cluster.wait_failover(cluster.kill_primary(node))
+
+
+def migrate_slot(cluster, base):
+    slot = cluster.slot_of(keys.log_key(f"{base}.0"))
+    owner = cluster.primary_of_slot(slot)
+    target = next(node for node in cluster.primaries() if node.port != owner.port)
+    cluster.migrate_slot(slot, target)
+
+
+def kill_pubsub(cluster, base):
+    node = cluster.primary_of_slot(cluster.slot_of(keys.log_key(f"{base}.0")))
+    assert cluster.kill_pubsub(node) >= 1
+
+
+@pytest.mark.parametrize("fault", [kill_primary, migrate_slot, kill_pubsub],
+                         ids=lambda f: f.__name__)
+def test_every_client_ends_with_every_kept_event_through_a_fault(
+    redis_cluster, cluster_apps, tokens, publish_key, cluster_faults, fault
+):
+    base = f"f{time.monotonic_ns()}"
+    clients, publisher = traffic(cluster_apps, tokens, publish_key, base)
+    try:
+        publisher.wait_rounds(5)
+        fault(redis_cluster, base)
+        publisher.wait_rounds(publisher.rounds + 10, timeout=40)
+    finally:
+        verdict = finish(redis_cluster, clients, publisher)
+    print(f"\n{fault.__name__}: {publisher.rounds} rounds, statuses {dict(publisher.statuses)}, "
+          f"{verdict.figures.get('lost_seen')}")
+    assert not verdict.problems, verdict.problems[:10]
