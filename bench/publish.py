@@ -11,13 +11,10 @@ Every event's data is ``{"ts": <CLOCK_REALTIME µs>, "s": <sequence number on it
 padding}``, 100 bytes of JSON, so the load generator measures publish→receive latency and checks
 that each connection sees every number once. Targets:
 
-- ``publisher``: eventgate's Python Publisher (``publish_many``: one Lua round trip per batch);
+- ``publisher``: eventgate's Python Publisher (``publish_many``: one Lua round trip per batch; a
+  ``redis+cluster://`` URL: one per partition of the batch, SPUBLISH);
 - ``http``: ``POST /api/events`` on a web gunicorn (single events, or batches as JSON arrays);
-- ``flask-sse``: what ``flask_sse.sse.publish`` does, a plain PUBLISH of its JSON message;
-- ``script``: a minimal stand-in for the Publisher's Lua script (XADD with ``prev``, then the live
-  payload the broker reads) on one Redis (PUBLISH) or a Cluster URL (SPUBLISH through redis-py's
-  RedisCluster, a batch split by hash slot, one EVALSHA per slot, pipelined per node), for
-  bench/scaling.py while the Publisher does not speak Cluster.
+- ``flask-sse``: what ``flask_sse.sse.publish`` does, a plain PUBLISH of its JSON message.
 
 ``flood`` with any target but ``http`` publishes batches back to back from one thread.
 """
@@ -88,73 +85,6 @@ class ViaFlaskSse:
             seq = data[data.index('"s":') + 4 : data.index(',"p"')]
             pipe.publish(channel, json.dumps({"data": data, "type": EVENT_TYPE, "id": seq}))
         pipe.execute()
-
-
-# KEYS: log1, live1, log2, live2, … (one hash slot); ARGV: PUBLISH or SPUBLISH, maxlen, type1,
-# data1, … The payload is the Publisher's (shared/publisher.py): id, prev, type, data.
-_SCRIPT = """
-local ids, newest = {}, {}
-for i = 1, #KEYS, 2 do
-  local log, live = KEYS[i], KEYS[i + 1]
-  local etype, data = ARGV[i + 2], ARGV[i + 3]
-  local prev = newest[log]
-  if not prev then
-    local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
-    prev = #last > 0 and last[1][1] or '0-0'
-  end
-  local id = redis.call('XADD', log, 'MAXLEN', '~', ARGV[2], '*',
-                        'type', etype, 'data', data, 'prev', prev)
-  newest[log] = id
-  redis.call(ARGV[1], live, id .. '\\n' .. prev .. '\\n' .. etype .. '\\n' .. data)
-  ids[#ids + 1] = id
-end
-return ids
-"""
-
-
-class ViaScript:
-    def __init__(self, redis_url: str) -> None:
-        from eventgate.shared import keys
-
-        self._keys = keys
-        if redis_url.startswith("redis+cluster://"):
-            from redis.cluster import ClusterNode, RedisCluster
-
-            nodes = [ClusterNode(h, int(p)) for h, _, p in
-                     (n.rpartition(":") for n in redis_url.split("://", 1)[1].split(","))]
-            self._redis = RedisCluster(startup_nodes=nodes)
-            self._command = "SPUBLISH"
-        else:
-            self._redis = redis.Redis.from_url(redis_url)
-            self._command = "PUBLISH"
-        self._sha = self._redis.script_load(_SCRIPT)
-
-    def send(self, batch: list[tuple[str, str]]) -> None:
-        parts: dict[int, tuple[list, list]] = {}
-        for channel, data in batch:
-            # One partition, one hash slot: group by partition.
-            names, args = parts.setdefault(self._keys.partition(channel), ([], []))
-            names += [self._keys.log_key(channel), self._keys.live_channel(channel)]
-            args += [EVENT_TYPE, data]
-        # redis-py's cluster pipeline refuses EVALSHA: one pipeline per node of the slot map.
-        pipes: dict[str, redis.client.Pipeline] = {}
-        for names, args in parts.values():
-            pipe = pipes.get(node := self._node(names[0]))
-            if pipe is None:
-                pipe = pipes[node] = self._node_client(node).pipeline(transaction=False)
-            pipe.evalsha(self._sha, len(names), *names, self._command, 1000, *args)
-        for pipe in pipes.values():
-            pipe.execute()
-
-    def _node(self, key: str) -> str:
-        if self._command == "PUBLISH":
-            return ""
-        return self._redis.get_node_from_key(key).name
-
-    def _node_client(self, node: str) -> redis.Redis:
-        if self._command == "PUBLISH":
-            return self._redis
-        return self._redis.get_redis_connection(self._redis.get_node(node_name=node))
 
 
 class ViaHttp:
@@ -312,8 +242,7 @@ def burst(target, events: Events, seconds: float, batch: int) -> dict:  # noqa: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", choices=("publisher", "http", "flask-sse", "script"),
-                        required=True)
+    parser.add_argument("--target", choices=("publisher", "http", "flask-sse"), required=True)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--http-port", type=int, default=0)
     parser.add_argument("--publish-key", default="")
@@ -326,8 +255,6 @@ def main() -> None:
         target = ViaPublisher(args.redis_url)
     elif args.target == "flask-sse":
         target = ViaFlaskSse(args.redis_url)
-    elif args.target == "script":
-        target = ViaScript(args.redis_url)
     else:
         target = ViaHttp(args.http_port, args.publish_key)
     print(json.dumps({"ready": True}), flush=True)

@@ -23,6 +23,9 @@ Redis Cluster (``redis+cluster://``, sharded pub/sub; no replicas) — three mea
   X's shard must not grow when B holds only Y (PUBLISH and SPUBLISH deliver to a channel's
   subscribers only); it grows by one delivery when B holds X.
 
+Events are published by eventgate's Publisher (bench/publish.py: its Lua script, under Cluster
+one run per partition of a batch with SPUBLISH), 100-byte data; subscribers are bench/loadgen.c.
+
 The machine has 2 cores: both stream processes are pinned to core 0; the load — bench/loadgen.c
 (one per stream process), the paced publisher and every redis-server — to core 1, except the
 flood's publisher, which gets core 0 (no stream process is busy then). Redis CPU is each
@@ -163,11 +166,8 @@ def cluster_port() -> int:
 
 
 class Node(base.Eventgate):
-    """A stream process (bench/run.py's eventgate worker, its flags, pinned to core 0) whose
-    paced publisher is bench/publish.py's ``script`` target, which speaks Cluster."""
-
-    def publisher_args(self) -> list[str]:
-        return ["--target", "script", "--redis-url", self.redis.url]
+    """A stream process (bench/run.py's eventgate worker, its flags, pinned to core 0), with a
+    larger Redis pool (see POOL_SIZE)."""
 
     def env(self) -> dict:
         return {**super().env(), "EVENTGATE_REDIS_POOL_SIZE": POOL_SIZE}
