@@ -126,6 +126,17 @@ class TooBusy(EventgateError):
         self.retry_after = retry_after
 
 
+class RedisUnreachable(TooBusy):
+    """This stream node reaches no node of its Redis Cluster (its link to them cut): another
+    stream node may. The fast path answers nothing and closes the connection, so that a proxy
+    tries its next node (nginx's ``proxy_next_upstream error``, which also sets this one aside
+    for a while) and a browser's EventSource, seeing a network error, reconnects; this answer
+    (503 JSON) is the Flask door's."""
+
+    code = "redis_unreachable"
+    status = 503
+
+
 class TooManyStreams(TooBusy):
     """The token's subject already holds as many open streams as it may."""
 

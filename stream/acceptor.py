@@ -33,7 +33,7 @@ from gevent.socket import wait_read
 from werkzeug.http import parse_cookie
 
 from eventgate.shared import logformat
-from eventgate.shared.errors import EventgateError, StreamFailed
+from eventgate.shared.errors import EventgateError, RedisUnreachable, StreamFailed
 from eventgate.stream.opening import OsSocket, StreamOpener, StreamRequest
 
 log = logging.getLogger("eventgate.stream")
@@ -146,6 +146,8 @@ class Acceptor:
 
             try:
                 self.opener.open(ask, take_socket)
+            except RedisUnreachable:
+                pass  # no answer at all: the proxy tries another node (see RedisUnreachable)
             except EventgateError as error:
                 _answer(conn, self.opener.refusal_response(error, ask.origin))
             except Exception:

@@ -135,6 +135,11 @@ class Broker:
         """Switches of primary this worker saw (0 with one Redis)."""
         return self.primary.switches if self.primary is not None else 0
 
+    def unreachable(self) -> bool:
+        """Whether this worker knows it cannot serve a new stream at all (see ShardedBroker:
+        with one Redis the stream opens anyway and asks to be retried)."""
+        return False
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:

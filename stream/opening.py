@@ -25,7 +25,13 @@ from gevent import monkey
 
 from eventgate.shared import cursor, sse
 from eventgate.shared.config import Config
-from eventgate.shared.errors import EventgateError, TokenExpired, TooBusy, TooManyChannels
+from eventgate.shared.errors import (
+    EventgateError,
+    RedisUnreachable,
+    TokenExpired,
+    TooBusy,
+    TooManyChannels,
+)
 from eventgate.shared.tokens import ChannelTokens
 from eventgate.stream.limits import StreamLimits
 from eventgate.stream.resume import Resume, Unavailable
@@ -78,6 +84,11 @@ class StreamOpener:
         ``take_socket`` returns a non-blocking OS socket (TCP_NODELAY set) for the connection
         that the caller's server will not close."""
         config = self.config
+        if self.resume.broker.unreachable():
+            raise RedisUnreachable(
+                "this stream node cannot reach Redis right now; another node can serve the "
+                "stream.", max(1, config.retry_ms // 1000),
+            )
         grant = self.tokens.verify(ask.token)
         channels = grant.resolve(ask.channels)
         if len(channels) > config.max_channels_per_stream:

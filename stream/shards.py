@@ -143,6 +143,11 @@ class ShardedBroker(Broker):
         """Times the slot map sent this worker's channels to another shard."""
         return self.moves
 
+    def unreachable(self) -> bool:
+        """No node of the cluster answered the last read of the slot map: new streams are
+        refused without an answer, so that the proxy sends them to another stream node."""
+        return self.unreachable_since is not None
+
     def start(self) -> None:
         self._greenlets = [gevent.spawn(self._janitor), gevent.spawn(self._keepalive),
                            gevent.spawn(self._rehome_loop)]
@@ -262,8 +267,8 @@ class ShardedBroker(Broker):
         pubsub = shard.client.pubsub(ignore_subscribe_messages=False)
         with shard.lock:
             shard.pubsub = pubsub
-        # Writing yields (the connect, the sends): channels placed meanwhile saw the shard not yet
-        # connected and left their SSUBSCRIBE to this one; nothing yields between the last
+        # Writing yields (the connect, the sends): channels placed meanwhile saw the shard not
+        # yet connected and left their SSUBSCRIBE to this one; nothing yields between the last
         # check and ``connected`` (later ones write their own).
         sent: set[str] = set()
         while pending := shard.channels - sent:

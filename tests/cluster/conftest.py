@@ -104,6 +104,9 @@ def hosted(network, secret_keys, publish_key, tmp_path_factory) -> Iterator[Host
         web = WebPool(workdir, {**settings, "EVENTGATE_VAR_DIR": str(workdir / "web")}).start()
         started.append(web)
         (workdir / "edge").mkdir()
+        # Every test client comes from 127.0.0.1: no per-address limits (a reconnect storm of
+        # 24 clients would meet them, and a browser answered 429 never retries).
         edge = stack.enter_context(running_edge(
-            workdir / "edge", stream_nodes=tuple(f"{p.address}:{p.port}" for p in started[:2])))
+            workdir / "edge", stream_nodes=tuple(f"{p.address}:{p.port}" for p in started[:2]),
+            stream_connect_rate=0, connections_per_address=0))
         yield Hosted(network, redis_hosts, stream_hosts, cluster, started[:2], web, edge)

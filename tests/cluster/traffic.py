@@ -71,5 +71,8 @@ def follow(port: int, tokens: ChannelTokens, channels: list[str], per_client: in
     for label, names in follows.items():
         token, _ = tokens.issue(list(names))
         clients[label] = EventSourceClient(port, token, names, tls=tls).start()
-    wait_for(lambda: all(c.opened for c in clients.values()), 15, "every stream to open")
+    # Open with a position: a stream that opened without one (its node could not read Redis
+    # and asked to be retried) starts where the log ends when it comes back, as a browser's.
+    wait_for(lambda: all(c.opened and c.last_event_id for c in clients.values()), 15,
+             "every stream to open at a position")
     return clients
