@@ -935,8 +935,9 @@ def main() -> None:
     print(f"eventgate bench — {command} — {plan.repeats} repeat(s), {minutes:.1f} min")
     print(f"machine: {before}")
     print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-    print(table(bench.results, kinds, plan))
-    print(f"raw results: {workdir / 'results.json'}")
+    if only - {"scale"}:
+        print(table(bench.results, kinds, plan))
+        print(f"raw results: {workdir / 'results.json'}")
     if "scale" in only:
         print(scaling.report(rows, f"{command} (scale)", scale_minutes, before))
 
