@@ -11,9 +11,12 @@ Every event's data is ``{"ts": <CLOCK_REALTIME µs>, "s": <sequence number on it
 padding}``, 100 bytes of JSON, so the load generator measures publish→receive latency and checks
 that each connection sees every number once. Targets:
 
-- ``publisher``: eventgate's Python Publisher (``publish_many``: one Lua round trip per batch);
+- ``publisher``: eventgate's Python Publisher (``publish_many``: one Lua round trip per batch; a
+  ``redis+cluster://`` URL: one per partition of the batch, SPUBLISH);
 - ``http``: ``POST /api/events`` on a web gunicorn (single events, or batches as JSON arrays);
 - ``flask-sse``: what ``flask_sse.sse.publish`` does, a plain PUBLISH of its JSON message.
+
+``flood`` with any target but ``http`` publishes batches back to back from one thread.
 """
 
 from __future__ import annotations
@@ -224,6 +227,19 @@ def flood(http: ViaHttp, events: Events, seconds: float, batch: int, threads: in
             "failures": http.failures - failures}
 
 
+def burst(target, events: Events, seconds: float, batch: int) -> dict:  # noqa: ANN001
+    """Unpaced, one thread: batches of ``batch`` random channels back to back for ``seconds``."""
+    published = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        chosen = events.pick("random", batch)
+        target.send([(ch, events.data(ch)) for ch in chosen])
+        published += batch
+    return {"published": published, "seconds": round(time.perf_counter() - start, 3),
+            "failures": 0}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", choices=("publisher", "http", "flask-sse"), required=True)
@@ -248,6 +264,8 @@ def main() -> None:
             if command["cmd"] == "pace":
                 answer = pace(target, events, command.get("rate", 1.0), command.get("seconds", 1.0),
                               command.get("pick", "first"), args.batch_max)
+            elif command["cmd"] == "flood" and not isinstance(target, ViaHttp):
+                answer = burst(target, events, command["seconds"], command.get("batch", 1))
             elif command["cmd"] == "flood":
                 answer = flood(target, events, command["seconds"], command.get("batch", 1),
                                command.get("threads", 2), command.get("keepalive", False))

@@ -302,13 +302,13 @@ class Loadgen:
 
 
 class Publisher:
-    def __init__(self, server: Server, channels: list[str], tag: str, extra: list | None = None):
+    def __init__(self, server: Server, channels: list[str], tag: str, extra: list | None = None,
+                 core: str = LOAD_CORE):
         channels_file = server.workdir / f"channels-{tag}.txt"
         channels_file.write_text("\n".join(channels) + "\n")
         args = [sys.executable, str(ROOT / "bench" / "publish.py"), *server.publisher_args(),
                 "--channels", str(channels_file), *(extra or [])]
-        self.process = Process(f"publish-{tag}", pinned(LOAD_CORE, args), server.workdir,
-                               stdin=True)
+        self.process = Process(f"publish-{tag}", pinned(core, args), server.workdir, stdin=True)
         self.process.answer()
 
     def pace(self, rate: float, seconds: float, pick: str = "first") -> dict:
@@ -885,7 +885,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few-minute subset, 1 repeat")
     parser.add_argument("--only", default="S1,S2,S3,S4,publish",
-                        help="comma-separated scenarios (default: all)")
+                        help="comma-separated scenarios (default: all but scale; scale is "
+                        "bench/scaling.py's, also run on its own)")
     parser.add_argument("--servers", default="eventgate,flask-sse")
     parser.add_argument("--repeats", type=int, default=0)
     parser.add_argument("--web-flags", default="",
@@ -919,6 +920,13 @@ def main() -> None:
                 bench.s4(kind, 1 if kind == "flask-sse" else None)
         if "publish" in only and "eventgate" in kinds:
             bench.publish()
+        if "scale" in only:  # its own Redis topologies and table (bench/scaling.py)
+            import scaling
+
+            scale = scaling.QUICK if args.quick else scaling.FULL
+            started_scale = time.monotonic()
+            rows = scaling.run(scale, workdir, binary)
+            scale_minutes = (time.monotonic() - started_scale) / 60
     finally:
         bench.redis.stop()
         (workdir / "results.json").write_text(json.dumps(bench.results, indent=1))
@@ -927,8 +935,11 @@ def main() -> None:
     print(f"eventgate bench — {command} — {plan.repeats} repeat(s), {minutes:.1f} min")
     print(f"machine: {before}")
     print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-    print(table(bench.results, kinds, plan))
-    print(f"raw results: {workdir / 'results.json'}")
+    if only - {"scale"}:
+        print(table(bench.results, kinds, plan))
+        print(f"raw results: {workdir / 'results.json'}")
+    if "scale" in only:
+        print(scaling.report(rows, f"{command} (scale)", scale_minutes, before))
 
 
 if __name__ == "__main__":

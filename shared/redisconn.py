@@ -158,11 +158,16 @@ def cluster_client(target: ClusterURL, settings: dict[str, object]) -> LazyClust
     settings = dict(settings)
     settings.pop("retry_on_timeout", None)
     settings.pop("health_check_interval", None)
+    (host, port), *_ = target.nodes
+    host_text = f"[{host}]" if ":" in host else host
     return LazyCluster(
+        # redis-py gives each node the pool class (ours blocks for a free connection rather
+        # than fail at once) only for a client made from a URL: the first node's, without
+        # credentials (given apart) and with TLS in its scheme.
+        url=f"{'rediss' if target.ssl else 'redis'}://{host_text}:{port}",
         startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
         username=target.username,
         password=target.password,
-        ssl=target.ssl,
         require_full_coverage=False,
         # A redirect (MOVED) patches the slot map at once; every few it is read again whole.
         reinitialize_steps=5,
