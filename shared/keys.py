@@ -60,8 +60,8 @@ def is_live(name: str) -> bool:
 
 
 def channel_of_log(key: str) -> str | None:
-    """The channel whose log ``key`` is, in this key form or eventgate 0.2's
-    (``eventgate:{name}:log``); None for a key that is no channel log."""
+    """The channel whose log ``key`` is, in this key form (whatever its partition count) or
+    eventgate 0.2's (``eventgate:{name}:log``); None for a key that is no channel log."""
     if not (key.startswith(PREFIX + "{") and key.endswith(_LOG_SUFFIX)):
         return None
     body = key[len(PREFIX) + 1 : -len(_LOG_SUFFIX)]
@@ -70,7 +70,10 @@ def channel_of_log(key: str) -> str | None:
         return None
     if not rest:
         return tag  # eventgate 0.2: the channel is the tag
-    if rest.startswith(":") and tag == f"p{partition(rest[1:])}":
+    number = tag[1:]
+    if rest.startswith(":") and tag.startswith("p") and number.isascii() and number.isdigit():
+        # Any partition tag, not only this version's: a log written with another PARTITIONS
+        # is still a channel's log, which `eventgate migrate` moves under the current tag.
         return rest[1:]
     return None
 
