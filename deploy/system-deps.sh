@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian/Ubuntu packages the stack runs on, only those that are missing, without
 # questions (CI has no terminal). Uses sudo only when not root and only when it must install.
-# With --test, also what only the test suite needs: Debian's chromium (tests/browser drive it).
+# With --test, also what only the test suite needs: Debian's chromium (tests/browser drive it),
+# and iproute2, procps, curl and openssl (the several-hosts tests and the production edge).
 set -euo pipefail
 
 has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
@@ -11,6 +12,11 @@ has redis-server || missing+=(redis-server)
 has nginx || missing+=(nginx)
 if [ "${1:-}" = "--test" ]; then
     has chromium || missing+=(chromium)
+    # The several-hosts tests (tests/hosts.py): network namespaces, sysctls inside them, curl.
+    has ip || missing+=(iproute2)
+    has sysctl || missing+=(procps)
+    has curl || missing+=(curl)
+    has openssl || missing+=(openssl)
 fi
 if ! has python3; then
     missing+=(python3 python3-venv)
