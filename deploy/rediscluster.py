@@ -58,6 +58,26 @@ def cluster_problem(addresses: Sequence[str]) -> str | None:
         if info.get("cluster_state") != "ok" or int(info.get("cluster_slots_ok", 0)) != SLOTS:
             return (f"{address}: cluster_state {info.get('cluster_state')}, "
                     f"{info.get('cluster_slots_ok')} of {SLOTS} slots served")
+    return idle_primary(addresses[0]) if addresses else None
+
+
+def idle_primary(address: str) -> str | None:
+    """A node that ``address`` sees as a primary serving no slot: just after creation, a node
+    to become a replica is one until its CLUSTER REPLICATE is known to all (the cluster is
+    already "ok" then). None when every node serves slots or is a replica."""
+    host, _, port = address.rpartition(":")
+    client = redis.Redis(host=host, port=int(port), socket_timeout=2, socket_connect_timeout=1,
+                         decode_responses=True)
+    try:
+        listing = str(client.execute_command("CLUSTER", "NODES"))  # as text: no parsing
+    except redis.RedisError:
+        return f"{address} does not answer"
+    finally:
+        client.close()
+    for line in listing.splitlines():
+        fields = line.split()  # id addr flags primary ping pong epoch link [slot …]
+        if len(fields) == 8 and "master" in fields[2].split(","):
+            return f"{fields[1].split('@')[0]} is a primary serving no slot (not yet a replica)"
     return None
 
 
