@@ -163,16 +163,28 @@ class Broker:
             self._release.discard(name)
         for name in new:
             self._active[name] = gevent.event.Event()
-        if new and self.connected:
-            # On failure the reader sees the drop too; it resubscribes every active channel.
-            with contextlib.suppress(*_ERRORS):
-                self._write("subscribe", *[keys.live_channel(name) for name in new])
+        if new:
+            self._subscribe_new(new)
         deadline = time.monotonic() + timeout
         for name in channels:
             confirmed = self._active.get(name)
             if confirmed is None or not confirmed.wait(max(0.0, deadline - time.monotonic())):
                 return False
         return True
+
+    def _subscribe_new(self, names: list[str]) -> None:
+        """Ask Redis for the live feed of ``names`` (just made active)."""
+        if self.connected:
+            # On failure the reader sees the drop too; it resubscribes every active channel.
+            with contextlib.suppress(*_ERRORS):
+                self._write("subscribe", *[keys.live_channel(name) for name in names])
+
+    def _unsubscribe_gone(self, names: list[str]) -> None:
+        """Tell Redis the live feed of ``names`` (no longer active) is not wanted."""
+        if self.connected:
+            # On failure, a reconnect subscribes only what is still active anyway.
+            with contextlib.suppress(*_ERRORS):
+                self._write("unsubscribe", *[keys.live_channel(name) for name in names])
 
     def release(self, name: str) -> None:
         """The hub's last local subscriber of ``name`` left; unsubscribe soon. Never blocks."""
@@ -187,10 +199,8 @@ class Broker:
             self._release.clear()
             for name in gone:
                 del self._active[name]
-            if gone and self.connected:
-                # On failure, a reconnect subscribes only what is still active anyway.
-                with contextlib.suppress(*_ERRORS):
-                    self._write("unsubscribe", *[keys.live_channel(name) for name in gone])
+            if gone:
+                self._unsubscribe_gone(gone)
 
     def _write(self, command: str, *names: str) -> None:
         with self._lock:

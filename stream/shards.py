@@ -189,50 +189,33 @@ class ShardedBroker(Broker):
 
     # -- subscriptions ------------------------------------------------------------------------
 
-    def subscribe(self, channels: list[str], timeout: float) -> bool:
-        new = [name for name in channels if name not in self._active]
-        for name in channels:
-            self._release.discard(name)
-        for name in new:
-            self._active[name] = gevent.event.Event()
+    def _subscribe_new(self, names: list[str]) -> None:
         try:
-            placed = self._place(new)
+            placed = self._place(names)
         except _ERRORS + (redis.exceptions.RedisClusterException,):
-            placed = {}  # no slot map: the rehome loop places them once one answers
-            self._home.update(dict.fromkeys(new, ""))
-            self._moved.set()
+            self._home.update(dict.fromkeys(names, ""))
+            self._moved.set()  # no slot map: the rehome loop places them once one answers
+            return
+        self._write_placed(placed, "ssubscribe")
+
+    def _unsubscribe_gone(self, names: list[str]) -> None:
+        leaving: dict[NodeName, list[str]] = {}
+        for name in names:
+            node = self._home.pop(name, "")
+            shard = self.shards.get(node)
+            if shard is not None:
+                shard.channels.discard(name)
+                leaving.setdefault(node, []).append(name)
+        self._write_placed(leaving, "sunsubscribe")
+
+    def _write_placed(self, placed: dict[NodeName, list[str]], command: str) -> None:
+        """``command`` the channels of each shard on its connection, if it is up. On failure
+        the shard's reader sees the drop too, and its reconnect subscribes what it holds."""
         for node, names in placed.items():
             shard = self.shards[node]
             if shard.connected:
-                # On failure the shard's reader sees the drop too; it resubscribes them all.
                 with contextlib.suppress(*_ERRORS):
-                    shard.write("ssubscribe", names)
-        deadline = time.monotonic() + timeout
-        for name in channels:
-            confirmed = self._active.get(name)
-            if confirmed is None or not confirmed.wait(max(0.0, deadline - time.monotonic())):
-                return False
-        return True
-
-    def _janitor(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            gone = [n for n in self._release if n not in self.hub.channels and n in self._active]
-            self._release.clear()
-            leaving: dict[NodeName, list[str]] = {}
-            for name in gone:
-                del self._active[name]
-                node = self._home.pop(name, "")
-                shard = self.shards.get(node)
-                if shard is not None:
-                    shard.channels.discard(name)
-                    leaving.setdefault(node, []).append(name)
-            for node, names in leaving.items():
-                shard = self.shards[node]
-                if shard.connected:
-                    with contextlib.suppress(*_ERRORS):
-                        shard.write("sunsubscribe", names)
+                    shard.write(command, names)
 
     # -- one shard's connection ---------------------------------------------------------------
 
@@ -408,12 +391,8 @@ class ShardedBroker(Broker):
                     confirmed = self._active.get(name)
                     if confirmed is not None:
                         confirmed.clear()
-            self._place(names)
-            shard = self.shards[node]
+            self._write_placed(self._place(names), "ssubscribe")
             log.warning("%d channels moved to %s", len(names), node)
-            if shard.connected:
-                with contextlib.suppress(*_ERRORS):
-                    shard.write("ssubscribe", names)
             self._backfill_moved(names)
 
     def _backfill_moved(self, names: list[str]) -> None:

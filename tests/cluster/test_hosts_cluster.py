@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from tests.cluster.traffic import RoundPublisher, follow
+from tests.cluster.traffic import RoundPublisher, follow, judge
 from tests.ha.traffic import Cutter
-from tests.ha.verdict import Verdict, judge_client, judge_log, surviving_log, wait_caught_up
+from tests.ha.verdict import Verdict
 from tests.servers import wait_for
 
 CHANNELS = 200
@@ -36,19 +36,7 @@ def finish(hosted, clients, publisher, rounds: int = 10) -> Verdict:
     try:
         publisher.wait_rounds(publisher.rounds + rounds, timeout=60)
         publisher.stop()
-        cluster = hosted.cluster.cluster_client(decode_responses=False)  # surviving_log: bytes
-        try:
-            logs = {name: surviving_log(cluster, name) for name in publisher.channels}
-        finally:
-            cluster.close()
-        verdict = Verdict()
-        wait_caught_up(clients, logs, verdict)
-        for name in publisher.channels:
-            judge_log(verdict, name, logs[name], publisher, durable=False)
-            for label, client in clients.items():
-                if name in client.channels:
-                    judge_client(verdict, label, client, name, logs[name], publisher, False)
-        return verdict
+        return judge(hosted.cluster, clients, publisher)
     finally:
         publisher.stop()
         for client in clients.values():

@@ -13,29 +13,13 @@ from collections import Counter
 import pytest
 
 from eventgate.shared import keys
-from tests.cluster.traffic import RoundPublisher, follow
-from tests.ha.verdict import Verdict, judge_client, judge_log, surviving_log, wait_caught_up
+from tests.cluster.traffic import RoundPublisher, follow, judge
+from tests.ha.verdict import Verdict
 from tests.servers import wait_for
 
 CHANNELS = 200
 #: Rounds a second (each a batch of one event on every channel).
 RATE = 5.0
-
-
-def judge(redis_cluster, clients, publisher) -> Verdict:
-    cluster = redis_cluster.cluster_client(decode_responses=False)  # surviving_log reads bytes
-    try:
-        logs = {name: surviving_log(cluster, name) for name in publisher.channels}
-    finally:
-        cluster.close()
-    verdict = Verdict()
-    wait_caught_up(clients, logs, verdict)
-    for name in publisher.channels:
-        judge_log(verdict, name, logs[name], publisher, durable=False)
-        for label, client in clients.items():
-            if name in client.channels:
-                judge_client(verdict, label, client, name, logs[name], publisher, False)
-    return verdict
 
 
 def traffic(cluster_apps, tokens, publish_key, base, channels=None):

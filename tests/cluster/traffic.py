@@ -11,6 +11,8 @@ import time
 from eventgate.shared.tokens import ChannelTokens
 from tests.clients import EventSourceClient
 from tests.ha.traffic import GIVE_UP_SECONDS, RETRY_SECONDS, KeyedPublisher
+from tests.ha.verdict import Verdict, judge_client, judge_log, surviving_log, wait_caught_up
+from tests.rediscluster import RedisClusterSet
 from tests.servers import wait_for
 
 
@@ -76,3 +78,22 @@ def follow(port: int, tokens: ChannelTokens, channels: list[str], per_client: in
     wait_for(lambda: all(c.opened and c.last_event_id for c in clients.values()), 15,
              "every stream to open at a position")
     return clients
+
+
+def judge(cluster: RedisClusterSet, clients: dict[str, EventSourceClient],
+          publisher: RoundPublisher) -> Verdict:
+    """Every client against the logs the cluster kept (tests/ha/verdict.py's rules), once each
+    has caught up; the publisher stopped first."""
+    client = cluster.cluster_client(decode_responses=False)  # surviving_log reads bytes
+    try:
+        logs = {name: surviving_log(client, name) for name in publisher.channels}
+    finally:
+        client.close()
+    verdict = Verdict()
+    wait_caught_up(clients, logs, verdict)
+    for name in publisher.channels:
+        judge_log(verdict, name, logs[name], publisher, durable=False)
+        for label, follower in clients.items():
+            if name in follower.channels:
+                judge_client(verdict, label, follower, name, logs[name], publisher, False)
+    return verdict
