@@ -6,25 +6,40 @@ This is what a Flask app embeds to feed eventgate::
     gate.publish("orders.42", {"state": "paid"}, "order.updated")   # in a view: after-commit
     token, expires_at = gate.token_for(["orders.42"], subject="user-7")   # for its EventSource
 
-``publish`` inside a request is *after-commit*: it validates at once (bad input raises where the
-mistake is) but sends nothing until the request has succeeded, so a view that fails halfway never
-announces a change it did not make. The queued events go out in one atomic batch before the
-response leaves; if Redis does not store them the response becomes a 503 — a client is never told
-"done" about an event nobody will receive.
+Two ways to publish, chosen by how the extension is set up:
+
+- ``EventGate(app, db=db)`` with Flask-SQLAlchemy: the *transactional outbox*. ``publish`` in a
+  request or an app context writes the event into the app's database, in the session's
+  transaction (web/transactional.py), and the worker's relay thread publishes it to Redis right
+  after the commit, exactly once, in commit order per channel (shared/outbox.py). A rollback
+  leaves nothing; Redis being down delays events, never fails a request.
+- Without ``db``: *after-request*. ``publish`` validates at once (bad input raises where the
+  mistake is) but sends nothing until the request has succeeded, so a view that fails halfway
+  never announces a change it did not make. The queued events go out in one atomic batch before
+  the response leaves; if Redis does not store them the response becomes a 503 — a client is
+  never told "done" about an event nobody will receive. What it does not guarantee: the app's
+  database may have committed by then, so a 503 here means the change happened and its event is
+  lost (the client is told, with the 503); a worker killed between the commit and the publish
+  loses it silently. Use the outbox where that matters.
+
+``gate.cursor(channels)`` gives a page rendered from the database the cursor its EventSource
+starts from, so nothing published between the render and the stream's open is missed
+(shared/pagecursor.py).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
-from flask import Flask, Response, current_app, has_request_context, request
+from flask import Flask, Response, current_app, has_app_context, has_request_context, request
 
 from eventgate.cli import command_group
 from eventgate.shared.config import Config
 from eventgate.shared.errors import InvalidEvent, PublishError
+from eventgate.shared.pagecursor import page_cursor
 from eventgate.shared.publisher import Draft, Publisher
 from eventgate.shared.tokens import ChannelTokens, IssuedToken
 from eventgate.web.errors import publish_failed_response
@@ -47,8 +62,12 @@ class EventGate:
     One instance serves one app; a factory that builds several apps builds one EventGate each.
     """
 
-    def __init__(self, app: Flask | None = None, config: Config | None = None) -> None:
+    def __init__(
+        self, app: Flask | None = None, config: Config | None = None, *, db: Any = None
+    ) -> None:
         self._config = config
+        self._db = db
+        self._session_outbox: Any = None
         self._app: Flask | None = None
         self._client: redis.Redis | None = None
         self._publisher: Publisher | None = None
@@ -59,9 +78,14 @@ class EventGate:
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask) -> None:
+    def init_app(self, app: Flask, *, db: Any = None) -> None:
         """Bind to ``app``: register in ``app.extensions["eventgate"]`` and install the hook that
         publishes queued events. Opens no connection (the pool connects on first use).
+
+        ``db`` (a Flask-SQLAlchemy ``SQLAlchemy``, already initialised on ``app``; or given to
+        the constructor) turns on the transactional outbox: its table lives in ``db``'s default
+        database (create it with ``gate.outbox.create_tables()``, or from ``outbox_table`` in
+        your migrations). Needs ``pip install "eventgate[outbox]"``.
 
         The hook is an ``after_request`` function; Flask runs those in reverse order of
         registration, so call ``init_app`` before registering other ``after_request`` functions
@@ -76,6 +100,10 @@ class EventGate:
         self._publisher = Publisher.from_config(config)
         self._client = self._publisher.client
         self._tokens = ChannelTokens.from_config(config)
+        if db is not None:
+            self._db = db
+        if self._db is not None:
+            self._session_outbox = _session_outbox(app, self._db, self._publisher)
         self._app = app
         app.extensions[EXTENSION_KEY] = self
         app.after_request(self._publish_pending)
@@ -94,14 +122,25 @@ class EventGate:
             raise InvalidEvent("data is nested too deeply.") from None
 
     def publish(self, channel: str, data: object = None, event_type: str = "message") -> str | None:
-        """Publish after the current request succeeds; at once when there is no request.
+        """Publish after the current transaction commits (outbox) or request succeeds; at once
+        when there is neither.
 
-        In a request: validates now (raises like ``draft``), queues the event and returns None;
-        the queue is published in one batch only if the response status is below 400. Outside
-        a request (jobs, shells) or once the response is decided: publishes at once and returns
-        the event's id, raising PublishError if Redis did not store it.
+        With the outbox, in a request or an app context: validates now (raises like ``draft``),
+        queues the event on ``db.session`` and returns None; it is written with the session's
+        next commit and relayed after it, and dropped if the session rolls back instead.
+        Without it, in a request: queues the event and returns None; the queue is published in
+        one batch only if the response status is below 400. Outside a request (jobs, shells)
+        or once the response is decided: publishes at once and returns the event's id, raising
+        PublishError if Redis did not store it.
         """
         draft = self.draft(channel, data, event_type)
+        if self._session_outbox is not None and has_app_context():
+            if self._session_outbox.queued() >= self.config.max_batch_events:
+                raise InvalidEvent(
+                    f"a transaction may publish at most {self.config.max_batch_events} events."
+                )
+            self._session_outbox.add([draft])
+            return None
         if not has_request_context() or request.environ.get(_SETTLED):
             return self.publish_many([draft])[0]
         pending: list[Draft] = request.environ.setdefault(_PENDING, [])
@@ -136,6 +175,24 @@ class EventGate:
         self.metrics.observe(outcome, len(stored.ids), time.perf_counter() - started)
         return stored.ids
 
+    def cursor(self, channels: Iterable[str]) -> str:
+        """The resume cursor at ``channels``' current positions, for a page that renders their
+        state and then opens a stream: hand it to the page's EventSource as ``lastEventId``
+        (``/streams?token=…&lastEventId=…``), and the stream starts exactly there.
+
+        Call it *before* reading the page's data. With the outbox it is taken in ``db.session``'s
+        transaction, so what the page shows and where the stream starts agree (exactly under
+        REPEATABLE READ; under READ COMMITTED an event committed while the page renders may be
+        both shown and delivered, never missed). Raises RedisUnreachable (503) when Redis does
+        not answer.
+        """
+        if self._session_outbox is not None and has_app_context():
+            return page_cursor(
+                self.client, channels,
+                outbox=self._session_outbox.outbox, within=self._db.session(),
+            )
+        return page_cursor(self.client, channels)
+
     # -- tokens -----------------------------------------------------------------------------
 
     def token_for(
@@ -161,6 +218,11 @@ class EventGate:
     def client(self) -> redis.Redis:
         """The pooled Redis client (also used for the readiness check)."""
         return self._bound(self._client)
+
+    @property
+    def outbox(self) -> Any:
+        """The Outbox (shared/outbox.py) when set up with ``db``, else None."""
+        return None if self._session_outbox is None else self._session_outbox.outbox
 
     @property
     def publisher(self) -> Publisher:
@@ -193,6 +255,17 @@ class EventGate:
             )
             return publish_failed_response(error)
         return response
+
+
+def _session_outbox(app: Flask, db: Any, publisher: Publisher) -> Any:
+    """The SessionOutbox over ``db``'s default engine (imported only when asked for: the base
+    install has no SQLAlchemy)."""
+    from eventgate.shared.outbox import Outbox
+    from eventgate.web.transactional import SessionOutbox
+
+    with app.app_context():
+        engine = db.engine
+    return SessionOutbox(Outbox(engine, publisher), db.session)
 
 
 def current_eventgate() -> EventGate:
