@@ -167,8 +167,8 @@ class PostgresServer:
             )
 
     def _postmaster_pid(self) -> int | None:
-        """The postmaster's pid (first line of postmaster.pid); pg_ctl makes it a session and
-        process group leader, so its group is the whole server."""
+        """The postmaster's pid (first line of postmaster.pid); pg_ctl makes it a process group
+        leader. Its children lead groups of their own, but exit once they see it die."""
         with contextlib.suppress(OSError, ValueError, IndexError):
             return int((self.data / "postmaster.pid").read_text().split()[0])
         return None
