@@ -131,9 +131,9 @@ views = Blueprint("orders", __name__)
 @views.get("/orders")
 def orders_page():
     gate = current_eventgate()
-    # The cursor FIRST, then the data. Taken after, an order changed in between would be in
-    # neither the page (read before the change) nor the stream (opened after its event); taken
-    # before, such a change is both shown and streamed, and the page skips the repeat (version).
+    # The cursor FIRST, then the data. Taken after the read, a change committed between the two
+    # would be in neither the page (read before it) nor the stream (starting after its event);
+    # taken before, such a change is both shown and streamed, and the page skips the repeat.
     cursor = gate.cursor([CHANNEL])
     orders = db.session.scalars(select(Order).order_by(Order.id)).all()
     token, _ = gate.token_for([CHANNEL], subject="user-7")  # authenticate your user first
