@@ -152,8 +152,7 @@ def stream_token():  # a page's stream outlives its token: it fetches a new one 
 
 @views.post("/orders")
 def create_order():
-    item = field("item")
-    order = Order(item=item[:200])
+    order = Order(item=field("item", longest=200))
     db.session.add(order)
     db.session.flush()  # assigns the id the event carries
     current_eventgate().publish(CHANNEL, order.as_event(), "order.created")
@@ -176,11 +175,11 @@ def change_status(order_id: int):
     return jsonify(order.as_event())
 
 
-def field(name: str) -> str:
+def field(name: str, longest: int = 20) -> str:
     body = request.get_json(silent=True)
     value = body.get(name) if isinstance(body, dict) else None
-    if not isinstance(value, str) or not value.strip():
-        raise BadRequest(f'send JSON with a non-empty string "{name}".')
+    if not isinstance(value, str) or not 0 < len(value.strip()) <= longest:
+        raise BadRequest(f'send JSON with "{name}": a string of 1 to {longest} characters.')
     return value.strip()
 
 
