@@ -27,7 +27,7 @@ deps: system-deps $(VENV)/.installed
 system-deps:
 	@bash deploy/system-deps.sh
 
-## test-deps: also what only the tests need (Debian's chromium, for tests/browser)
+## test-deps: also what only the tests need (chromium, PostgreSQL, network tools: see the script)
 test-deps: deps
 	@bash deploy/system-deps.sh --test
 
