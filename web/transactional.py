@@ -54,6 +54,10 @@ class SessionOutbox:
             session.info[self._written] = True
 
     def _after_commit(self, session: Session) -> None:
+        # A savepoint's release fires the commit events too; its rows are not committed yet:
+        # wake the relay at the outer commit, or it looks now, finds nothing, and sleeps.
+        if session.in_nested_transaction():
+            return
         if session.info.pop(self._written, False):
             self.outbox.wake()
 
