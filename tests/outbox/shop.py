@@ -36,20 +36,21 @@ def create_counters(engine: sa.Engine, channels: Iterable[str]) -> None:
         connection.execute(sa.insert(COUNTERS), [{"channel": c, "n": 0} for c in channels])
 
 
-def next_seq(connection: sa.Connection, channel: str) -> int:
-    """Bump ``channel``'s counter in ``connection``'s transaction: its commit order (1, 2, …)."""
-    return connection.execute(
-        sa.update(COUNTERS).where(COUNTERS.c.channel == channel).values(n=COUNTERS.c.n + 1)
-        .returning(COUNTERS.c.n)
+def next_seqs(connection: sa.Connection, channel: str, count: int = 1) -> range:
+    """Bump ``channel``'s counter by ``count`` in ``connection``'s transaction: the seqs of its
+    next ``count`` events in commit order (1, 2, …)."""
+    last = connection.execute(
+        sa.update(COUNTERS).where(COUNTERS.c.channel == channel)
+        .values(n=COUNTERS.c.n + count).returning(COUNTERS.c.n)
     ).scalar_one()
+    return range(last - count + 1, last + 1)
 
 
-def commit_event(engine: sa.Engine, outbox: Outbox, channel: str) -> int:
-    """One job-worker transaction: the channel's next seq and its event; returns the seq."""
+def commit_events(engine: sa.Engine, outbox: Outbox, channel: str, count: int = 1) -> None:
+    """One job-worker transaction publishing the channel's next ``count`` events."""
     with engine.begin() as connection:
-        seq = next_seq(connection, channel)
-        outbox.publish(connection, channel, {"seq": seq}, "counted")
-    return seq
+        for seq in next_seqs(connection, channel, count):
+            outbox.publish(connection, channel, {"seq": seq}, "counted")
 
 
 def log_events(client, channel: str) -> list[Event]:

@@ -18,7 +18,7 @@ from signal import SIGKILL
 import sqlalchemy as sa
 
 from eventgate.shared.outbox import Outbox
-from tests.outbox.shop import commit_event, create_counters, log_seqs
+from tests.outbox.shop import commit_events, create_counters, log_seqs
 from tests.servers import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ class Writer(threading.Thread):
     def run(self) -> None:
         try:
             while not self._done.is_set():
-                commit_event(self.engine, self.outbox, self.channels[self.committed % CHANNELS])
+                commit_events(self.engine, self.outbox, self.channels[self.committed % CHANNELS])
                 self.committed += 1
                 self._done.wait(0.02)  # pacing: a busy app, not a flood (fewer rows to replay)
         except BaseException as error:  # noqa: BLE001 - reported by finish()
