@@ -6,6 +6,7 @@ channel, once."""
 from __future__ import annotations
 
 import json
+import statistics
 import time
 
 from tests.outbox.shop import log_events
@@ -13,9 +14,9 @@ from tests.servers import wait_for
 
 REQUESTS = 100
 CHANNELS = 4
-#: How much slower than the plain app a request may be at worst (the relay is asynchronous: a
-#: request that met Redis's 0.5 s timeouts would be far slower).
-ALLOWED_EXTRA_SECONDS = 0.2
+#: How much slower than the plain app the slowest request may be (the relay is asynchronous; the
+#: margin is for a loaded test machine: measured ~0.01-0.06 s).
+ALLOWED_EXTRA_SECONDS = 0.3
 
 
 def run_requests(shop, channels: list[str]) -> list[tuple[int, bytes, float]]:
@@ -46,9 +47,12 @@ def test_requests_with_redis_down_answer_as_without_eventgate_and_events_follow(
     assert [(status, body) for status, body, _ in answers] == \
         [(status, body) for status, body, _ in expected]
     assert {status for status, _, _ in answers} == {201}
-    plain_worst = max(seconds for _, _, seconds in expected)
-    gated_worst = max(seconds for _, _, seconds in answers)
-    assert gated_worst < plain_worst + ALLOWED_EXTRA_SECONDS, (plain_worst, gated_worst)
+    plain_seconds = [seconds for _, _, seconds in expected]
+    gated_seconds = [seconds for _, _, seconds in answers]
+    assert max(gated_seconds) < max(plain_seconds) + ALLOWED_EXTRA_SECONDS, \
+        (max(plain_seconds), max(gated_seconds))
+    assert statistics.mean(gated_seconds) < statistics.mean(plain_seconds) + 0.05, \
+        (statistics.mean(plain_seconds), statistics.mean(gated_seconds))
     assert gated.gate.outbox.depth().rows == REQUESTS
     assert gated.gate.outbox.relay_.failed > 0  # the relay thread did meet the outage
 
