@@ -139,6 +139,12 @@ def make_shop(database_url: str, config: Config, *, gated: bool = True) -> Shop:
         db.session.rollback()
         return jsonify(rolled_back=True)
 
+    @app.post("/uncommitted/<channel>")
+    def uncommitted(channel: str):
+        new = order(channel)
+        publish(channel, {"order": new.id})
+        return jsonify(committed=False)  # the app context ends: Flask-SQLAlchemy rolls back
+
     @app.post("/raise/<channel>")
     def raising(channel: str):
         new = order(channel)

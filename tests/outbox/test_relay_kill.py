@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from eventgate.shared.outbox import Outbox
 from tests.outbox.shop import commit_events, create_counters, log_seqs
-from tests.servers import child_env
+from tests.servers import child_env, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = 10
@@ -101,8 +101,10 @@ def test_relays_killed_between_publish_and_mark_lose_and_duplicate_nothing(
             landed += unmarked(engine, outbox, ids)
         committed = writer.finish()
         # A clean relay to the end: what the killed ones left is published again (replayed).
-        outbox.relay()
-        assert outbox.depth().rows == 0
+        # On PostgreSQL the last killed relay's rows stay locked (skipped) until its server
+        # process notices the dead connection.
+        wait_for(lambda: outbox.relay() >= 0 and outbox.depth().rows == 0, 10,
+                 "a clean relay to relay everything")
         with engine.connect() as connection:
             counts = dict(connection.execute(sa.text("SELECT channel, n FROM counters")).all())
     finally:

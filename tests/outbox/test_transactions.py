@@ -47,12 +47,13 @@ def test_a_commit_is_delivered_once_by_the_relay_thread(make_shop_app, make_conf
     assert orders_of(publisher.client, channel) == [answer.json["id"]]
 
 
-def test_a_rollback_or_an_exception_after_publish_leaves_nothing(make_shop_app, make_config,
-                                                                  channel, publisher):
+def test_a_rollback_no_commit_or_an_exception_after_publish_leaves_nothing(
+        make_shop_app, make_config, channel, publisher):
     shop = make_shop_app(make_config())
     client = shop.app.test_client()
 
     assert client.post(f"/rollback/{channel}").status_code == 200
+    assert client.post(f"/uncommitted/{channel}").status_code == 200
     assert client.post(f"/raise/{channel}").status_code == 500
     assert outbox_rows(shop.engine, shop.gate.outbox, channel) == 0
     barrier = client.post(f"/orders/{channel}").json["id"]
