@@ -174,6 +174,27 @@ def make_shop(database_url: str, config: Config, *, gated: bool = True) -> Shop:
         db.session.commit()
         return jsonify(id=new.id)
 
+    @app.post("/interleaved/<channel>")
+    def interleaved(channel: str):
+        # Outside, in a released savepoint, in a savepoint rolled back inside it, outside again:
+        # the committed events arrive in the order of the publish calls, the dropped one never.
+        steps = []
+        for step in ("outer", "released", "dropped", "last"):
+            new = order(channel, step)
+            if step == "released":
+                outer_savepoint = db.session.begin_nested()
+                publish(channel, {"order": new.id, "step": step})
+            elif step == "dropped":
+                inner_savepoint = db.session.begin_nested()
+                publish(channel, {"order": new.id, "step": step})
+                inner_savepoint.rollback()
+                outer_savepoint.commit()
+            else:
+                publish(channel, {"order": new.id, "step": step})
+            steps.append(step)
+        db.session.commit()
+        return jsonify(steps=steps)
+
     @app.post("/twice/<channel>")
     def twice(channel: str):
         ids = []

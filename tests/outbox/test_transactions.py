@@ -86,6 +86,17 @@ def test_an_event_published_in_a_released_savepoint_arrives_at_the_outer_commit(
     assert arrived(publisher.client, channel, 1) == [created]
 
 
+def test_events_in_and_out_of_savepoints_arrive_in_publish_order_without_the_dropped_one(
+        make_shop_app, make_config, channel, publisher):
+    shop = make_shop_app(make_config())
+
+    assert shop.app.test_client().post(f"/interleaved/{channel}").status_code == 200
+
+    arrived(publisher.client, channel, 3)
+    steps = [json.loads(e.data)["step"] for e in log_events(publisher.client, channel)]
+    assert steps == ["outer", "released", "last"]
+
+
 def test_two_commits_in_one_request_arrive_both_in_order(make_shop_app, make_config, channel,
                                                          publisher):
     shop = make_shop_app(make_config())
