@@ -22,7 +22,7 @@ from tests.outbox.shop import commit_events, create_counters, log_seqs
 from tests.servers import child_env, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-KILLS = 10
+KILLS = 6
 CHANNELS = 4
 
 
