@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from eventgate.shared import keys, logformat
-from eventgate.shared.config import Config
+from eventgate.shared.config import Config, check_outbox_url
 from eventgate.shared.errors import ConfigError, EventgateError
 from eventgate.shared.outbox import Outbox
 from eventgate.shared.outboxmetrics import OutboxGauges
@@ -170,13 +170,16 @@ def _engine(url: str) -> Engine:
     """An engine for ``url``; plain ``postgresql://`` means psycopg 3 (what the Listener uses
     and the postgres extra installs), not SQLAlchemy's default psycopg2."""
     try:
+        check_outbox_url(url, "the outbox URL")
         parsed = make_url(url)
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         return create_engine(parsed)
-    except (ArgumentError, ValueError):
+    except ConfigError as error:
+        raise StartError(error.message) from None
+    except (ArgumentError, ValueError):  # what the URL's query holds, e.g. a bad option
         raise StartError(
-            "--database is not a database URL SQLAlchemy can read: write it as "
+            "the outbox URL is not one SQLAlchemy can use: write it as "
             "postgresql+psycopg://user:password@host/db or sqlite:///path/to/file.db."
         ) from None
     except ImportError as error:  # the URL's driver (psycopg: the postgres extra)

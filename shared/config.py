@@ -174,7 +174,7 @@ class Config:
         if self.status_interval_seconds <= 0:
             raise ConfigError("EVENTGATE_STATUS_INTERVAL must be a positive number of seconds.")
         _check_stack_redis(self)
-        _check_outbox_url(self.outbox_url)
+        check_outbox_url(self.outbox_url, "EVENTGATE_OUTBOX_URL")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -304,10 +304,10 @@ def _check_limits(config: Config) -> None:
 OUTBOX_SCHEMES = ("postgresql", "sqlite")
 
 
-def _check_outbox_url(url: str) -> None:
+def check_outbox_url(url: str, name: str) -> None:
     """Refuse an outbox URL SQLAlchemy cannot read, or of a database the outbox does not
-    support, at start rather than at the relay's first round. The messages never quote the URL
-    (it may hold a password)."""
+    support, at start rather than at the relay's first round; ``name`` is where it came from,
+    for the message. The messages never quote the URL (it may hold a password)."""
     if not url:
         return
     try:
@@ -321,13 +321,13 @@ def _check_outbox_url(url: str) -> None:
             scheme = ""
     if not scheme:
         raise ConfigError(
-            "EVENTGATE_OUTBOX_URL is not a database URL SQLAlchemy can read: write it as "
+            f"{name} is not a database URL SQLAlchemy can read: write it as "
             "postgresql+psycopg://user:password@host/db or sqlite:///path/to/file.db."
         )
     backend = scheme.partition("+")[0]
     if backend not in OUTBOX_SCHEMES:
         raise ConfigError(
-            f"EVENTGATE_OUTBOX_URL names a {backend[:20]!r} database; the outbox supports "
+            f"{name} names a {backend[:20]!r} database; the outbox supports "
             "PostgreSQL (postgresql://…, postgresql+psycopg://…) and SQLite (sqlite:///…)."
         )
 

@@ -1,16 +1,17 @@
 """Fixtures for the command-line tests: ``make_app``, a user's Flask app with an EventGate in an
-environment whose EVENTGATE_* settings point elsewhere (the session's redis, configs and
-``run_cli`` are in tests/conftest.py)."""
+environment whose EVENTGATE_* settings point elsewhere; ``start_relay``, ``eventgate relay`` as a
+program (the session's redis, configs and ``run_cli`` are in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import secrets
+import sys
 
 import pytest
 from flask import Flask
 
 from eventgate.web.extension import EventGate
-from tests.servers import free_port
+from tests.servers import Program, child_env, free_port
 
 
 @pytest.fixture
@@ -27,3 +28,24 @@ def make_app(make_config, monkeypatch):
         return app
 
     return make
+
+
+@pytest.fixture
+def start_relay(make_program, secret_keys, publish_key, redis_server, tmp_path):
+    """``start_relay(database_url, *options, **settings)``: ``eventgate relay`` as a program
+    (stopped after the test) on the session's redis, writing its status record every 0.2 s;
+    ``settings`` are EVENTGATE_* overrides (``redis_url=…``); ``name`` names its log."""
+
+    def start(database: str, *options: str, name: str = "relay", **settings: str) -> Program:
+        env = {
+            "EVENTGATE_SECRET_KEY": ",".join(secret_keys),
+            "EVENTGATE_PUBLISH_KEY": publish_key,
+            "EVENTGATE_REDIS_URL": redis_server.url,
+            "EVENTGATE_VAR_DIR": str(tmp_path / "var"),
+            "EVENTGATE_STATUS_INTERVAL": "0.2",
+            **{f"EVENTGATE_{name.upper()}": value for name, value in settings.items()},
+        }
+        argv = [sys.executable, "-m", "eventgate.cli", "relay", "--database", database, *options]
+        return make_program(argv, name, env=child_env(**env))
+
+    return start
