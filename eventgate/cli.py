@@ -213,12 +213,13 @@ def status(as_json: bool, logs: int) -> None:
               help="the outbox's SQLAlchemy database URL (default: $EVENTGATE_OUTBOX_URL)")
 @click.option("--sweep-seconds", type=float, default=5.0, show_default=True, metavar="S",
               help="relay what waits at least this often (PostgreSQL also wakes it on NOTIFY)")
-@click.option("--metrics-port", type=int, default=0, metavar="PORT",
-              help="serve the outbox metrics on this port (default 0: not served)")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), metavar="PORT",
+              help="serve the outbox metrics on this port, 0 for none (default: "
+                   "$EVENTGATE_OUTBOX_METRICS_PORT, else 0)")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, metavar="ADDRESS",
               help="the address the metrics port binds")
 def relay(
-    database: str | None, sweep_seconds: float, metrics_port: int, metrics_host: str
+    database: str | None, sweep_seconds: float, metrics_port: int | None, metrics_host: str
 ) -> None:
     """Relay the transactional outbox to Redis until stopped.
 
@@ -232,7 +233,8 @@ def relay(
             "no outbox database: set EVENTGATE_OUTBOX_URL or pass --database URL "
             "(e.g. sqlite:///var/outbox.db)."
         )
-    options = program.RelayOptions(url, sweep_seconds, metrics_host, metrics_port)
+    port = config.outbox_metrics_port if metrics_port is None else metrics_port
+    options = program.RelayOptions(url, sweep_seconds, metrics_host, port)
     try:
         program.run(config, options)
     except program.StartError as error:

@@ -140,6 +140,9 @@ class Config:
     #: that ``eventgate relay`` relays from; "" runs no relay. May hold a password: kept out of
     #: repr() and of rendered files.
     outbox_url: str = field(default="", repr=False)
+    #: Where ``eventgate relay`` serves its metrics, on 127.0.0.1 (0: not served); its
+    #: ``--metrics-port`` overrides it.
+    outbox_metrics_port: int = 0
 
     def __post_init__(self) -> None:
         if not self.secret_keys:
@@ -175,6 +178,8 @@ class Config:
             raise ConfigError("EVENTGATE_STATUS_INTERVAL must be a positive number of seconds.")
         _check_stack_redis(self)
         check_outbox_url(self.outbox_url, "EVENTGATE_OUTBOX_URL")
+        if not 0 <= self.outbox_metrics_port <= 65535:
+            raise ConfigError("EVENTGATE_OUTBOX_METRICS_PORT must be a port number, or 0 (off).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -241,6 +246,7 @@ class Config:
             client_body_timeout_seconds=number("CLIENT_BODY_TIMEOUT", 30),
             send_timeout_seconds=number("SEND_TIMEOUT", 60),
             outbox_url=get("OUTBOX_URL", ""),
+            outbox_metrics_port=number("OUTBOX_METRICS_PORT", 0),
         )
 
 

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 
 from eventgate.web.extension import EventGate
-from tests.servers import Program, child_env, free_port
+from tests.servers import Program, child_env, eventgate_env, free_port
 
 
 @pytest.fixture
@@ -37,14 +37,8 @@ def start_relay(make_program, secret_keys, publish_key, redis_server, tmp_path):
     ``settings`` are EVENTGATE_* overrides (``redis_url=…``); ``name`` names its log."""
 
     def start(database: str, *options: str, name: str = "relay", **settings: str) -> Program:
-        env = {
-            "EVENTGATE_SECRET_KEY": ",".join(secret_keys),
-            "EVENTGATE_PUBLISH_KEY": publish_key,
-            "EVENTGATE_REDIS_URL": redis_server.url,
-            "EVENTGATE_VAR_DIR": str(tmp_path / "var"),
-            "EVENTGATE_STATUS_INTERVAL": "0.2",
-            **{f"EVENTGATE_{name.upper()}": value for name, value in settings.items()},
-        }
+        env = eventgate_env(secret_keys, publish_key, redis_server.url, tmp_path / "var",
+                            **{"status_interval": "0.2", **settings})
         argv = [sys.executable, "-m", "eventgate.cli", "relay", "--database", database, *options]
         return make_program(argv, name, env=child_env(**env))
 
