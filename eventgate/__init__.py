@@ -26,6 +26,8 @@ _EXPORTS = {
     "Draft": "eventgate.shared.publisher",
     "Stored": "eventgate.shared.publisher",
     "EventGate": "eventgate.web.extension",
+    "Outbox": "eventgate.shared.outbox",
+    "outbox_table": "eventgate.shared.outboxtable",
     "EventgateError": "eventgate.shared.errors",
     "ConfigError": "eventgate.shared.errors",
     "InvalidName": "eventgate.shared.errors",
@@ -66,6 +68,7 @@ __all__ = [
     "InvalidRequest",
     "IssuedToken",
     "NotDurable",
+    "Outbox",
     "PublishError",
     "Publisher",
     "RedisFull",
@@ -79,7 +82,11 @@ __all__ = [
     "TooManyStreams",
     "UnsupportedServer",
     "__version__",
+    "outbox_table",
 ]
+
+#: public name -> the extra it needs beyond the base install (``pip install "eventgate[…]"``)
+_EXTRAS = {"Outbox": "outbox", "outbox_table": "outbox"}
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ below does the work
     from eventgate.shared.config import Config
@@ -105,6 +112,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ below d
         TooManyStreams,
         UnsupportedServer,
     )
+    from eventgate.shared.outbox import Outbox
+    from eventgate.shared.outboxtable import outbox_table
     from eventgate.shared.publisher import Draft, Publisher, Stored
     from eventgate.shared.tokens import ChannelTokens, Grant, IssuedToken
     from eventgate.shared.version import __version__
@@ -114,7 +123,15 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ below d
 def __getattr__(name: str) -> object:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'eventgate' has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name]), name)
+    try:
+        module = import_module(_EXPORTS[name])
+    except ModuleNotFoundError as error:
+        if name not in _EXTRAS:
+            raise
+        raise ImportError(
+            f"eventgate.{name} needs {error.name}: pip install \"eventgate[{_EXTRAS[name]}]\""
+        ) from error
+    value = getattr(module, name)
     globals()[name] = value
     return value
 

@@ -134,7 +134,10 @@ class Outbox:
         shared/pagecursor.py). Channels without such a row are left out."""
         relayed, waiting = cursor_rows(connection_of(within), self.table, channels)
         positions = dict(relayed)
-        for row in waiting:
-            stored = self.publisher.store([row.draft], idempotency_key=row.idempotency_key)
-            positions[row.draft.channel] = stored.ids[0]
+        size = max(1, self.publisher.max_batch_events)
+        for start in range(0, len(waiting), size):
+            chunk = waiting[start:start + size]
+            ids = self.publisher.store_rows([(row.draft, row.idempotency_key) for row in chunk])
+            for row, event_id in zip(chunk, ids, strict=True):
+                positions[row.draft.channel] = event_id
         return positions

@@ -138,11 +138,14 @@ def write(connection: Connection, table: Table, drafts: Sequence[Draft]) -> None
     if not drafts:
         return
     if dialect_of(connection) == "postgresql":
+        # One round trip for the NOTIFY and the first lock (a transaction rarely publishes on
+        # more than one channel); the expressions of a select list run in their order.
         locks = sorted({channel_lock_key(draft.channel) for draft in drafts})
         connection.execute(
-            text("SELECT pg_notify(:notify, '')"), {"notify": NOTIFY_CHANNEL}
+            text("SELECT pg_notify(:notify, ''), pg_advisory_xact_lock(:space, :lock)"),
+            {"notify": NOTIFY_CHANNEL, "space": WRITER_LOCK_SPACE, "lock": locks[0]},
         )
-        for lock in locks:
+        for lock in locks[1:]:
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:space, :lock)"),
                 {"space": WRITER_LOCK_SPACE, "lock": lock},

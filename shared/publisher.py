@@ -45,7 +45,7 @@ A job worker needs two lines: ``Publisher.from_url("redis://…").publish("order
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import redis
@@ -88,26 +88,11 @@ from eventgate.shared.slotscripts import SlotCall, run_per_slot
 # newest event: a channel that falls silent leaves nothing in Redis (its next event starts a new
 # log, prev 0-0). The expiry is pushed back only once it comes closer than the age limit (PTTL,
 # a read, costs a third of a PEXPIRE, which is also written to replicas and the AOF).
-_SCRIPT = """
+# The parts both scripts share: the age cut-off (one TIME per run), ``append`` (one event added
+# to its log, chained to the log's newest id, and published live) and ``trim`` (each log touched,
+# trimmed by age and its expiry pushed back).
+_APPEND = """
 local maxlen, max_age_ms = ARGV[1], tonumber(ARGV[2])
-local nkeys = #KEYS
-local record = nil
-if nkeys % 2 == 1 then
-  nkeys = nkeys - 1
-  record = KEYS[nkeys + 1]
-  local stored = redis.call('GET', record)
-  if stored then
-    local cut = string.find(stored, '\\n', 1, true)
-    if string.sub(stored, 1, cut - 1) ~= ARGV[nkeys + 3] then
-      if ARGV[nkeys + 5] ~= 'fresh' then return {'reused'} end
-    else
-      redis.call('SET', record, stored, 'KEEPTTL')
-      local ids = {'replayed'}
-      for id in string.gmatch(string.sub(stored, cut + 1), '[^,]+') do ids[#ids + 1] = id end
-      return ids
-    end
-  end
-end
 local minid = nil
 if max_age_ms > 0 then
   local t = redis.call('TIME')
@@ -115,10 +100,7 @@ if max_age_ms > 0 then
 end
 local newest = {}
 local logs = {}
-local ids = {}
-for i = 1, nkeys, 2 do
-  local log, live = KEYS[i], KEYS[i + 1]
-  local etype, data = ARGV[i + 2], ARGV[i + 3]
+local function append(log, live, etype, data)
   local prev = newest[log]
   if not prev then
     prev = '0-0'
@@ -137,9 +119,10 @@ for i = 1, nkeys, 2 do
                         'type', etype, 'data', data, 'prev', prev)
   newest[log] = id
   redis.call('PUBLISH', live, id .. '\\n' .. prev .. '\\n' .. etype .. '\\n' .. data)
-  ids[#ids + 1] = id
+  return id
 end
-if minid then
+local function trim()
+  if not minid then return end
   for _, log in ipairs(logs) do
     redis.call('XTRIM', log, 'MINID', minid)
     if redis.call('PTTL', log) < max_age_ms then
@@ -147,6 +130,31 @@ if minid then
     end
   end
 end
+"""
+_SCRIPT = _APPEND + """
+local nkeys = #KEYS
+local record = nil
+if nkeys % 2 == 1 then
+  nkeys = nkeys - 1
+  record = KEYS[nkeys + 1]
+  local stored = redis.call('GET', record)
+  if stored then
+    local cut = string.find(stored, '\\n', 1, true)
+    if string.sub(stored, 1, cut - 1) ~= ARGV[nkeys + 3] then
+      if ARGV[nkeys + 5] ~= 'fresh' then return {'reused'} end
+    else
+      redis.call('SET', record, stored, 'KEEPTTL')
+      local ids = {'replayed'}
+      for id in string.gmatch(string.sub(stored, cut + 1), '[^,]+') do ids[#ids + 1] = id end
+      return ids
+    end
+  end
+end
+local ids = {}
+for i = 1, nkeys, 2 do
+  ids[#ids + 1] = append(KEYS[i], KEYS[i + 1], ARGV[i + 2], ARGV[i + 3])
+end
+trim()
 if record then
   redis.call('SET', record, ARGV[nkeys + 3] .. '\\n' .. table.concat(ids, ','),
              'EX', ARGV[nkeys + 4])
@@ -154,10 +162,44 @@ if record then
 end
 return ids
 """
+# The outbox's rows (shared/relay.py): every event with its own idempotency record, so that one
+# run stores a batch of rows atomically while each row stays exactly-once on its own.
+# KEYS: log1, live1, record1, log2, live2, record2, …
+# ARGV: maxlen, max_age_ms, record_seconds, type1, data1, fingerprint1, type2, …
+# Every record is checked before anything is added: one of another fingerprint answers
+# {'reused', n} (row n, nothing added). A row whose record exists answers the id it holds (it
+# was stored by an earlier run); the others are added, in order, and recorded.
+_ROWS_SCRIPT = _APPEND + """
+local held = {}
+for i = 1, #KEYS, 3 do
+  local stored = redis.call('GET', KEYS[i + 2])
+  if stored then
+    local cut = string.find(stored, '\\n', 1, true)
+    if string.sub(stored, 1, cut - 1) ~= ARGV[i + 5] then return {'reused', (i + 2) / 3} end
+    held[i] = string.sub(stored, cut + 1)
+  end
+end
+local ids = {}
+for i = 1, #KEYS, 3 do
+  local id = held[i]
+  if id then
+    redis.call('SET', KEYS[i + 2], ARGV[i + 5] .. '\\n' .. id, 'KEEPTTL')
+  else
+    id = append(KEYS[i], KEYS[i + 1], ARGV[i + 3], ARGV[i + 4])
+    redis.call('SET', KEYS[i + 2], ARGV[i + 5] .. '\\n' .. id, 'EX', ARGV[3])
+  end
+  ids[#ids + 1] = id
+end
+trim()
+return ids
+"""
 #: Under Redis Cluster: the same script, the live copy over sharded pub/sub (the channel, in
 #: KEYS, is in the log's slot), never over the cluster-wide bus that every node would relay.
 _SHARDED_SCRIPT = _SCRIPT.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
 _SHARDED_SHA = hashlib.sha1(_SHARDED_SCRIPT.encode()).hexdigest()
+_ROWS_SHA = hashlib.sha1(_ROWS_SCRIPT.encode()).hexdigest()
+_SHARDED_ROWS_SCRIPT = _ROWS_SCRIPT.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
+_SHARDED_ROWS_SHA = hashlib.sha1(_SHARDED_ROWS_SCRIPT.encode()).hexdigest()
 #: The script's answer to other events under a used key (bytes, or text from a client that
 #: decodes responses).
 _REUSED = (b"reused", "reused")
@@ -232,6 +274,11 @@ class Publisher:
     def client(self) -> redis.Redis:
         """The Redis client events are published through."""
         return self._client
+
+    @property
+    def max_batch_events(self) -> int:
+        """The most events one publish may carry."""
+        return self._config.max_batch_events
 
     def draft(self, channel: object, data: object = None, event_type: object = "message") -> Draft:
         """Validate one event; raises InvalidName or InvalidEvent (both ValueError → 400)."""
@@ -318,6 +365,106 @@ class Publisher:
         return Stored(
             [i.decode("ascii") if isinstance(i, bytes) else str(i) for i in ids], replayed
         )
+
+    def store_rows(self, rows: Sequence[tuple[Draft, str]]) -> list[str]:
+        """Store and publish outbox rows, each ``(draft, idempotency key)`` exactly once: a row
+        whose key was stored before answers that earlier id and adds nothing. Returns the ids in
+        the rows' order. One script run holds the rows of a partition, atomically (one run in
+        all on one Redis), so a channel's rows are stored all or none, in order.
+
+        Raises as ``store``; under Redis Cluster a failure may leave other partitions' rows
+        stored, which a repeat answers from their records.
+        """
+        if not rows:
+            return []
+        if len(rows) > self._config.max_batch_events:
+            raise InvalidEvent(f"a batch holds at most {self._config.max_batch_events} events.")
+        try:
+            if self._sharded:
+                ids, replicas = self._store_rows_sharded(rows)
+            else:
+                ids, replicas = self._store_rows_one(rows)
+        except redis.exceptions.OutOfMemoryError as error:
+            raise RedisFull(
+                "Redis is full (it refuses writes beyond its maxmemory); the rows wait."
+            ) from error
+        except (redis.RedisError, RedisClusterException) as error:
+            raise PublishError(
+                f"Redis did not store the rows ({type(error).__name__}); they wait."
+            ) from error
+        durable = self._config.durable_replicas
+        if replicas < durable:
+            raise NotDurable(
+                f"Redis stored the rows but {replicas} of the {durable} replicas required "
+                f"confirmed holding them within {wait_ms(self._config)} ms; they wait."
+            )
+        return [i.decode("ascii") if isinstance(i, bytes) else str(i) for i in ids]
+
+    def _rows_call(
+        self, rows: Sequence[tuple[Draft, str]], record_key: Callable[[str, str], str]
+    ) -> tuple[list[str], list[str | int]]:
+        script_keys: list[str] = []
+        args: list[str | int] = [
+            self._config.retention_count,
+            self._config.retention_seconds * 1000,
+            self._config.idempotency_seconds,
+        ]
+        for draft, key in rows:
+            key = validate_idempotency_key(key)
+            script_keys += [
+                keys.log_key(draft.channel),
+                keys.live_channel(draft.channel),
+                record_key(key, draft.channel),
+            ]
+            args += [draft.type, draft.data, fingerprint([draft])]
+        return script_keys, args
+
+    def _store_rows_one(self, rows: Sequence[tuple[Draft, str]]) -> tuple[list, int]:
+        script_keys, args = self._rows_call(rows, lambda key, _: keys.idempotency_key(key))
+        command = ("EVALSHA", _ROWS_SHA, len(script_keys), *script_keys, *args)
+        durable = bool(self._config.durable_replicas)
+        replies = self._rows_pipelined(command, durable)
+        if isinstance(replies[0], redis.exceptions.NoScriptError):
+            self._client.script_load(_ROWS_SCRIPT)
+            replies = self._rows_pipelined(command, durable)
+        for answer in replies:
+            if isinstance(answer, Exception):
+                raise answer
+        return _row_ids(replies[0], rows), int(replies[1]) if durable else 0
+
+    def _rows_pipelined(self, command: tuple, durable: bool) -> list:
+        pipe = self._clients.client().pipeline(transaction=False)
+        pipe.execute_command(*command)
+        if durable:
+            pipe.execute_command("WAIT", self._config.durable_replicas, wait_ms(self._config))
+        return pipe.execute(raise_on_error=False)
+
+    def _store_rows_sharded(self, rows: Sequence[tuple[Draft, str]]) -> tuple[list, int]:
+        client = self._client
+        cluster = client.cluster() if isinstance(client, LazyCluster) else client
+        parts: dict[int, list[int]] = {}
+        for position, (draft, _) in enumerate(rows):
+            parts.setdefault(keys.partition(draft.channel), []).append(position)
+        calls = []
+        for positions in parts.values():
+            part_keys, args = self._rows_call(
+                [rows[p] for p in positions],
+                lambda key, channel: keys.partition_idempotency_key(
+                    key, keys.partition(channel)),
+            )
+            calls.append(SlotCall(part_keys, args))
+        durable = self._config.durable_replicas
+        wait = (durable, wait_ms(self._config)) if durable else None
+        replies, replicas = run_per_slot(
+            cluster, _SHARDED_ROWS_SCRIPT, _SHARDED_ROWS_SHA, calls, wait
+        )
+        ids: list = [None] * len(rows)
+        for positions, reply in zip(parts.values(), replies, strict=True):
+            for position, event_id in zip(
+                positions, _row_ids(reply, [rows[p] for p in positions]), strict=True
+            ):
+                ids[position] = event_id
+        return ids, replicas
 
     def _store_one(self, drafts: list[Draft], key: str | None) -> tuple[list, bool, int]:
         """One Redis (plain or Sentinel): the whole batch in one script run, record included."""
@@ -417,6 +564,16 @@ def _outcome(reply: object, events: int, key: str | None) -> tuple[list, bool]:
     if not isinstance(reply, list) or len(reply) != events:
         raise PublishError("Redis answered the publish script with something unexpected.")
     return reply, replayed
+
+
+def _row_ids(reply: object, rows: Sequence[tuple[Draft, str]]) -> list:
+    """The rows script's ids; raises IdempotencyKeyReused for a row whose key holds other
+    events, PublishError for any other unexpected answer."""
+    if isinstance(reply, list) and len(reply) == 2 and reply[0] in _REUSED:
+        raise _reused(rows[int(reply[1]) - 1][1])
+    if not isinstance(reply, list) or len(reply) != len(rows):
+        raise PublishError("Redis answered the outbox script with something unexpected.")
+    return reply
 
 
 def _reused(key: str) -> IdempotencyKeyReused:

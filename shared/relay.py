@@ -1,9 +1,9 @@
 """The relay: publishes committed outbox rows to Redis, in commit order per channel, each once.
 
-A round claims waiting rows, publishes each with its own idempotency key (``outbox.<key>``) in id
-order per channel, and marks the ones Redis confirmed. A channel stops at its first failure in a
-round, so a later row of it never overtakes an earlier one; a round stops altogether at the first
-PublishError (Redis down: every other row would wait out the same timeout).
+A round claims waiting rows and publishes them in id order, each row under its own idempotency
+key (``outbox.<key>``), in one script run per partition of the batch (``Publisher.store_rows``:
+one round trip, a channel's rows all or none, so a later row never overtakes an earlier one),
+then marks the rows Redis confirmed. A failure ends the round; its rows wait for the next.
 
 Several relays may run at once: the worker threads of every web worker, woken after their own
 commits, and ``eventgate relay``, which sweeps what workers left behind. Why that is safe:
@@ -174,16 +174,24 @@ class Relay:
     # -- publishing and marking -----------------------------------------------------------------
 
     def _publish(self, rows: list[Pending]) -> tuple[list[tuple[int, str]], int]:
+        """Publish ``rows`` in chunks of at most ``max_batch_events`` (one script run each:
+        a channel's rows of a chunk are stored all or none). A failure ends the round; the
+        chunks confirmed before it are marked, the rest wait (a partly stored chunk under
+        Cluster is answered from its records next time)."""
         confirmed: list[tuple[int, str]] = []
-        for row in rows:
+        size = max(1, self.publisher.max_batch_events)
+        for start in range(0, len(rows), size):
+            chunk = rows[start:start + size]
             try:
-                stored = self.publisher.store([row.draft], idempotency_key=row.idempotency_key)
+                ids = self.publisher.store_rows(
+                    [(row.draft, row.idempotency_key) for row in chunk]
+                )
             except EventgateError as error:
                 self.last_error = error.message
                 log.debug("outbox relay: %s (%d row(s) wait)", error.message,
                           len(rows) - len(confirmed))
                 return confirmed, 1
-            confirmed.append((row.id, stored.ids[0]))
+            confirmed += [(row.id, event_id) for row, event_id in zip(chunk, ids, strict=True)]
         self.last_error = None
         return confirmed, 0
 

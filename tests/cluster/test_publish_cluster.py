@@ -281,3 +281,19 @@ def _ready_again(client, seen: list[str]) -> bool:
     if response.status_code == 503:
         seen.append(response.get_json()["message"])
     return response.status_code == 200 and bool(seen)
+
+
+def test_outbox_rows_over_every_shard_are_stored_once_in_order(redis_cluster, publisher):
+    batch = interleaved(channels_by_shard(publisher, 2))
+    rows = [(publisher.draft(channel, {"n": n}), f"outbox.{uuid.uuid4().hex}")
+            for n, channel in enumerate(batch)]
+
+    first = publisher.store_rows(rows[: len(rows) // 2])
+    ids = publisher.store_rows(rows)
+
+    assert ids[: len(first)] == first
+    for channel in set(batch):
+        log = log_of(publisher, channel)
+        sent = [n for n, c in enumerate(batch) if c == channel]
+        assert [entry_id for entry_id, _ in log] == [ids[n] for n in sent]
+        assert [fields["data"] for _, fields in log] == [f'{{"n":{n}}}' for n in sent]

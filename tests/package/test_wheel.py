@@ -73,7 +73,15 @@ import importlib.util, sys
 import eventgate
 from eventgate import EventGate, Publisher, ChannelTokens, Config, EventgateError, IssuedToken
 for name in eventgate.__all__:
-    getattr(eventgate, name)
+    if name in eventgate._EXTRAS:  # needs an extra: a clear ImportError naming it
+        try:
+            getattr(eventgate, name)
+        except ImportError as error:
+            assert f"eventgate[{{eventgate._EXTRAS[name]}}]" in str(error), error
+        else:
+            raise AssertionError(name + " resolved without its extra")
+    else:
+        getattr(eventgate, name)
 print(eventgate.__file__)
 print(eventgate.__version__)
 print(sorted(m for m in {SERVER_ONLY!r} if importlib.util.find_spec(m) is not None))
