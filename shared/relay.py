@@ -318,7 +318,8 @@ class RelayLoop:
                 self.on_round(outcome)
             if outcome.failed:
                 if not failures:
-                    log.warning("outbox relay: %s; rows wait, retrying", self.relay.last_error)
+                    log.warning("outbox relay: retrying until a round succeeds: %s",
+                                self.relay.last_error)
                 failures += 1
                 backoff = min(self.max_backoff_seconds, 0.1 * 2 ** min(failures, 10))
                 self._stop.wait(backoff * random.uniform(0.5, 1.0))

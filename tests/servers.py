@@ -403,7 +403,7 @@ def child_env(**overrides: str) -> dict[str, str]:
 
 
 def eventgate_env(
-    secret_keys: Sequence[str], publish_key: str, redis_url: str, var_dir: Path,
+    secret_keys: Sequence[str], publish_key: str, redis_url: str, var_dir: Path, /,
     **settings: object,
 ) -> dict[str, str]:
     """The EVENTGATE_* settings of a child that uses ``redis_url``, plus ``settings`` as

@@ -125,7 +125,7 @@ def test_rows_wait_while_redis_is_down_with_one_log_line(
     assert 0 < figures["eventgate_outbox_oldest_seconds"] <= time.time() - created + 1.5
     assert figures["eventgate_outbox_relayed_total"] == 0
     assert outbox.depth().rows == 2
-    warnings = [line for line in relay.output().splitlines() if "rows wait" in line]
+    warnings = [line for line in relay.output().splitlines() if "retrying until" in line]
     assert len(warnings) == 1, relay.output()
     assert relay.stop(SIGTERM) == 0
     assert "Traceback" not in relay.output()
