@@ -27,7 +27,7 @@ deps: system-deps $(VENV)/.installed
 system-deps:
 	@bash deploy/system-deps.sh
 
-## test-deps: also what only the tests need (Debian's chromium, for tests/browser)
+## test-deps: also what only the tests need (chromium, PostgreSQL, network tools: see the script)
 test-deps: deps
 	@bash deploy/system-deps.sh --test
 
@@ -92,15 +92,17 @@ test-latest: test-deps
 	touch $(LATEST)/.installed
 	VENV=$(LATEST) $(LATEST)/bin/pytest -q
 
-# Every dependency of the base install and of the server and test extras, by name (extras kept,
-# versions dropped); eventgate's own extras are listed already.
+# Every dependency of the base install and of the server, outbox, postgres and test extras, by
+# name (extras kept, versions dropped); eventgate's own extras the test extra names are listed.
 define DEPENDENCY_NAMES
 import tomllib
 from packaging.requirements import Requirement
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 extras = project["optional-dependencies"]
 names = {}
-for line in project["dependencies"] + extras["server"] + extras["test"]:
+for line in project["dependencies"] + [
+    line for extra in ("server", "outbox", "postgres", "test") for line in extras[extra]
+]:
     requirement = Requirement(line)
     if requirement.name != "eventgate":
         names[requirement.name + "".join(f"[{x}]" for x in sorted(requirement.extras))] = None

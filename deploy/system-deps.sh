@@ -2,7 +2,8 @@
 # Install the Debian/Ubuntu packages the stack runs on, only those that are missing, without
 # questions (CI has no terminal). Uses sudo only when not root and only when it must install.
 # With --test, also what only the test suite needs: Debian's chromium (tests/browser drive it),
-# and iproute2, procps, curl and openssl (the several-hosts tests and the production edge).
+# iproute2, procps, curl and openssl (the several-hosts tests and the production edge), and
+# PostgreSQL (the outbox tests).
 set -euo pipefail
 
 has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
@@ -17,6 +18,9 @@ if [ "${1:-}" = "--test" ]; then
     has sysctl || missing+=(procps)
     has curl || missing+=(curl)
     has openssl || missing+=(openssl)
+    # The outbox tests start their own PostgreSQL server (tests/postgres.py); the cluster
+    # Debian's package may start on 5432 is left alone and never used.
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 fi
 if ! has python3; then
     missing+=(python3 python3-venv)

@@ -314,6 +314,10 @@ class RelayLoop:
                 self.relay.last_error = f"the database failed: {type(error).__name__}"
                 self.relay.failed += 1  # a failed round, as a failed publish is
                 outcome = Round(0, 1, more=False)
+            except Exception as error:  # noqa: BLE001 - a relay thread must outlive any bug
+                self.relay.last_error = f"unexpected {type(error).__name__}: {error}"
+                log.exception("outbox relay: round failed")
+                outcome = Round(0, 1, more=False)
             if self.on_round is not None:
                 self.on_round(outcome)
             if outcome.failed:

@@ -1,5 +1,5 @@
-"""Shared fixtures: real redis-server, stream pools and whole stacks on free loopback ports;
-configs, tokens, a publisher, unique channel names."""
+"""Shared fixtures: real redis-server, PostgreSQL, stream pools and whole stacks on free loopback
+ports; configs, tokens, a publisher, unique channel names."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from eventgate.shared.config import Config
 from eventgate.shared.publisher import Publisher
 from eventgate.shared.tokens import ChannelTokens
 from tests.hosts import Host, Network, unavailable
+from tests.postgres import PostgresServer
 from tests.rediscluster import RedisClusterSet
 from tests.servers import Program, RedisServer, SentinelSet, child_env
 from tests.stack import Stack
@@ -30,6 +31,26 @@ def redis_server(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server (tests/postgres.py) for the whole session, started the first
+    time a test asks for it (~1.5 s, initdb included). Tests take a database of their own
+    through ``postgres_url``."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> Iterator[str]:
+    """The SQLAlchemy URL (psycopg 3 driver) of a fresh, empty database of this test's own on
+    the session's PostgreSQL; dropped after the test, connections left open or not."""
+    name = f"test_{next(_counter)}_{secrets.token_hex(4)}"
+    postgres_server.create_database(name)
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
 
 
 @pytest.fixture
