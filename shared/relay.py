@@ -316,6 +316,7 @@ class RelayLoop:
                 outcome = Round(0, 1, more=False)
             except Exception as error:  # noqa: BLE001 - a relay thread must outlive any bug
                 self.relay.last_error = f"unexpected {type(error).__name__}: {error}"
+                self.relay.failed += 1
                 log.exception("outbox relay: round failed")
                 outcome = Round(0, 1, more=False)
             if self.on_round is not None:

@@ -157,3 +157,31 @@ def test_refuses_to_start_without_a_usable_database(
     err = capsys.readouterr().err
     assert err.startswith("eventgate: ") and sentence in err
     assert "hunter2" not in err and err.count("\n") == 1
+
+
+def listening(engine) -> bool:
+    """Whether a session of the database LISTENs on the outbox's channel (the relay's)."""
+    with engine.connect() as connection:
+        return bool(connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN eventgate_outbox'"
+        ).scalar())
+
+
+def test_a_postgresql_commit_wakes_it_at_once(postgres_url, publisher, start_relay,
+                                               redis_server, channel):
+    outbox = Outbox(create_engine(postgres_url), publisher)
+    outbox.create_tables()
+    relay = start_relay(postgres_url, "--sweep-seconds", "30")
+    relay.wait_until(lambda: listening(outbox.engine), 10, "the relay's LISTEN")
+    client = redis_server.client()
+
+    commit(outbox, channel, "woken")
+    committed = time.monotonic()
+    relay.wait_until(lambda: logged(client, channel), 5, "the row relayed")
+    waited = time.monotonic() - committed
+
+    # Its next sweep is 30 s away: only the NOTIFY of the commit can have woken it.
+    assert waited < 0.5, f"relayed {waited:.2f}s after the commit"
+    assert [json.loads(event.data) for event in logged(client, channel)] == ["woken"]
+    assert relay.stop(SIGTERM) == 0
+    outbox.engine.dispose()
