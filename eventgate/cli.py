@@ -199,7 +199,7 @@ def status(as_json: bool, logs: int) -> None:
     """The gateway at a glance: stream workers, Redis, logs.
 
     Per stream worker: streams, channels, queues, slow drops, lag; Redis's memory; the channel
-    logs' lengths."""
+    logs' lengths; while an ``eventgate relay`` runs, the outbox's waiting rows and their age."""
     report = server_module("status", "eventgate.report")
     config = current_config()
     try:
