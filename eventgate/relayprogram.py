@@ -7,10 +7,11 @@ woken by PostgreSQL's NOTIFY at once, and sweeping every ``--sweep-seconds`` reg
 only wake-up on SQLite). Several may run against one database (shared/relay.py says why that is
 safe).
 
-Besides relaying it serves the outbox metrics (shared/outboxmetrics.py) on ``--metrics-port``,
-and writes a status record into Redis (``keys.RELAYS``) every ``status_interval_seconds`` for
-``eventgate status``. While Redis is down it keeps trying (rows wait; the record is not
-written); SIGTERM or SIGINT end it after its current round, exit status 0.
+Besides relaying it serves the outbox metrics (eventgate/outboxmetrics.py) on
+``--metrics-port``, and writes a status record into Redis (``keys.RELAYS``) every
+``status_interval_seconds`` for ``eventgate status``. While Redis is down it keeps trying (rows
+wait; the record is not written); SIGTERM or SIGINT end it after its current round, exit
+status 0.
 
 Needs the ``outbox`` extra (SQLAlchemy) and the ``server`` extra (prometheus-client):
 eventgate/cli.py imports this module only when ``relay`` runs.
@@ -33,11 +34,11 @@ from sqlalchemy import create_engine, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from eventgate.outboxmetrics import OutboxGauges
 from eventgate.shared import keys, logformat
 from eventgate.shared.config import Config, check_outbox_url
 from eventgate.shared.errors import ConfigError, EventgateError
 from eventgate.shared.outbox import Outbox
-from eventgate.shared.outboxmetrics import OutboxGauges
 from eventgate.shared.publisher import Publisher
 from eventgate.shared.relay import RelayLoop
 from eventgate.shared.status import TTL_INTERVALS, remove_record, write_record

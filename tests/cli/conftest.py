@@ -1,6 +1,7 @@
 """Fixtures for the command-line tests: ``make_app``, a user's Flask app with an EventGate in an
 environment whose EVENTGATE_* settings point elsewhere; ``start_relay``, ``eventgate relay`` as a
-program (the session's redis, configs and ``run_cli`` are in tests/conftest.py)."""
+program, and ``outbox`` on a SQLite ``database`` for it to relay (the session's redis, configs and
+``run_cli`` are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import sys
 
 import pytest
 from flask import Flask
+from sqlalchemy import create_engine
 
+from eventgate.shared.outbox import Outbox
 from eventgate.web.extension import EventGate
 from tests.servers import Program, child_env, eventgate_env, free_port
 
@@ -43,3 +46,19 @@ def start_relay(make_program, secret_keys, publish_key, redis_server, tmp_path):
         return make_program(argv, name, env=child_env(**env))
 
     return start
+
+
+@pytest.fixture
+def database(tmp_path) -> str:
+    """The URL of a SQLite file of the test's own, for an outbox."""
+    return f"sqlite:///{tmp_path / 'outbox.db'}"
+
+
+@pytest.fixture
+def outbox(database, publisher):
+    """The app's side of ``eventgate relay``: an Outbox on ``database`` (its table created)."""
+    engine = create_engine(database)
+    box = Outbox(engine, publisher)
+    box.create_tables()
+    yield box
+    engine.dispose()

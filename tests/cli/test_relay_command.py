@@ -24,21 +24,6 @@ METRICS = ("eventgate_outbox_rows", "eventgate_outbox_oldest_seconds",
            "eventgate_outbox_relayed_total", "eventgate_outbox_failed_total")
 
 
-@pytest.fixture
-def database(tmp_path):
-    return f"sqlite:///{tmp_path / 'outbox.db'}"
-
-
-@pytest.fixture
-def outbox(database, publisher):
-    """The app's side: an Outbox on the test's SQLite file (its table created)."""
-    engine = create_engine(database)
-    box = Outbox(engine, publisher)
-    box.create_tables()
-    yield box
-    engine.dispose()
-
-
 def commit(outbox: Outbox, channel: str, *values: object) -> None:
     with outbox.engine.begin() as connection:
         for value in values:
