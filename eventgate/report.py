@@ -116,10 +116,11 @@ def _line(event: Event, as_json: bool) -> str:
 
 
 def _outbox_line(outbox: dict) -> str:
-    oldest = outbox["oldest_seconds"]
+    # rows and age are None while the relay cannot read its database (its last_error says why)
+    oldest, rows = outbox["oldest_seconds"], outbox["rows"]
     age = f"{oldest:.1f} s" if isinstance(oldest, (int, float)) else "-"
     error = f"   last error: {outbox['last_error']}" if outbox.get("last_error") else ""
-    return (f"outbox: relays: {outbox['relays']}   waiting rows: {outbox['rows']}   "
+    return (f"outbox: relays: {outbox['relays']}   waiting rows: {'-' if rows is None else rows}   "
             f"oldest: {age}   relayed: {outbox['relayed']}   failed: {outbox['failed']}{error}\n")
 
 
