@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,7 @@ from tests.postgres import PostgresServer
 from tests.rediscluster import RedisClusterSet
 from tests.servers import Program, RedisServer, SentinelSet, child_env
 from tests.stack import Stack
-from tests.stream.pool import StreamPool
+from tests.stream.pool import StreamPool, pool_settings
 
 _counter = itertools.count()
 
@@ -168,15 +169,8 @@ def make_pool(redis_server, secret_keys, publish_key, tmp_path):
         workers: int = 1, timeout: int = 30, *, connected: bool = True,
         host: Host | None = None, **settings: str
     ) -> StreamPool:
-        env = {
-            "EVENTGATE_SECRET_KEY": ",".join(secret_keys),
-            "EVENTGATE_PUBLISH_KEY": publish_key,
-            "EVENTGATE_REDIS_URL": redis_server.url,
-            "EVENTGATE_VAR_DIR": str(tmp_path / "var"),
-            "EVENTGATE_HEARTBEAT": "1",
-            "EVENTGATE_RETRY_MS": "300",
-        }
-        env.update({f"EVENTGATE_{k.upper()}": str(v) for k, v in settings.items()})
+        env = pool_settings(redis_server.url, secret_keys, publish_key, tmp_path / "var",
+                            **settings)
         pool = StreamPool(tmp_path, env, workers, timeout, host)
         pools.append(pool)
         pool.start(connected)
@@ -205,6 +199,40 @@ def publisher(make_config) -> Iterator[Publisher]:
 def channel() -> str:
     """A channel name no other test uses."""
     return f"test.{next(_counter)}.{secrets.token_hex(4)}"
+
+
+# -- a browser ----------------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """A real headless Chromium context (its own user-data-dir) for one test module;
+    ``browser.new_page()`` opens a tab.
+
+    Debian's ``chromium``, driven by Playwright's Python package: Playwright's own browser
+    download is never used. ``make test`` installs chromium (deploy/system-deps.sh --test);
+    without it these tests fail with that hint rather than skip, so CI cannot pass without them.
+    """
+    if not shutil.which("chromium"):
+        pytest.fail("Debian's chromium is missing: run `make test-deps` (or apt-get install "
+                    "chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+        )
+        context.set_default_timeout(15000)
+        yield context
+        context.close()
 
 
 @pytest.fixture

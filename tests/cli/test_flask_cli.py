@@ -68,7 +68,8 @@ def test_the_flask_command_runs_them_on_a_real_app(redis_server, secret_keys, pu
             [sys.executable, "-m", "flask", "--app", str(EXAMPLE_APP), "eventgate", *args],
             env=child_env(EVENTGATE_SECRET_KEY=secret_keys[0], EVENTGATE_PUBLISH_KEY=publish_key,
                           EVENTGATE_REDIS_URL=redis_server.url,
-                          EVENTGATE_VAR_DIR=str(tmp_path / "var")),
+                          EVENTGATE_VAR_DIR=str(tmp_path / "var"),
+                          EXAMPLE_DATABASE_URL=f"sqlite:///{tmp_path / 'orders.db'}"),
             capture_output=True, text=True, timeout=30,
         )
 

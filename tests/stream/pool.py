@@ -18,6 +18,23 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def pool_settings(
+    redis_url: str, secret_keys: tuple[str, ...], publish_key: str, var_dir: Path, **settings: str
+) -> dict[str, str]:
+    """A test pool's EVENTGATE_* environment: short heartbeat and retry, plus ``settings``
+    (``cors_origins="http://…"`` → ``EVENTGATE_CORS_ORIGINS``)."""
+    env = {
+        "EVENTGATE_SECRET_KEY": ",".join(secret_keys),
+        "EVENTGATE_PUBLISH_KEY": publish_key,
+        "EVENTGATE_REDIS_URL": redis_url,
+        "EVENTGATE_VAR_DIR": str(var_dir),
+        "EVENTGATE_HEARTBEAT": "1",
+        "EVENTGATE_RETRY_MS": "300",
+    }
+    env.update({f"EVENTGATE_{k.upper()}": str(v) for k, v in settings.items()})
+    return env
+
+
 class StreamPool:
     def __init__(
         self, workdir: Path, env: dict[str, str], workers: int = 1, timeout: int = 30,
