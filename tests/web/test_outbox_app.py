@@ -1,34 +1,32 @@
-"""An app embedding ``EventGate(app, db=db)`` with web.metrics serves the outbox metrics on
-its ``/metrics``: rows waiting and the oldest one's age from its database, its relay's counts;
-the depth is read once per interval however often it is scraped."""
+"""An app of yours embedding ``EventGate(app, db=db)``: its ``/metrics`` (web.metrics) serves the
+outbox metrics — rows waiting and the oldest one's age from its database, its relay's counts —
+reading the depth once per interval however often it is scraped; its ``/readyz`` does not
+depend on the outbox (rows waiting are the outbox working, not a fault)."""
 
 from __future__ import annotations
 
-from flask import Flask
-from flask_sqlalchemy import SQLAlchemy
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, event
 
 from eventgate.outboxmetrics import OutboxGauges
 from eventgate.shared.outbox import Outbox
-from eventgate.web import metrics
-from eventgate.web.extension import EventGate
+from eventgate.web.extension import EXTENSION_KEY
 from tests.servers import free_port
 
 
-def test_an_app_with_an_outbox_serves_its_metrics(make_config, tmp_path, channel, monkeypatch):
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)  # a registry of its own
-    app = Flask(__name__)
-    app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'app.db'}"
-    db = SQLAlchemy(app)
+def write_rows(app, channel: str, count: int) -> None:
+    """Rows committed into the app's outbox without waking its relay thread: they wait."""
+    outbox = app.extensions[EXTENSION_KEY].outbox
+    with outbox.engine.begin() as connection:
+        for number in range(count):
+            outbox.publish(connection, channel, number)
+
+
+def test_an_app_with_an_outbox_serves_its_metrics(make_outbox_app, channel):
     # A Redis nothing listens on: the rows wait.
-    gate = EventGate(app, make_config(redis_url=f"redis://127.0.0.1:{free_port()}/0"), db=db)
-    metrics.init_app(app)
-    gate.outbox.create_tables()
-    with gate.outbox.engine.begin() as connection:
-        for number in range(3):
-            gate.outbox.publish(connection, channel, number)
+    app = make_outbox_app(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    write_rows(app, channel, 3)
 
     response = app.test_client().get("/metrics")
 
@@ -40,7 +38,16 @@ def test_an_app_with_an_outbox_serves_its_metrics(make_config, tmp_path, channel
     assert 0 <= found["eventgate_outbox_oldest_seconds"] < 60
     assert found["eventgate_outbox_relayed_total"] == 0
     assert found["eventgate_outbox_failed_total"] == 0
-    gate.outbox.engine.dispose()
+
+
+def test_readiness_does_not_depend_on_rows_waiting(make_outbox_app, channel):
+    app = make_outbox_app()
+    write_rows(app, channel, 2)
+    assert app.extensions[EXTENSION_KEY].outbox.depth().rows == 2
+
+    response = app.test_client().get("/readyz")
+
+    assert response.status_code == 200 and response.get_json() == {"status": "ok"}
 
 
 def test_a_scrape_storm_reads_the_depth_once(tmp_path, publisher):
