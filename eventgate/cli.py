@@ -10,8 +10,9 @@ stderr and exit non-zero — 2 for a mistake in the command or the settings, 1 w
 (Redis, the stream pool) is not there, 3 when ``migrate`` left logs it could not copy — never a
 traceback.
 
-Importing this module needs only the base install: ``tail``, ``status`` and ``replay`` import
-what the ``server`` extra brings when they run (``server_module``).
+Importing this module needs only the base install: ``tail``, ``status``, ``replay`` and
+``relay`` import what the ``server`` extra (and, for ``relay``, the ``outbox`` extra) brings when
+they run (``server_module``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ EXIT_INTERRUPTED = 130
 SERVER_EXTRA = frozenset(
     {"gevent", "gunicorn", "supervisor", "prometheus_client", "sseclient", "tqdm"}
 )
-SERVER_INSTALL = 'pip install "eventgate[server]"'
 #: The top-level modules that only ``pip install "eventgate[outbox]"`` brings.
 OUTBOX_EXTRA = frozenset({"sqlalchemy", "flask_sqlalchemy"})
 
