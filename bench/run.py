@@ -881,12 +881,19 @@ def build(workdir: Path) -> Path:
     return binary
 
 
+def print_report(text: str, raw: Path) -> None:
+    """A bench's table, then the load it left and where its raw results are."""
+    print(text)
+    print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    print(f"raw results: {raw}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few-minute subset, 1 repeat")
     parser.add_argument("--only", default="S1,S2,S3,S4,publish",
-                        help="comma-separated scenarios (default: all but scale; scale is "
-                        "bench/scaling.py's, also run on its own)")
+                        help="comma-separated scenarios (default: all but scale and outbox, "
+                        "bench/scaling.py's and bench/outbox.py's, also run on their own)")
     parser.add_argument("--servers", default="eventgate,flask-sse")
     parser.add_argument("--repeats", type=int, default=0)
     parser.add_argument("--web-flags", default="",
@@ -927,6 +934,13 @@ def main() -> None:
             started_scale = time.monotonic()
             rows = scaling.run(scale, workdir, binary)
             scale_minutes = (time.monotonic() - started_scale) / 60
+        if "outbox" in only:  # its own Redis, PostgreSQL and table (bench/outbox.py)
+            import outbox
+
+            outbox_plan = outbox.QUICK if args.quick else outbox.FULL
+            started_outbox = time.monotonic()
+            outbox_rows = outbox.run(outbox_plan, workdir)
+            outbox_minutes = (time.monotonic() - started_outbox) / 60
     finally:
         bench.redis.stop()
         (workdir / "results.json").write_text(json.dumps(bench.results, indent=1))
@@ -935,11 +949,14 @@ def main() -> None:
     print(f"eventgate bench — {command} — {plan.repeats} repeat(s), {minutes:.1f} min")
     print(f"machine: {before}")
     print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-    if only - {"scale"}:
+    if only - {"scale", "outbox"}:
         print(table(bench.results, kinds, plan))
         print(f"raw results: {workdir / 'results.json'}")
     if "scale" in only:
         print(scaling.report(rows, f"{command} (scale)", scale_minutes, before))
+    if "outbox" in only:
+        print(outbox.report(outbox_rows, f"{command} (outbox)", outbox_minutes, before))
+        print(f"raw results: {workdir / 'outbox.json'}")
 
 
 if __name__ == "__main__":

@@ -697,9 +697,8 @@ def main() -> None:
     started = time.monotonic()
     rows = run(plan, workdir, binary)
     command = " ".join([Path(sys.executable).name, "bench/scaling.py", *sys.argv[1:]])
-    print(report(rows, command, (time.monotonic() - started) / 60, before))
-    print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-    print(f"raw results: {workdir / 'scaling.json'}")
+    base.print_report(report(rows, command, (time.monotonic() - started) / 60, before),
+                      workdir / "scaling.json")
 
 
 if __name__ == "__main__":
