@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the edge's address (default: every IPv4 and IPv6 address)")
     render.add_argument("--http-port", type=int, default=Production.http_port)
     render.add_argument("--https-port", type=int, default=Production.https_port)
+    render.add_argument("--outbox-relay", action="store_true",
+                        help="run `eventgate relay` on the app nodes (set EVENTGATE_OUTBOX_URL "
+                             "in their eventgate.env)")
     render.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="an origin allowed to open streams cross-origin (repeatable)")
     # Same meaning as EVENTGATE_<NAME> (docs/security.md, "Limits"): --max-event-bytes, …,
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         stream_workers=args.stream_workers, worker_streams=args.worker_streams,
         listen_address=args.listen_address, http_port=args.http_port,
         https_port=args.https_port, cors_origins=tuple(args.cors_origin),
+        outbox_relay=args.outbox_relay,
         **{name: getattr(args, name) for name in numbers},
     )
     try:

@@ -21,7 +21,7 @@ import resource
 import shutil
 import subprocess
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from string import Template
 from typing import Protocol
@@ -35,6 +35,7 @@ from eventgate.shared.errors import ConfigError
 TEMPLATES = Path(__file__).resolve().parent
 SUPERVISOR_TEMPLATE = TEMPLATES / "supervisor" / "supervisord.conf.tmpl"
 REDIS_PROGRAM_TEMPLATE = TEMPLATES / "supervisor" / "redis-program.conf.tmpl"
+RELAY_PROGRAM_TEMPLATE = TEMPLATES / "supervisor" / "relay-program.conf.tmpl"
 NGINX_TEMPLATE = TEMPLATES / "nginx" / "nginx.conf.tmpl"
 PRODUCTION_TEMPLATES = TEMPLATES / "production"
 RUNTIME_DIRS = ("conf", "run", "log", "redis", "nginx")
@@ -83,6 +84,8 @@ ENV_NAMES = {
     "send_timeout_seconds": "SEND_TIMEOUT",
     "log_format": "LOG_FORMAT",
     "status_interval_seconds": "STATUS_INTERVAL",
+    "outbox_url": "OUTBOX_URL",
+    "outbox_metrics_port": "OUTBOX_METRICS_PORT",
 }
 
 # Paths go unquoted into supervisor and nginx syntax: allow only characters safe in both.
@@ -110,8 +113,8 @@ def resolve_var_dir(config: Config, root: Path) -> Path:
 def app_environment(config: Config, var: Path) -> dict[str, str]:
     """The non-secret EVENTGATE_* settings both apps get, so a rendered stack runs as rendered.
 
-    A Redis URL with a password is left out: the apps then read it where it came from
-    (``eventgate.env`` or the environment supervisord inherits)."""
+    A Redis or outbox URL with a password is left out: the apps then read it where it came
+    from (``eventgate.env`` or the environment supervisord inherits)."""
     env: dict[str, str] = {}
     for field_name, name in ENV_NAMES.items():
         value = getattr(config, field_name)
@@ -119,7 +122,7 @@ def app_environment(config: Config, var: Path) -> dict[str, str]:
             value = ",".join(value)
         if field_name == "var_dir":
             value = var
-        if field_name == "redis_url" and urlsplit(str(value)).password:
+        if field_name in ("redis_url", "outbox_url") and urlsplit(str(value)).password:
             continue
         env[f"EVENTGATE_{name}"] = str(value)
     env["PYTHONUNBUFFERED"] = "1"
@@ -144,6 +147,8 @@ def render_stack(
     Creates the runtime dirs. Raises ConfigError for a path that the config syntaxes cannot hold.
     """
     var = resolve_var_dir(config, root)
+    # The programs run in var: a relative SQLite path means what it meant where we render.
+    config = replace(config, outbox_url=absolute_sqlite_url(config.outbox_url, root))
     for path in (var, python_bin_dir):
         if not _SAFE_PATH.match(str(path)):
             raise ConfigError(f"{path} holds characters the rendered configs cannot quote.")
@@ -153,6 +158,7 @@ def render_stack(
     worker_connections = min(NGINX_CONNECTIONS_PER_WORKER, fds // 2)
     redis = redis_programs(config, var, python_bin_dir,
                            _program("redis-server", "/usr/bin/redis-server"))
+    environment = supervisor_environment(app_environment(config, var))
     supervisor_values = {
         "var": var,
         "python_bin": python_bin_dir,
@@ -164,7 +170,8 @@ def render_stack(
         "stream_port": config.stream_port,
         "web_workers": web_workers,
         "stream_workers": stream_workers,
-        "app_environment": supervisor_environment(app_environment(config, var)),
+        "app_environment": environment,
+        "relay_program": _relay_section(config, var, python_bin_dir, environment),
     }
     nginx_values = {
         "var": var,
@@ -271,6 +278,26 @@ def _redis_sections(programs: list[RedisProgram], var: Path) -> str:
         }).rstrip("\n")
         for program in programs
     )
+
+
+def _relay_section(config: Config, var: Path, python_bin_dir: Path, environment: str) -> str:
+    """The ``relay`` program (``eventgate relay``) when there is an outbox to relay."""
+    if not config.outbox_url:
+        return "; No outbox relay: EVENTGATE_OUTBOX_URL is not set."
+    return render_template(RELAY_PROGRAM_TEMPLATE, {
+        "var": var, "python_bin": python_bin_dir, "app_environment": environment,
+    }).rstrip("\n")
+
+
+def absolute_sqlite_url(url: str, root: Path) -> str:
+    """``url`` with a relative SQLite file path taken from ``root`` (other URLs unchanged):
+    ``sqlite:///var/outbox.db`` → ``sqlite:////<root>/var/outbox.db``."""
+    prefix, separator, path = url.partition(":///")
+    if not separator or not prefix.startswith("sqlite") or not path or path.startswith("/"):
+        return url
+    if path == ":memory:" or path.startswith("file:"):
+        return url
+    return f"{prefix}:///{(root / path).resolve()}"
 
 
 def _program(name: str, fallback: str) -> str:
@@ -392,6 +419,9 @@ class Production:
     client_header_timeout_seconds: int = _app_default("client_header_timeout_seconds")
     client_body_timeout_seconds: int = _app_default("client_body_timeout_seconds")
     send_timeout_seconds: int = _app_default("send_timeout_seconds")
+    #: Run ``eventgate relay`` on the app nodes (the transactional outbox; its
+    #: EVENTGATE_OUTBOX_URL goes into each node's eventgate.env).
+    outbox_relay: bool = False
 
 
 def render_production(production: Production, out: Path) -> list[Path]:
@@ -422,6 +452,13 @@ def render_production(production: Production, out: Path) -> list[Path]:
         "app_settings": supervisor_environment(app_settings(production)),
         # One open file per stream plus a margin, for every stream worker of the node.
         "minfds": production.stream_workers * (production.worker_streams + 1024),
+        "relay_in_group": ",eventgate-relay" if production.outbox_relay else "",
+        "relay_program": (
+            render_template(PRODUCTION_TEMPLATES / "supervisor" / "relay-program.conf.tmpl",
+                            values).rstrip("\n")
+            if production.outbox_relay
+            else "; No outbox relay (render with --outbox-relay to run `eventgate relay`)."
+        ),
     }
     written = []
     for template, target, filled in (

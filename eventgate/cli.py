@@ -10,8 +10,9 @@ stderr and exit non-zero — 2 for a mistake in the command or the settings, 1 w
 (Redis, the stream pool) is not there, 3 when ``migrate`` left logs it could not copy — never a
 traceback.
 
-Importing this module needs only the base install: ``tail``, ``status`` and ``replay`` import
-what the ``server`` extra brings when they run (``server_module``).
+Importing this module needs only the base install: ``tail``, ``status``, ``replay`` and
+``relay`` import what the ``server`` extra (and, for ``relay``, the ``outbox`` extra) brings when
+they run (``server_module``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ EXIT_INTERRUPTED = 130
 SERVER_EXTRA = frozenset(
     {"gevent", "gunicorn", "supervisor", "prometheus_client", "sseclient", "tqdm"}
 )
-SERVER_INSTALL = 'pip install "eventgate[server]"'
+#: The top-level modules that only ``pip install "eventgate[outbox]"`` brings.
+OUTBOX_EXTRA = frozenset({"sqlalchemy", "flask_sqlalchemy"})
 
 #: click ``Context.meta`` key: how the running group loads its Config (``current_config``).
 _LOAD_CONFIG = "eventgate.load_config"
@@ -74,7 +76,8 @@ class CommandError(click.ClickException):
 
 
 def server_module(command: str, name: str) -> ModuleType:
-    """Import module ``name``, which needs the ``server`` extra, for the command ``command``.
+    """Import module ``name``, which needs the ``server`` extra (or the ``outbox`` one), for
+    the command ``command``.
 
     The usual pattern for an optional extra: its packages are imported where a command runs,
     never at the top of this module, so the base install can import the command line; a missing
@@ -83,10 +86,15 @@ def server_module(command: str, name: str) -> ModuleType:
     try:
         return import_module(name)
     except ImportError as error:
-        if (error.name or "").split(".")[0] not in SERVER_EXTRA:
+        missing = (error.name or "").split(".")[0]
+        if missing in SERVER_EXTRA:
+            extra = "server"
+        elif missing in OUTBOX_EXTRA:
+            extra = "outbox"
+        else:
             raise
         raise CommandError(
-            f"the {command} command needs the server extra: {SERVER_INSTALL}"
+            f'the {command} command needs the {extra} extra: pip install "eventgate[{extra}]"'
         ) from None
 
 
@@ -191,13 +199,46 @@ def status(as_json: bool, logs: int) -> None:
     """The gateway at a glance: stream workers, Redis, logs.
 
     Per stream worker: streams, channels, queues, slow drops, lag; Redis's memory; the channel
-    logs' lengths."""
+    logs' lengths; while an ``eventgate relay`` runs, the outbox's waiting rows and their age."""
     report = server_module("status", "eventgate.report")
     config = current_config()
     try:
         report.print_status(connect(config), sys.stdout, as_json=as_json, log_limit=logs)
     except (redis.RedisError, OSError) as error:
         raise _redis_down(error) from None
+
+
+@click.command("relay")
+@click.option("--database", metavar="URL",
+              help="the outbox's SQLAlchemy database URL (default: $EVENTGATE_OUTBOX_URL)")
+@click.option("--sweep-seconds", type=float, default=5.0, show_default=True, metavar="S",
+              help="relay what waits at least this often (PostgreSQL also wakes it on NOTIFY)")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), metavar="PORT",
+              help="serve the outbox metrics on this port, 0 for none (default: "
+                   "$EVENTGATE_OUTBOX_METRICS_PORT, else 0)")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, metavar="ADDRESS",
+              help="the address the metrics port binds")
+def relay(
+    database: str | None, sweep_seconds: float, metrics_port: int | None, metrics_host: str
+) -> None:
+    """Relay the transactional outbox to Redis until stopped.
+
+    Publishes the rows apps committed into the outbox table, each once, in commit order per
+    channel; SIGTERM or Ctrl-C stop it after the current round."""
+    program = server_module("relay", "eventgate.relayprogram")
+    config = current_config()
+    url = database or config.outbox_url
+    if not url:
+        raise CommandError(
+            "no outbox database: set EVENTGATE_OUTBOX_URL or pass --database URL "
+            "(e.g. sqlite:///var/outbox.db)."
+        )
+    port = config.outbox_metrics_port if metrics_port is None else metrics_port
+    options = program.RelayOptions(url, sweep_seconds, metrics_host, port)
+    try:
+        program.run(config, options)
+    except program.StartError as error:
+        raise CommandError(error.message, error.exit_code) from None
 
 
 @click.command("replay")
@@ -318,7 +359,7 @@ def command_group(load_config: Callable[[], Config]) -> click.Group:
         """eventgate: publish events and watch SSE streams."""
         click.get_current_context().meta[_LOAD_CONFIG] = load_config
 
-    for command in (init, publish, token, tail, status, replay, migrate):
+    for command in (init, publish, token, tail, status, relay, replay, migrate):
         group.add_command(command)
     return group
 

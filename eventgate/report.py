@@ -1,11 +1,11 @@
 """What ``eventgate status`` and ``eventgate replay`` print: the ops commands' output, for a
 terminal or a script.
 
-``status`` reads what every stream worker wrote to Redis (shared/status.py) plus Redis's
-memory and its channel logs' lengths; ``replay`` prints a channel's log after an event id, in
-batches, with a progress bar on stderr when stderr is a terminal (or ``--progress``). Both only
-read Redis (``status`` also deletes expired worker records). Needs the ``server`` extra (tqdm):
-eventgate/cli.py imports this module only when one of the two runs.
+``status`` reads what every stream worker and outbox relay wrote to Redis (shared/status.py)
+plus Redis's memory and its channel logs' lengths; ``replay`` prints a channel's log after an
+event id, in batches, with a progress bar on stderr when stderr is a terminal (or
+``--progress``). Both only read Redis (``status`` also deletes expired worker records). Needs
+the ``server`` extra (tqdm): eventgate/cli.py imports this module only when one of the two runs.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from eventgate.shared import keys
 from eventgate.shared.events import START, Event, first_id, id_key, read_page
-from eventgate.shared.status import log_lengths, overview
+from eventgate.shared.status import log_lengths, outbox_overview, overview
 
 REPLAY_BATCH = 1000
 
@@ -30,6 +30,9 @@ def print_status(client: redis.Redis, out: TextIO, *, as_json: bool, log_limit: 
     lengths, complete = log_lengths(client, log_limit)
     data["logs"] = {"channels": len(lengths), "complete": complete,
                     "events": sum(lengths.values()), "lengths": lengths}
+    outbox = outbox_overview(client)
+    if outbox is not None:  # no relay runs: nothing to say about an outbox
+        data["outbox"] = outbox
     if as_json:
         out.write(json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n")
         return
@@ -57,6 +60,8 @@ def print_status(client: redis.Redis, out: TextIO, *, as_json: bool, log_limit: 
                   .rstrip() + "\n")
     if not workers:
         out.write("(no stream worker has reported in the last few seconds)\n")
+    if outbox is not None:
+        out.write(_outbox_line(outbox))
     redis_info = data["redis"]
     out.write(f"redis: used memory {redis_info['used_memory_human']}\n")
     more = "" if complete else f" (first {log_limit} only)"
@@ -108,6 +113,15 @@ def _line(event: Event, as_json: bool) -> str:
     if as_json:
         return json.dumps(event.to_json(), ensure_ascii=False, separators=(",", ":"))
     return f"{event.id} {event.type} {event.data}"
+
+
+def _outbox_line(outbox: dict) -> str:
+    # rows and age are None while the relay cannot read its database (its last_error says why)
+    oldest, rows = outbox["oldest_seconds"], outbox["rows"]
+    age = f"{oldest:.1f} s" if isinstance(oldest, (int, float)) else "-"
+    error = f"   last error: {outbox['last_error']}" if outbox.get("last_error") else ""
+    return (f"outbox: relays: {outbox['relays']}   waiting rows: {'-' if rows is None else rows}   "
+            f"oldest: {age}   relayed: {outbox['relayed']}   failed: {outbox['failed']}{error}\n")
 
 
 def _bytes(value: object) -> str:

@@ -136,6 +136,13 @@ class Config:
     client_header_timeout_seconds: int = 10
     client_body_timeout_seconds: int = 30
     send_timeout_seconds: int = 60
+    #: The outbox's database, a SQLAlchemy URL (``postgresql+psycopg://…``, ``sqlite:///…``),
+    #: that ``eventgate relay`` relays from; "" runs no relay. May hold a password: kept out of
+    #: repr() and of rendered files.
+    outbox_url: str = field(default="", repr=False)
+    #: Where ``eventgate relay`` serves its metrics, on 127.0.0.1 (0: not served); its
+    #: ``--metrics-port`` overrides it.
+    outbox_metrics_port: int = 0
 
     def __post_init__(self) -> None:
         if not self.secret_keys:
@@ -170,6 +177,9 @@ class Config:
         if self.status_interval_seconds <= 0:
             raise ConfigError("EVENTGATE_STATUS_INTERVAL must be a positive number of seconds.")
         _check_stack_redis(self)
+        check_outbox_url(self.outbox_url, "EVENTGATE_OUTBOX_URL")
+        if not 0 <= self.outbox_metrics_port <= 65535:
+            raise ConfigError("EVENTGATE_OUTBOX_METRICS_PORT must be a port number, or 0 (off).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -235,6 +245,8 @@ class Config:
             client_header_timeout_seconds=number("CLIENT_HEADER_TIMEOUT", 10),
             client_body_timeout_seconds=number("CLIENT_BODY_TIMEOUT", 30),
             send_timeout_seconds=number("SEND_TIMEOUT", 60),
+            outbox_url=get("OUTBOX_URL", ""),
+            outbox_metrics_port=number("OUTBOX_METRICS_PORT", 0),
         )
 
 
@@ -292,6 +304,38 @@ def _check_limits(config: Config) -> None:
                 "browser sends it, e.g. https://app.example.com or http://localhost:3000 "
                 "(lowercase, no path, no trailing slash; '*' and 'null' are refused)."
             )
+
+
+#: The databases the outbox supports (shared/outboxtable.py), as URL scheme prefixes.
+OUTBOX_SCHEMES = ("postgresql", "sqlite")
+
+
+def check_outbox_url(url: str, name: str) -> None:
+    """Refuse an outbox URL SQLAlchemy cannot read, or of a database the outbox does not
+    support, at start rather than at the relay's first round; ``name`` is where it came from,
+    for the message. The messages never quote the URL (it may hold a password)."""
+    if not url:
+        return
+    try:
+        from sqlalchemy.engine import make_url  # the outbox extra; without it, the scheme only
+    except ImportError:
+        scheme = url.partition("://")[0] if "://" in url else ""
+    else:
+        try:
+            scheme = make_url(url).drivername
+        except Exception:  # noqa: BLE001 - ArgumentError, ValueError: any malformed URL
+            scheme = ""
+    if not scheme:
+        raise ConfigError(
+            f"{name} is not a database URL SQLAlchemy can read: write it as "
+            "postgresql+psycopg://user:password@host/db or sqlite:///path/to/file.db."
+        )
+    backend = scheme.partition("+")[0]
+    if backend not in OUTBOX_SCHEMES:
+        raise ConfigError(
+            f"{name} names a {backend[:20]!r} database; the outbox supports "
+            "PostgreSQL (postgresql://…, postgresql+psycopg://…) and SQLite (sqlite:///…)."
+        )
 
 
 #: ``maxmemory`` as Redis reads it: bytes, or a number with a unit (case does not matter).

@@ -113,5 +113,8 @@ IDEMPOTENCY_PATTERN = f"{PREFIX}*idempotency:*"
 
 #: A hash: stream worker id (``host:pid``) -> its JSON status record (stream/status.py).
 WORKERS = f"{PREFIX}workers"
+#: A hash: ``eventgate relay`` program id (``host:pid``) -> its JSON status record
+#: (eventgate/relayprogram.py). Not WORKERS: readers sum those as stream workers.
+RELAYS = f"{PREFIX}relays"
 #: Held for a moment by the web worker that publishes the ops status event (web/ops.py).
 STATUS_FEED_LOCK = f"{PREFIX}status-feed-lock"

@@ -192,8 +192,8 @@ class Relay:
                 )
             except EventgateError as error:
                 self.last_error = error.message
-                log.warning("outbox relay: %s (%d row(s) wait)", error.message,
-                            len(rows) - len(confirmed))
+                log.debug("outbox relay: %s (%d row(s) wait)", error.message,
+                          len(rows) - len(confirmed))
                 return confirmed, 1
             confirmed += [(row.id, event_id) for row, event_id in zip(chunk, ids, strict=True)]
         self.last_error = None
@@ -288,9 +288,14 @@ class RelayLoop:
         self._thread = threading.Thread(target=self.run, name="eventgate-relay", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float | None = 5.0) -> None:
+    def request_stop(self) -> None:
+        """Make ``run`` return after its current round, without waiting for it (what a signal
+        handler may do; ``stop`` also joins the thread and closes the listener)."""
         self._stop.set()
         self._wake.set()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
         if self.listener is not None:
@@ -301,7 +306,8 @@ class RelayLoop:
         return self._thread is not None and self._thread.is_alive()
 
     def run(self) -> None:
-        """The loop itself (``eventgate relay`` runs it in its main thread)."""
+        """The loop itself (``eventgate relay`` runs it in its main thread). Logs one line when
+        rounds start failing and one when they succeed again, not one per failed round."""
         failures = 0
         while not self._stop.is_set():
             self._wake.clear()
@@ -310,19 +316,25 @@ class RelayLoop:
                 self._purge_now_and_then()
             except SQLAlchemyError as error:
                 self.relay.last_error = f"the database failed: {type(error).__name__}"
-                log.warning("outbox relay: %s", self.relay.last_error)
+                self.relay.failed += 1  # a failed round, as a failed publish is
                 outcome = Round(0, 1, more=False)
             except Exception as error:  # noqa: BLE001 - a relay thread must outlive any bug
                 self.relay.last_error = f"unexpected {type(error).__name__}: {error}"
+                self.relay.failed += 1
                 log.exception("outbox relay: round failed")
                 outcome = Round(0, 1, more=False)
             if self.on_round is not None:
                 self.on_round(outcome)
             if outcome.failed:
+                if not failures:
+                    log.warning("outbox relay: retrying until a round succeeds: %s",
+                                self.relay.last_error)
                 failures += 1
                 backoff = min(self.max_backoff_seconds, 0.1 * 2 ** min(failures, 10))
                 self._stop.wait(backoff * random.uniform(0.5, 1.0))
                 continue
+            if failures:
+                log.info("outbox relay: relaying again after %d failed round(s)", failures)
             failures = 0
             if outcome.more:
                 continue

@@ -1,6 +1,7 @@
 """Stream workers' status records in Redis, and the overview built from them: each stream worker
 writes its own record (stream/status.py); the ops page's feed (web/ops.py) and
-``eventgate status`` read them all.
+``eventgate status`` read them all. ``eventgate relay`` programs write theirs the same way into
+a hash of their own (``keys.RELAYS``; ``outbox_overview``).
 
 Every stream worker writes one small JSON record (open streams, channels, queue depths, lag,
 counters) into the ``keys.WORKERS`` hash every few seconds. A record carries the time it was
@@ -31,26 +32,30 @@ SUMMED = (
 )
 
 
-def write_record(client: redis.Redis, worker_id: str, record: dict, ttl_seconds: float) -> None:
-    """Store ``record`` for ``worker_id`` (adds ``updated_at`` and ``expires_at``)."""
+def write_record(
+    client: redis.Redis, worker_id: str, record: dict, ttl_seconds: float,
+    key: str = keys.WORKERS,
+) -> None:
+    """Store ``record`` for ``worker_id`` in the hash ``key`` (stream workers', or
+    ``keys.RELAYS`` for outbox relays); adds ``updated_at`` and ``expires_at``."""
     now = time.time()
     body = {**record, "worker": worker_id, "updated_at": now, "expires_at": now + ttl_seconds}
     pipe = client.pipeline(transaction=False)
-    pipe.hset(keys.WORKERS, worker_id, json.dumps(body, separators=(",", ":")))
-    pipe.expire(keys.WORKERS, max(1, int(ttl_seconds) + 1))
+    pipe.hset(key, worker_id, json.dumps(body, separators=(",", ":")))
+    pipe.expire(key, max(1, int(ttl_seconds) + 1))
     pipe.execute()
 
 
-def remove_record(client: redis.Redis, worker_id: str) -> None:
+def remove_record(client: redis.Redis, worker_id: str, key: str = keys.WORKERS) -> None:
     """Delete the record of a worker that stops on purpose."""
-    client.hdel(keys.WORKERS, worker_id)
+    client.hdel(key, worker_id)
 
 
-def read_records(client: redis.Redis) -> list[dict]:
-    """Every live worker's record, sorted by worker id; expired records are deleted."""
+def read_records(client: redis.Redis, key: str = keys.WORKERS) -> list[dict]:
+    """Every live record of the hash ``key``, sorted by worker id; expired ones are deleted."""
     now = time.time()
     live, stale = [], []
-    for worker_id, raw in client.hgetall(keys.WORKERS).items():
+    for worker_id, raw in client.hgetall(key).items():
         try:
             record = json.loads(raw)
         except ValueError:
@@ -61,7 +66,7 @@ def read_records(client: redis.Redis) -> list[dict]:
         else:
             live.append(record)
     if stale:
-        client.hdel(keys.WORKERS, *stale)
+        client.hdel(key, *stale)
     return sorted(live, key=lambda record: str(record.get("worker")))
 
 
@@ -90,6 +95,25 @@ def overview(client: redis.Redis) -> dict:
             "used_memory_human": memory.get("used_memory_human"),
             "maxmemory_bytes": memory.get("maxmemory"),
         },
+    }
+
+
+def outbox_overview(client: redis.Redis) -> dict | None:
+    """What the live ``eventgate relay`` programs last wrote (eventgate/relayprogram.py), or None
+    when none runs: ``relays`` alive; ``rows`` waiting and the ``oldest_seconds`` row's age, as
+    the latest record read them (every relay reads the same table); ``relayed`` and ``failed``
+    summed over the relays (each counts since it started)."""
+    records = read_records(client, keys.RELAYS)
+    if not records:
+        return None
+    latest = max(records, key=lambda record: record.get("updated_at", 0))
+    return {
+        "relays": len(records),
+        "rows": latest.get("rows"),
+        "oldest_seconds": latest.get("oldest_seconds"),
+        "relayed": sum(int(r.get("relayed") or 0) for r in records),
+        "failed": sum(int(r.get("failed") or 0) for r in records),
+        "last_error": latest.get("last_error"),
     }
 
 

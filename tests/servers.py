@@ -400,3 +400,19 @@ def child_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTGATE_")}
     env.update(overrides)
     return env
+
+
+def eventgate_env(
+    secret_keys: Sequence[str], publish_key: str, redis_url: str, var_dir: Path, /,
+    **settings: object,
+) -> dict[str, str]:
+    """The EVENTGATE_* settings of a child that uses ``redis_url``, plus ``settings`` as
+    EVENTGATE_<NAME> overrides (``status_interval=0.2``)."""
+    env = {
+        "EVENTGATE_SECRET_KEY": ",".join(secret_keys),
+        "EVENTGATE_PUBLISH_KEY": publish_key,
+        "EVENTGATE_REDIS_URL": redis_url,
+        "EVENTGATE_VAR_DIR": str(var_dir),
+    }
+    env.update({f"EVENTGATE_{key.upper()}": str(value) for key, value in settings.items()})
+    return env

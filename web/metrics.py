@@ -9,6 +9,10 @@ queue, the demo), so the numbers are the same whichever way an event was sent. O
 the public entry, and a request that came through a proxy is refused here too. Under gunicorn
 the numbers of every worker are summed (shared/pools.py, multiprocess mode).
 
+With the transactional outbox (``EventGate(app, db=db)``) and a registry of its own (not
+gunicorn's multiprocess mode) the app serves the outbox metrics too
+(eventgate/outboxmetrics.py).
+
 Under Sentinel, ``eventgate_web_failovers_total`` counts the switches of primary the workers saw
 (each worker counts each failover it notices, on its next connection to Redis or readiness
 probe).
@@ -75,6 +79,13 @@ def init_app(app: Flask) -> PublishMetrics:
     primary = primary_of(gate.client)
     if primary is not None:
         primary.on_switch = publish_metrics.failovers.inc
+    if gate.outbox is not None and publish_metrics.registry is not None:
+        # EventGate(app, db=db): the outbox metrics of this process's relay (not under
+        # gunicorn's multiprocess mode, whose scrape reads files: run `eventgate relay
+        # --metrics-port` for them there). Imported here: only the outbox needs SQLAlchemy.
+        from eventgate.outboxmetrics import OutboxGauges
+
+        publish_metrics.registry.register(OutboxGauges(gate.outbox.relay_))
     app.extensions[METRICS_KEY] = publish_metrics
     app.register_blueprint(bp)
     return publish_metrics

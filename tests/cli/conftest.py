@@ -1,16 +1,20 @@
 """Fixtures for the command-line tests: ``make_app``, a user's Flask app with an EventGate in an
-environment whose EVENTGATE_* settings point elsewhere (the session's redis, configs and
+environment whose EVENTGATE_* settings point elsewhere; ``start_relay``, ``eventgate relay`` as a
+program, and ``outbox`` on a SQLite ``database`` for it to relay (the session's redis, configs and
 ``run_cli`` are in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import secrets
+import sys
 
 import pytest
 from flask import Flask
+from sqlalchemy import create_engine
 
+from eventgate.shared.outbox import Outbox
 from eventgate.web.extension import EventGate
-from tests.servers import free_port
+from tests.servers import Program, child_env, eventgate_env, free_port
 
 
 @pytest.fixture
@@ -27,3 +31,34 @@ def make_app(make_config, monkeypatch):
         return app
 
     return make
+
+
+@pytest.fixture
+def start_relay(make_program, secret_keys, publish_key, redis_server, tmp_path):
+    """``start_relay(database_url, *options, **settings)``: ``eventgate relay`` as a program
+    (stopped after the test) on the session's redis, writing its status record every 0.2 s;
+    ``settings`` are EVENTGATE_* overrides (``redis_url=…``); ``name`` names its log."""
+
+    def start(database: str, *options: str, name: str = "relay", **settings: str) -> Program:
+        env = eventgate_env(secret_keys, publish_key, redis_server.url, tmp_path / "var",
+                            **{"status_interval": "0.2", **settings})
+        argv = [sys.executable, "-m", "eventgate.cli", "relay", "--database", database, *options]
+        return make_program(argv, name, env=child_env(**env))
+
+    return start
+
+
+@pytest.fixture
+def database(tmp_path) -> str:
+    """The URL of a SQLite file of the test's own, for an outbox."""
+    return f"sqlite:///{tmp_path / 'outbox.db'}"
+
+
+@pytest.fixture
+def outbox(database, publisher):
+    """The app's side of ``eventgate relay``: an Outbox on ``database`` (its table created)."""
+    engine = create_engine(database)
+    box = Outbox(engine, publisher)
+    box.create_tables()
+    yield box
+    engine.dispose()

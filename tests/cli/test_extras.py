@@ -54,3 +54,14 @@ def test_the_command_line_imports_nothing_of_the_extra():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
+
+
+def test_relay_without_the_outbox_extra_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)
+    monkeypatch.delitem(sys.modules, "eventgate.relayprogram", raising=False)
+
+    assert main(["relay"]) == 2
+
+    assert capsys.readouterr().err == (
+        'eventgate: the relay command needs the outbox extra: pip install "eventgate[outbox]"\n'
+    )

@@ -143,3 +143,30 @@ def test_command_line_sets_the_paths(tmp_path, capsys):
     assert conf_d.count("user=events\n") == 2
     assert conf_d.count("stdout_logfile=/srv/eg-log/") == 2
     assert 'EVENTGATE_VAR_DIR="/srv/eg-var"' in conf_d
+
+
+def test_the_outbox_relay_is_a_program_only_when_asked(production, tmp_path):
+    assert "eventgate-relay" not in conf_d_programs(production, tmp_path / "without")
+
+    options = conf_d_options(replace(production, outbox_relay=True), tmp_path / "with")
+    groups = {group.name: group for group in options.process_group_configs}
+    relay = {p.name: p for p in groups["eventgate"].process_configs}["eventgate-relay"]
+
+    assert shlex.split(relay.command) == [f"{production.venv}/bin/eventgate", "relay"]
+    assert relay.autorestart is not False and relay.stopsignal == 15  # SIGTERM
+    assert relay.stdout_logfile == f"{production.log_dir}/relay.log"
+    assert relay.directory == production.var_dir and relay.uid == os.getuid()
+    environment = dict(relay.environment)
+    assert environment["EVENTGATE_VAR_DIR"] == production.var_dir
+    assert not any("URL" in key or "KEY" in key for key in environment)
+
+
+def test_command_line_asks_for_the_outbox_relay(tmp_path, capsys):
+    code = main(["render", "--out", str(tmp_path), "--server-name", "events.example.com",
+                 "--stream-node", "10.0.0.11:8001", "--web-node", "10.0.0.11:8000",
+                 "--tls-certificate", "/etc/ssl/e.pem", "--tls-certificate-key", "/etc/ssl/e.key",
+                 "--outbox-relay"])
+    assert code == 0
+    text = (tmp_path / "supervisor" / "eventgate.conf").read_text()
+    assert "programs=eventgate-web,eventgate-stream,eventgate-relay\n" in text
+    assert "[program:eventgate-relay]" in text

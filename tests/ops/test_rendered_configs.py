@@ -429,3 +429,31 @@ def test_a_redis_of_the_users_own_runs_no_redis_program(config, mode):
     assert set(found) == {"web", "stream", "nginx"}
     assert dict(found["web"][1].environment)["EVENTGATE_REDIS_URL"] == "redis://10.1.2.3:6379/0"
     assert not list((own.var_dir / "redis").glob("sentinel-*"))
+
+
+def test_the_outbox_relay_runs_only_with_an_outbox(config):
+    assert "relay" not in programs(render(config))
+
+    # Relative, as `EVENTGATE_OUTBOX_URL=sqlite:///var/outbox.db make run` gives it: the
+    # programs run in var/, so it is rendered from the root the stack is rendered in.
+    with_outbox = dataclasses.replace(config, outbox_url="sqlite:///var/outbox.db",
+                                      outbox_metrics_port=18002)
+    priority, relay = programs(render(with_outbox))["relay"]
+    var = config.var_dir.resolve()
+
+    assert shlex.split(relay.command) == [str(Path(sys.executable).parent / "eventgate"), "relay"]
+    assert relay.autorestart is not False and relay.stopsignal == 15  # SIGTERM
+    assert relay.stdout_logfile == str(var / "log" / "relay.log")
+    assert relay.directory == str(var)
+    environment = dict(relay.environment)
+    assert environment["EVENTGATE_OUTBOX_URL"] == f"sqlite:///{REPO_ROOT / 'var' / 'outbox.db'}"
+    assert environment["EVENTGATE_OUTBOX_METRICS_PORT"] == "18002"
+    _, web = programs(render(with_outbox))["web"]
+    assert priority >= web.priority
+
+
+def test_an_outbox_url_with_a_password_is_not_rendered(config):
+    url = "postgresql+psycopg://app:hunter2-db@127.0.0.1:5432/app"
+    conf = render(dataclasses.replace(config, outbox_url=url))
+    assert "relay" in programs(conf)
+    assert "hunter2-db" not in conf.read_text()

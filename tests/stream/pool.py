@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tests.servers import LOOPBACK, Program, child_env, free_port, venv_tool
+from tests.servers import LOOPBACK, Program, child_env, eventgate_env, free_port, venv_tool
 
 if TYPE_CHECKING:
     from tests.hosts import Host
@@ -23,16 +23,8 @@ def pool_settings(
 ) -> dict[str, str]:
     """A test pool's EVENTGATE_* environment: short heartbeat and retry, plus ``settings``
     (``cors_origins="http://…"`` → ``EVENTGATE_CORS_ORIGINS``)."""
-    env = {
-        "EVENTGATE_SECRET_KEY": ",".join(secret_keys),
-        "EVENTGATE_PUBLISH_KEY": publish_key,
-        "EVENTGATE_REDIS_URL": redis_url,
-        "EVENTGATE_VAR_DIR": str(var_dir),
-        "EVENTGATE_HEARTBEAT": "1",
-        "EVENTGATE_RETRY_MS": "300",
-    }
-    env.update({f"EVENTGATE_{k.upper()}": str(v) for k, v in settings.items()})
-    return env
+    return eventgate_env(secret_keys, publish_key, redis_url, var_dir,
+                         **{"heartbeat": "1", "retry_ms": "300", **settings})
 
 
 class StreamPool:

@@ -245,3 +245,25 @@ def test_idempotency_and_durability_refuse_meaningless_values(var_dir, name, val
     with pytest.raises(ConfigError) as caught:
         Config.from_env(env(var_dir, SECRET_KEY="k", PUBLISH_KEY="p", **{name: value}))
     assert f"EVENTGATE_{name}" in caught.value.message
+
+
+def test_outbox_url_is_read_and_kept_out_of_repr(var_dir):
+    url = "postgresql+psycopg://app:hunter2hunter2@127.0.0.1:5432/app"
+    config = Config.from_env(env(var_dir, SECRET_KEY="k", PUBLISH_KEY="p", OUTBOX_URL=url,
+                                 OUTBOX_METRICS_PORT="9102"))
+    assert (config.outbox_url, config.outbox_metrics_port) == (url, 9102)
+    assert "hunter2" not in repr(config)
+    assert Config.from_env(env(var_dir, SECRET_KEY="k", PUBLISH_KEY="p")).outbox_url == ""
+
+
+@pytest.mark.parametrize(("url", "sentence"), [
+    ("postgresql://app:hunter2hunter2@db:port/app", "is not a database URL SQLAlchemy can read"),
+    ("not a url", "is not a database URL SQLAlchemy can read"),
+    ("mysql+pymysql://app:hunter2hunter2@db/app", "names a 'mysql' database"),
+])
+def test_outbox_url_refused_in_a_sentence_without_the_url(var_dir, url, sentence):
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env(env(var_dir, SECRET_KEY="k", PUBLISH_KEY="p", OUTBOX_URL=url))
+    message = caught.value.message
+    assert message.startswith("EVENTGATE_OUTBOX_URL ") and sentence in message
+    assert "hunter2" not in message and message.endswith(".")

@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 from flask import Flask, abort, jsonify, request, request_started
 from flask.testing import FlaskClient
+from flask_sqlalchemy import SQLAlchemy
 
 from eventgate.shared import keys
 from eventgate.shared.events import Event
 from eventgate.shared.publisher import Publisher
 from eventgate.shared.redisconn import connect
+from eventgate.web import health, metrics
 from eventgate.web.api.fastpath import FastPublish
 from eventgate.web.app import create_app
-from eventgate.web.extension import current_eventgate
+from eventgate.web.extension import EventGate, current_eventgate
 from tests.servers import LOOPBACK, Program, free_port, port_open, venv_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,3 +173,26 @@ def make_gunicorn(make_program, tmp_path) -> Callable[..., Program]:
         return program
 
     return make
+
+
+@pytest.fixture
+def make_outbox_app(make_config, tmp_path, monkeypatch):
+    """``make_outbox_app(**config overrides)``: an app of yours embedding ``EventGate(app,
+    db=db)`` (SQLite, its outbox table created) with web.metrics and the health probes, its
+    metrics in a registry of its own (not gunicorn's multiprocess mode)."""
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    engines = []
+
+    def make(**overrides) -> Flask:
+        app = Flask(__name__)
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / f'app{len(engines)}.db'}"
+        gate = EventGate(app, make_config(**overrides), db=SQLAlchemy(app))
+        metrics.init_app(app)
+        app.register_blueprint(health.bp)
+        gate.outbox.create_tables()
+        engines.append(gate.outbox.engine)
+        return app
+
+    yield make
+    for engine in engines:
+        engine.dispose()
