@@ -112,7 +112,8 @@ class Shard:
 
 class ShardedBroker(Broker):
     """The Broker with one pub/sub connection per shard (see the module's docstring).
-    ``node_client(host, port)`` makes the client of a shard's pub/sub connection."""
+    ``node_client(host, port)`` makes the client of a shard's pub/sub connection,
+    ``control_client`` (default ``node_client``) that of the control channel's."""
 
     def __init__(
         self,
@@ -120,9 +121,11 @@ class ShardedBroker(Broker):
         hub: Hub,
         client: LazyCluster,
         node_client: Callable[[str, int], redis.Redis],
+        control_client: Callable[[str, int], redis.Redis] | None = None,
     ) -> None:
         super().__init__(config, hub, client, client)  # type: ignore[arg-type]
         self._node_client = node_client
+        self._control_client = control_client or node_client
         self.shards: dict[NodeName, Shard] = {}
         self._home: dict[str, NodeName] = {}
         self._moved = gevent.event.Event()
@@ -334,7 +337,7 @@ class ShardedBroker(Broker):
             control = None
             try:
                 node = random.choice(self.redis.cluster().get_nodes())
-                control = Shard("control", self._node_client(node.host, int(node.port)))
+                control = Shard("control", self._control_client(node.host, int(node.port)))
                 pubsub = control.pubsub = control.client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(keys.CONTROL_CHANNEL)
                 control.last_pong = time.monotonic()
