@@ -45,25 +45,30 @@ def revoke(client: redis.Redis, subject: str, ttl_seconds: int) -> float:
     revoked_at = time.time()
     client.set(keys.revoked_key(subject), repr(revoked_at), ex=ttl_seconds)
     # After the key: a stream ended by the message reconnects and must find it.
-    client.publish(keys.CONTROL_CHANNEL, control_message(subject))
+    client.publish(keys.CONTROL_CHANNEL, control_message(subject, revoked_at))
     return revoked_at
 
 
-def control_message(subject: str) -> str:
-    """The control message ending ``subject``'s open streams."""
-    return json.dumps({"op": REVOKE_OP, "subject": subject}, separators=(",", ":"))
+def control_message(subject: str, revoked_at: float) -> str:
+    """The control message ending ``subject``'s open streams, revoked at ``revoked_at``."""
+    return json.dumps(
+        {"op": REVOKE_OP, "subject": subject, "revoked_at": revoked_at}, separators=(",", ":")
+    )
 
 
-def revoked_subject(message: bytes | str) -> str | None:
-    """The subject a control message revokes, or None for any other (or malformed) message."""
+def parse_control(message: bytes | str) -> tuple[str, float] | None:
+    """``(subject, revoked_at)`` of a revocation's control message; None for any other (or a
+    malformed) message."""
     try:
         body = json.loads(message)
     except ValueError:
         return None
-    if isinstance(body, dict) and body.get("op") == REVOKE_OP:
-        subject = body.get("subject")
-        return subject if isinstance(subject, str) else None
-    return None
+    if not isinstance(body, dict) or body.get("op") != REVOKE_OP:
+        return None
+    subject, revoked_at = body.get("subject"), body.get("revoked_at")
+    if not isinstance(subject, str) or not isinstance(revoked_at, (int, float)):
+        return None
+    return subject, float(revoked_at)
 
 
 def is_revoked(revoked_at: bytes | str | None, issued_at: float) -> bool:

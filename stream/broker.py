@@ -48,6 +48,9 @@ from eventgate.stream.hub import Channel, Hub
 log = logging.getLogger("eventgate.stream.broker")
 
 _ERRORS = (redis.RedisError, OSError)
+#: How long a worker remembers a revocation for streams that were opening as it came (seconds):
+#: far longer than the open path between its Redis check and the hub.
+RECENT_SECONDS = 30.0
 
 
 class Replies:
@@ -121,6 +124,8 @@ class Broker:
         self._greenlets: list[gevent.Greenlet] = []
         self._last_pong = 0.0
         self._replies: Replies | None = None
+        #: subject -> (revoked at, epoch s; heard at, monotonic s), for ``revoked``.
+        self.recent_revocations: dict[str, tuple[float, float]] = {}
         self.connected = False
         self.reconnects = 0
         self.backfills = 0
@@ -347,15 +352,30 @@ class Broker:
 
     def on_control(self, message: bytes) -> None:
         """A message on the control channel (``keys.CONTROL_CHANNEL``). Never blocks."""
-        subject = revocations.revoked_subject(message)
-        if subject is None:
+        revocation = revocations.parse_control(message)
+        if revocation is None:
             return
+        subject, revoked_at = revocation
+        now = time.monotonic()
+        recent = self.recent_revocations
+        for name in [name for name, (_, seen) in recent.items() if now - seen > RECENT_SECONDS]:
+            del recent[name]
+        recent[subject] = (max(revoked_at, recent.get(subject, (0.0, 0.0))[0]), now)
         ended = self.hub.revoke(
             subject, lambda subscriber: sse.revoked(subscriber.cursor(subscriber.channels[0]),
                                                     subject)
         )
         if ended:
             log.info("ended %d streams of a revoked subject", ended)
+
+    def revoked(self, subject: str, issued_at: float) -> bool:
+        """Whether a revocation this worker heard of in the last ``RECENT_SECONDS`` covers a
+        token of ``subject`` signed at ``issued_at``. A stream admitted just before the
+        revocation was stored, whose message came before the stream joined the hub, would
+        otherwise stay open: the opener asks this right before the hub takes the stream (no
+        greenlet switch in between). A dict lookup, only while there were recent ones."""
+        recent = self.recent_revocations.get(subject) if self.recent_revocations else None
+        return recent is not None and issued_at <= recent[0]
 
     # -- live events and backfill -------------------------------------------------------------
 

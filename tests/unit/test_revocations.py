@@ -6,14 +6,21 @@ gevent's loop without monkey-patching (tests/unit/inprocess.py)."""
 
 from __future__ import annotations
 
+import json
 import secrets
+import socket
+import time
+from unittest.mock import patch
 
 import pytest
 
+import eventgate.shared.tokens as tokens_module
 from eventgate.shared import keys, revocations
 from eventgate.shared.errors import TokenRevoked
+from eventgate.shared.tokens import ChannelTokens
 from eventgate.stream.limits import StreamLimits
-from tests.unit.inprocess import green_wait
+from eventgate.stream.opening import StreamRequest
+from tests.unit.inprocess import Peer, green_wait
 
 WAIT = 5.0
 
@@ -62,3 +69,40 @@ def test_the_control_message_ends_only_the_revoked_subjects_streams(
     assert alice.closed and not bob.closed
     event_id = publisher.publish(channel, {"n": 1}, "t")
     assert bob_peer.until(1)[0].last_event_id == event_id
+
+
+def test_a_stream_opening_as_the_revocation_came_is_ended_too(state, secret_keys, channel):
+    # The race: admission read Redis before the revocation was stored, and its control message
+    # came before the hub knew of the stream. The worker remembers the message.
+    green_wait(lambda: state.broker.connected, WAIT, "the broker to connect")
+    tokens = ChannelTokens(secret_keys)
+    subject = f"user-{secrets.token_hex(4)}"
+    old_token, _ = tokens.issue([channel], subject)
+    revoked_at = float(int(time.time()))
+    state.broker.on_control(revocations.control_message(subject, revoked_at).encode())
+    assert not redis_key_exists(state, subject)  # only the message: admission lets it through
+
+    peer = open_stream(state, old_token)
+    assert peer.until_eof().startswith(b"HTTP/1.1 200 OK\r\n")
+    assert (peer.events[-1].type, peer.events[-1].data) == (
+        "eventgate.revoked", json.dumps({"subject": subject}, separators=(",", ":"))
+    )
+    assert state.limits.open == 0
+
+    later = ChannelTokens(secret_keys)
+    with patch.object(tokens_module.time, "time", return_value=revoked_at + 1):
+        new_token, _ = later.issue([channel], subject)
+    fresh = open_stream(state, new_token)
+    assert fresh.read().startswith(b"HTTP/1.1 200 OK\r\n")
+    assert any(s.subject == subject for s in state.hub.subscribers)
+
+
+def redis_key_exists(state, subject: str) -> bool:
+    return bool(state.redis.exists(keys.revoked_key(subject)))
+
+
+def open_stream(state, token: str) -> Peer:
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    state.opener.open(StreamRequest(token, [], None, None), lambda: ours)
+    return Peer(theirs)

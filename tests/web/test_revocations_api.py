@@ -36,7 +36,8 @@ def test_a_revocation_is_stored_for_the_longest_token_lifetime_and_announced(
     assert int(stored) == revoked_at  # the answer is the stored time, whole seconds
     assert 3599 <= redis_server.client().ttl(keys.revoked_key(subject)) <= 3600
     message = control.get_message(timeout=2)
-    assert json.loads(message["data"]) == {"op": "revoke", "subject": subject}
+    assert json.loads(message["data"]) == {"op": "revoke", "subject": subject,
+                                           "revoked_at": stored}
     control.close()
 
 
