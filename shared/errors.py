@@ -55,6 +55,13 @@ class TokenExpired(TokenError):
         self.expired_at = expired_at
 
 
+class TokenRevoked(TokenError):
+    """The token's subject was revoked (``POST /api/revocations``) at or after the second the
+    token was issued: a new token, minted after the revocation, is needed."""
+
+    code = "token_revoked"
+
+
 class ChannelNotGranted(EventgateError):
     code = "channel_forbidden"
     status = 403

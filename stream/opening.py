@@ -97,7 +97,8 @@ class StreamOpener:
             )
         requested = cursor.parse(ask.last_event_id, channels)
         limits, hub = self.limits, self.hub
-        lease = limits.admit(grant.subject)  # 503 worker full / 429 subject full
+        # 503 worker full / 401 subject revoked / 429 subject full
+        lease = limits.admit(grant.subject, grant.issued_at)
 
         def closed(subscriber: Subscriber) -> None:
             hub.remove(subscriber)
@@ -133,6 +134,16 @@ class StreamOpener:
             # miss whatever was published in between.
             opening += sse.position(cursor.format(positions, channels[0]))
         subscriber.send(opening)
+        subject = grant.subject
+        if (
+            subject is not None and positions is not None
+            and self.resume.broker.revoked(subject, grant.issued_at)
+        ):
+            # Revoked after admission read Redis and before the hub knew of this stream (the
+            # hub takes it in resume.open, with no greenlet switch since this check).
+            subscriber.positions.update(positions)
+            subscriber.finish(sse.revoked(subscriber.cursor(channels[0]), subject))
+            return
         try:
             if positions is None:
                 raise Unavailable("Redis is unreachable")

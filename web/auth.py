@@ -79,3 +79,11 @@ def require_scope(names: Iterable[str], *, grants: bool = False) -> None:
                 f"{', '.join(entry.scope or ())}.",
                 name,
             )
+
+
+
+def key_is_restricted() -> bool:
+    """Whether the request's publisher key is restricted to channel grants (it may then do
+    nothing that acts beyond channels, such as revoking a token subject)."""
+    entry: PublishKey = request.environ[_MATCHED]
+    return entry.scope is not None
