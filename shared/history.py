@@ -17,9 +17,15 @@ from urllib.parse import urlencode
 
 import redis
 
-from eventgate.shared import keys
 from eventgate.shared.errors import InvalidRequest, RedisUnreachable
-from eventgate.shared.events import START, entry_fields, id_key, read_heads, read_page
+from eventgate.shared.events import (
+    START,
+    entry_fields,
+    id_key,
+    read_heads,
+    read_newest,
+    read_page,
+)
 from eventgate.shared.names import validate_channel
 
 DEFAULT_LIMIT = 100
@@ -115,12 +121,9 @@ def rewind_positions(client: redis.Redis, channels: list[str], count: int) -> di
     trip). A log holding ``count`` events or fewer starts before its oldest (that event's
     ``prev``, so a log trimmed of older events replays without a loss notice); an empty log at
     its end, as a stream without rewind would (``read_heads``)."""
-    pipe = client.pipeline(transaction=False)
-    for name in channels:
-        pipe.xrevrange(keys.log_key(name), count=count + 1)
     positions: dict[str, str] = {}
     empty = []
-    for name, newest in zip(channels, pipe.execute(), strict=True):
+    for name, newest in zip(channels, read_newest(client, channels, count + 1), strict=True):
         if len(newest) > count:
             positions[name] = _text(newest[count][0])
         elif newest:
