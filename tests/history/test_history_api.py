@@ -11,6 +11,7 @@ from eventgate.web.app import create_app
 from tests.clients import StreamClient, request, stream_path
 from tests.history.pages import expected_events, walk
 from tests.servers import free_port
+from tests.stream.pool import StreamPool, pool_settings
 
 
 def _publish(publisher, channel: str, count: int) -> list[str]:
@@ -136,3 +137,18 @@ def test_a_page_id_resumes_a_stream_exactly_after_it(history_pool, tokens, web, 
     events = client.wait_events(3)
     assert [event.last_event_id for event in events] == [ids[4], ids[5], later]
     client.close()
+
+
+def test_stream_history_with_redis_down_is_a_503(tmp_path, secret_keys, publish_key, tokens,
+                                                 channel):
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    pool = StreamPool(tmp_path, pool_settings(down, secret_keys, publish_key, tmp_path / "var"))
+    try:
+        pool.start(connected=False)
+        token, _ = tokens.issue([channel])
+        target = f"/streams/history?token={quote(token)}&channel={channel}"
+        answer = request(pool.port, "GET", target)
+        assert (answer.status, answer.json()["error"]) == (503, "redis_unreachable")
+        assert answer.headers["retry-after"] == "1"
+    finally:
+        pool.stop()
