@@ -31,6 +31,8 @@ from eventgate.shared.names import validate_channel
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_REWIND = 100
+#: Each part of a Redis Stream id is an unsigned 64-bit number.
+_ID_PART_MAX = 2**64 - 1
 
 
 def parse_limit(text: str | None) -> int:
@@ -45,7 +47,10 @@ def parse_after(text: str | None) -> str:
     if text is None:
         return START
     try:
-        id_key(text)
+        ms, seq = id_key(text)
+        # Redis refuses ids beyond 64 bits, and an exclusive range after the greatest id.
+        if ms > _ID_PART_MAX or seq > _ID_PART_MAX or ms == seq == _ID_PART_MAX:
+            raise ValueError(text)
     except ValueError:
         raise InvalidRequest(
             "after must be an event id such as 1795420498714-0 (the id of an event or the "

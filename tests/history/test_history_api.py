@@ -75,6 +75,8 @@ WEB_REFUSALS = [
     ("?after=yesterday", 400, "invalid_request"),
     ("?after=", 400, "invalid_request"),
     ("?after=1-2-3", 400, "invalid_request"),
+    ("?after=18446744073709551616-0", 400, "invalid_request"),  # over 64 bits: Redis refuses it
+    ("?after=18446744073709551615-18446744073709551615", 400, "invalid_request"),
 ]
 
 
