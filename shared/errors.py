@@ -143,6 +143,15 @@ class RedisUnreachable(TooBusy):
     code = "redis_unreachable"
     status = 503
 
+    @classmethod
+    def answering(cls, error: BaseException, consequence: str) -> RedisUnreachable:
+        """The refusal of a request Redis failed with ``error``: a one-second retry, and a
+        sentence naming the failure's kind (never its text: it may hold a URL) and
+        ``consequence``, what the caller does not get."""
+        return cls(
+            f"Redis did not answer ({type(error).__name__}), so {consequence}", retry_after=1
+        )
+
 
 class TooManyStreams(TooBusy):
     """The token's subject already holds as many open streams as it may."""

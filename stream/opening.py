@@ -32,6 +32,7 @@ from eventgate.shared.errors import (
     TooBusy,
     TooManyChannels,
 )
+from eventgate.shared.history import parse_rewind
 from eventgate.shared.tokens import ChannelTokens
 from eventgate.stream.limits import StreamLimits
 from eventgate.stream.resume import Resume, Unavailable
@@ -53,12 +54,15 @@ _HEAD = (
 @dataclass(frozen=True)
 class StreamRequest:
     """What a stream request asks for, however it arrived: the token (query, else cookie), the
-    requested channel names, the resume cursor (header, else ``lastEventId``), the Origin."""
+    requested channel names, the resume cursor (header, else ``lastEventId``), the Origin, and
+    ``rewind`` as the query gave it (how many retained events a stream without a cursor starts
+    with)."""
 
     token: str | None
     channels: Sequence[str]
     last_event_id: str | None
     origin: str | None
+    rewind: str | None = None
 
 
 class StreamOpener:
@@ -96,6 +100,7 @@ class StreamOpener:
                 f"a stream carries at most {config.max_channels_per_stream} channels."
             )
         requested = cursor.parse(ask.last_event_id, channels)
+        rewind = 0 if ask.rewind is None else parse_rewind(ask.rewind)
         limits, hub = self.limits, self.hub
         # 503 worker full / 401 subject revoked / 429 subject full
         lease = limits.admit(grant.subject, grant.issued_at)
@@ -120,7 +125,7 @@ class StreamOpener:
             limits.release(lease)  # no connection will ever close it (e.g. out of descriptors)
             raise
         try:
-            positions = self.resume.positions(channels, requested)
+            positions = self.resume.positions(channels, requested, rewind)
         except Unavailable:
             positions = None
         opening = (
