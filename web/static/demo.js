@@ -40,7 +40,12 @@
     if (atBottom) list.scrollTop = list.scrollHeight;
   }
 
-  const STATES = { connecting: "connecting…", live: "live", down: "disconnected — reconnecting…" };
+  const STATES = {
+    connecting: "connecting…",
+    live: "live",
+    down: "disconnected — reconnecting…",
+    revoked: "ended: access revoked",
+  };
   const query = new URLSearchParams(location.search);
   const ttl = query.get("ttl");
 
@@ -51,7 +56,9 @@
     shared: query.get("shared") !== "0",
     onEvent(type, data) {
       if (type === "demo.message") showMessage(data);
-      else showNotice("Some events were lost: they were no longer stored when this tab caught up.");
+      else if (type === "eventgate.lost") {
+        showNotice("Some events were lost: they were no longer stored when this tab caught up.");
+      }
     },
     onState(state, leading) {
       setStatus(STATES[state] ?? state, state);

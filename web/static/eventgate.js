@@ -12,7 +12,8 @@
 //                                    events: ["order.paid"], onEvent(type, data, id) {},
 //                                    onState(state, leading) {}});   // sub.close()
 //
-// tokenUrl answers a POST with JSON {"token": ...}. States: "connecting", "live", "down".
+// tokenUrl answers a POST with JSON {"token": ...}. States: "connecting", "live", "down",
+// "revoked" (the stream was ended by a revocation: no reconnect).
 "use strict";
 
 (() => {
@@ -23,7 +24,7 @@
   function subscribe(options) {
     const channels = options.channels || [];
     const name = "eventgate " + options.url + " " + channels.join(",");
-    const types = ["eventgate.lost", ...(options.events || ["message"])];
+    const types = ["eventgate.lost", "eventgate.revoked", ...(options.events || ["message"])];
     const shared = options.shared !== false && self.BroadcastChannel && navigator.locks;
     const bus = shared ? new BroadcastChannel(name) : null;
     const seen = new Set();
@@ -109,6 +110,13 @@
         // The stream ends; its id is the cursor, even when no event came yet: resume from it.
         if (event.lastEventId) cursor = event.lastEventId;
         if (stream === source) connect();
+      });
+      stream.addEventListener("eventgate.revoked", () => {
+        // The subject was logged out: no fresh token behind the page's back. close() and
+        // subscribe again once the page has a user again.
+        if (stream !== source) return;
+        stop();
+        setState("revoked");
       });
       stream.onerror = () => {
         if (stream !== source) return;
