@@ -1,7 +1,8 @@
 """Ten tabs of the demo page on the HTTP/1.1 stack, through eventgate.js: all live on one shared
 stream, every tab showing every event once, in order — also when the leader's tab closes, when
-the token expires mid-stream, and when the stream worker is killed. Without the sharing (each tab
-its own EventSource) the browser's six connections per origin leave some tabs hanging."""
+the token expires mid-stream, and when the stream worker is killed; a revocation ends it in every
+tab. Without the sharing (each tab its own EventSource) the browser's six connections per origin
+leave some tabs hanging."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
+from eventgate.web.demo import DEMO_CHANNEL
 from tests.browser.demo import kill_stream_worker_while_publishing, publish_all, shown
 from tests.servers import wait_for
 
@@ -124,6 +126,31 @@ def test_tabs_resume_after_the_stream_worker_is_killed(stack, browser):
     assert_every_tab_shows(pages, before + meanwhile + after)
     assert refusals(stack) > refused_before  # the 401 path was taken, and lost nothing
     close(pages)
+
+
+def test_a_revocation_ends_the_subscription_in_every_tab(stack, browser):
+    # The demo's tokens carry no subject: here the page's token requests get a user's token.
+    minted: list[bytes] = []
+
+    def user_token(route) -> None:
+        code, _, body = stack.post(
+            "/api/tokens", {"channels": [DEMO_CHANNEL], "ttl": 300, "subject": "tab-user"})
+        minted.append(body)
+        route.fulfill(status=code, content_type="application/json", body=body)
+
+    browser.route("**/demo/token", user_token)
+    pages = open_tabs(browser, stack.url("/"), count=3)
+    try:
+        wait_all_live(pages)
+        code, _, answer = stack.post("/api/revocations", {"subject": "tab-user"})
+        assert code == 201, answer
+        wait_for(lambda: all(status(page, "data-state") == "revoked" for page in pages), 10,
+                 "every tab to say revoked")
+        time.sleep(1.0)  # on purpose: a reconnect with a fresh token would have come by now
+        assert len(minted) == 1  # the leader's one token: none fetched behind the revocation
+    finally:
+        browser.unroute("**/demo/token", user_token)
+        close(pages)
 
 
 def test_without_sharing_ten_tabs_exceed_the_six_connections_per_origin(stack, browser):
