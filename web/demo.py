@@ -8,7 +8,7 @@ need no key on purpose, so they are confined to one channel, a short token and b
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, jsonify, render_template, request
 
 from eventgate.shared.errors import InvalidRequest
 from eventgate.web import pages
@@ -36,15 +36,29 @@ def page() -> str:
 
 @bp.post("/demo/token")
 def token():  # type: ignore[no-untyped-def]
-    """A token for the demo channel only, valid for a few minutes."""
+    """A token for the demo channel only, valid for a few minutes — or for ``?ttl=N`` seconds
+    (at most that), so that the page's token refresh can be watched, and tested."""
     gate = current_eventgate()
-    ttl = min(DEMO_TOKEN_TTL_SECONDS, gate.config.token_max_ttl_seconds)
+    ttl = min(requested_ttl(), gate.config.token_max_ttl_seconds)
     # No subject: the demo has no users, and one shared subject would put every visitor's tabs
     # under one per-subject stream limit. The per-worker and per-address limits still apply.
     token, expires_at = gate.token_for([DEMO_CHANNEL], ttl=ttl)
     response = jsonify(token=token, expires_at=iso_utc(expires_at))
     response.headers["Cache-Control"] = "no-store"
     return response, 201
+
+
+def requested_ttl() -> int:
+    """The ``ttl`` query parameter, 1 to DEMO_TOKEN_TTL_SECONDS; that maximum when absent."""
+    text = request.args.get("ttl")
+    if text is None:
+        return DEMO_TOKEN_TTL_SECONDS
+    if not (text.isascii() and text.isdigit() and len(text) <= 3) or not (
+        1 <= int(text) <= DEMO_TOKEN_TTL_SECONDS
+    ):
+        raise InvalidRequest(f"ttl must be a whole number of seconds from 1 to "
+                             f"{DEMO_TOKEN_TTL_SECONDS}.")
+    return int(text)
 
 
 @bp.post("/demo/messages")

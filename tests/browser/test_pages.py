@@ -5,29 +5,26 @@ seen none yet); the status page's counters move."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 
 import pytest
 
-from eventgate.web.demo import DEMO_CHANNEL, DEMO_EVENT_TYPE
+from tests.browser.demo import (
+    kill_stream_worker_while_publishing,
+    publish_all,
+    publish_demo,
+    shown,
+    stream_worker_pid,
+)
 from tests.servers import wait_for
-from tests.stack import http_get
 
 pytestmark = pytest.mark.stack(
     stream_workers=1,
     settings={"EVENTGATE_RETRY_MS": "400", "EVENTGATE_HEARTBEAT": "2",
               "EVENTGATE_STATUS_INTERVAL": "0.5"},
 )
-
-
-def publish_demo(stack, text: str) -> None:
-    body = {"channel": DEMO_CHANNEL, "type": DEMO_EVENT_TYPE,
-            "data": {"text": text, "at": "2026-01-01T00:00:00Z"}}
-    status, _, answer = stack.post("/api/events", body)
-    assert status == 201, answer
 
 
 def number(page, selector: str) -> float:
@@ -41,18 +38,6 @@ def number(page, selector: str) -> float:
 def wait_until(check, what: str, timeout: float = 15.0) -> None:
     """Poll from Python: the pages' CSP forbids the eval that page.wait_for_function uses."""
     wait_for(check, timeout, what)
-
-
-def shown(page) -> list[str]:
-    """The demo page's messages, without their time."""
-    return page.eval_on_selector_all(
-        "#messages li", "items => items.map(li => li.lastChild.textContent)")
-
-
-def stream_worker_pid(stack) -> int:
-    status, _, body = http_get(stack.url("/streams/healthz"))
-    assert status == 200, body
-    return json.loads(body)["pid"]
 
 
 def test_demo_page_shows_a_message_published_through_the_api(stack, browser):
@@ -73,16 +58,8 @@ def test_page_resumes_after_the_stream_worker_is_killed(stack, browser):
     for text in before:
         publish_demo(stack, text)
     wait_until(lambda: len(shown(page)) >= 5, "5 messages on the page")
-    victim = stream_worker_pid(stack)
-    os.kill(victim, signal.SIGKILL)
-    meanwhile = [f"meanwhile {n}" for n in range(20)]
-    for text in meanwhile:  # while the worker is dead, respawning, and the page reconnects
-        publish_demo(stack, text)
-        time.sleep(0.05)  # on purpose: spread over the worker's death, respawn and reconnect
-    wait_for(lambda: stream_worker_pid(stack) != victim, 20, "a new stream worker")
-    after = [f"after {n}" for n in range(3)]
-    for text in after:
-        publish_demo(stack, text)
+    meanwhile = kill_stream_worker_while_publishing(stack, [f"meanwhile {n}" for n in range(20)])
+    after = publish_all(stack, [f"after {n}" for n in range(3)])
     expected = before + meanwhile + after
     wait_until(lambda: len(shown(page)) >= len(expected), "every message", timeout=30)
     time.sleep(0.5)  # on purpose: a duplicate would arrive right behind

@@ -167,10 +167,11 @@ def test_the_installed_web_app_serves_its_page_and_static_files(server_venv, ser
 
     status, _, page = http_get(f"{web.url}/")
     assert status == 200, page
-    assert b"/static/demo.js" in page
-    status, _, script = http_get(f"{web.url}/static/demo.js")
-    assert status == 200
-    assert script == (ROOT / "web" / "static" / "demo.js").read_bytes()
+    for name in ("eventgate.js", "demo.js"):  # the shared-stream script, and the demo's
+        assert f"/static/{name}".encode() in page
+        status, _, script = http_get(f"{web.url}/static/{name}")
+        assert status == 200
+        assert script == (ROOT / "web" / "static" / name).read_bytes()
 
 
 def test_the_installed_package_renders_the_production_files(server_venv):

@@ -28,17 +28,49 @@ def test_page_is_html_with_no_referrer_and_only_same_origin_assets(client):
         assert client.get(asset).status_code == 200, asset
 
 
-def test_script_reconnects_with_a_fresh_token_and_the_last_event_id():
-    script = (STATIC / "demo.js").read_text()
+def test_scripts_reconnect_with_a_fresh_token_and_the_last_cursor():
+    shared = (STATIC / "eventgate.js").read_text()
+    demo = (STATIC / "demo.js").read_text()
 
-    assert 'new EventSource(streamUrl(token))' in script
-    assert '"/streams?token=" + encodeURIComponent(token)' in script
-    assert '"&lastEventId=" + encodeURIComponent(lastEventId)' in script
-    assert "EventSource.CLOSED" in script
-    for name in ("demo.message", "eventgate.lost", "eventgate.token_expired"):
-        assert f'"{name}"' in script
-    assert "innerHTML" not in script  # messages are text, never markup
-    assert not re.search(r"https?://", script)
+    assert "new EventSource(url)" in shared
+    assert '"token=";' in shared and "encodeURIComponent(token)" in shared
+    assert '"&lastEventId=" + encodeURIComponent(cursor)' in shared
+    assert "EventSource.CLOSED" in shared
+    assert "navigator.locks.request" in shared and "new BroadcastChannel" in shared
+    for name in ("eventgate.lost", "eventgate.token_expired"):
+        assert f'"{name}"' in shared
+    assert "EventGate.subscribe" in demo and '"demo.message"' in demo
+    for script in (shared, demo):
+        assert "innerHTML" not in script  # messages are text, never markup
+        assert not re.search(r"https?://", script)
+
+
+def test_shared_stream_script_is_served_with_the_page(client):
+    html = client.get("/").get_data(as_text=True)
+    scripts = re.findall(r"<script src=\"([^\"]+)\"", html)
+    assert [Path(src).name for src in scripts] == ["eventgate.js", "demo.js"]  # in this order
+    response = client.get(scripts[0])
+    assert response.status_code == 200
+    assert "javascript" in response.mimetype
+    assert len(response.get_data()) <= 8 * 1024  # the source; ~1.9 KB once minified
+
+
+@pytest.mark.parametrize("ttl", ["1", "300"])
+def test_demo_token_lifetime_can_be_shortened(client, secret_keys, ttl):
+    response = client.post(f"/demo/token?ttl={ttl}")
+
+    assert response.status_code == 201
+    grant = ChannelTokens(secret_keys).verify(response.get_json()["token"])
+    assert grant.expires_at - time.time() <= int(ttl)
+
+
+@pytest.mark.parametrize("ttl", ["0", "301", "-1", "1.5", "x", "", "9" * 5000, "\u0661"])
+def test_bad_demo_token_lifetimes_are_400(client, ttl):
+    response = client.post("/demo/token", query_string={"ttl": ttl})
+
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request"
+    assert "ttl" in response.get_json()["message"]
 
 
 def test_demo_token_grants_only_the_demo_channel_briefly(client, secret_keys):

@@ -1,14 +1,12 @@
 // eventgate live demo: post messages, show every message of the demo channel live.
 //
-// The stream needs a token, which this page asks its own app for. EventSource reconnects by
-// itself after a dropped connection (sending Last-Event-ID), but it gives up for good on a refusal
-// such as 401 once the token has expired: then we fetch a fresh token and reconnect ourselves,
-// passing the last event id as `lastEventId` so the server replays what this tab missed.
+// The stream itself is eventgate.js: all tabs of this page share one EventSource (a seventh tab
+// would hang otherwise on HTTP/1.1), it fetches a fresh token from this app when the old one
+// expires, and it resumes from the last cursor. `?shared=0` gives each tab its own stream (to
+// see the six-connection limit); `?ttl=N` asks for N-second tokens (to see the refresh).
 "use strict";
 
 (() => {
-  const MIN_BACKOFF_MS = 500;
-  const MAX_BACKOFF_MS = 15000;
   const MAX_SHOWN = 200;
 
   const statusLine = document.getElementById("status");
@@ -17,11 +15,6 @@
   const form = document.getElementById("send");
   const input = document.getElementById("text");
   const formError = document.getElementById("form-error");
-
-  let source = null;
-  let lastEventId = "";
-  let backoffMs = MIN_BACKOFF_MS;
-  let reconnectTimer = null;
 
   function setStatus(text, state) {
     statusLine.textContent = text;
@@ -33,17 +26,8 @@
     notice.hidden = false;
   }
 
-  function remember(event) {
-    if (event.lastEventId) lastEventId = event.lastEventId;
-  }
-
-  function showMessage(event) {
-    let message;
-    try {
-      message = JSON.parse(event.data);
-    } catch {
-      return;
-    }
+  function showMessage(message) {
+    if (!message || typeof message !== "object") return;
     const item = document.createElement("li");
     const time = document.createElement("time");
     const at = new Date(message.at);
@@ -56,74 +40,31 @@
     if (atBottom) list.scrollTop = list.scrollHeight;
   }
 
-  async function fetchToken() {
-    const response = await fetch("/demo/token", {
-      method: "POST",
-      headers: { Accept: "application/json" },
-      credentials: "same-origin",
-    });
-    if (!response.ok) throw new Error(`token request failed (${response.status})`);
-    return (await response.json()).token;
-  }
+  const STATES = {
+    connecting: "connecting…",
+    live: "live",
+    down: "disconnected — reconnecting…",
+    revoked: "ended: access revoked",
+  };
+  const query = new URLSearchParams(location.search);
+  const ttl = query.get("ttl");
 
-  function streamUrl(token) {
-    let url = "/streams?token=" + encodeURIComponent(token);
-    if (lastEventId) url += "&lastEventId=" + encodeURIComponent(lastEventId);
-    return url;
-  }
-
-  function closeSource() {
-    if (source) source.close();
-    source = null;
-  }
-
-  function reconnectLater(delayMs) {
-    closeSource();
-    if (reconnectTimer !== null) return;
-    setStatus(`disconnected — reconnecting in ${Math.ceil(delayMs / 1000)} s…`, "down");
-    reconnectTimer = setTimeout(connect, delayMs);
-    backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
-  }
-
-  async function connect() {
-    reconnectTimer = null;
-    closeSource();
-    setStatus("connecting…", "connecting");
-    let token;
-    try {
-      token = await fetchToken();
-    } catch {
-      reconnectLater(backoffMs);
-      return;
-    }
-    const stream = new EventSource(streamUrl(token));
-    source = stream;
-    stream.onopen = () => {
-      backoffMs = MIN_BACKOFF_MS;
-      setStatus("live", "live");
-    };
-    stream.addEventListener("demo.message", (event) => {
-      remember(event);
-      showMessage(event);
-    });
-    stream.addEventListener("eventgate.lost", (event) => {
-      remember(event);
-      showNotice("Some events were lost: they were no longer stored when this tab caught up.");
-    });
-    stream.addEventListener("eventgate.token_expired", (event) => {
-      // The server ends the stream; reconnect at once with a fresh token instead of waiting.
-      remember(event);
-      if (stream === source) reconnectLater(0);
-    });
-    stream.onerror = () => {
-      if (stream !== source) return;
-      if (stream.readyState === EventSource.CLOSED) {
-        reconnectLater(backoffMs); // fatal (e.g. 401 after the token expired): new token
-      } else {
-        setStatus("reconnecting…", "connecting"); // the browser retries by itself
+  EventGate.subscribe({
+    url: "/streams",
+    tokenUrl: "/demo/token" + (ttl ? "?ttl=" + encodeURIComponent(ttl) : ""),
+    events: ["demo.message"],
+    shared: query.get("shared") !== "0",
+    onEvent(type, data) {
+      if (type === "demo.message") showMessage(data);
+      else if (type === "eventgate.lost") {
+        showNotice("Some events were lost: they were no longer stored when this tab caught up.");
       }
-    };
-  }
+    },
+    onState(state, leading) {
+      setStatus(STATES[state] ?? state, state);
+      statusLine.dataset.leader = String(leading);
+    },
+  });
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -152,6 +93,4 @@
       input.focus();
     }
   });
-
-  connect();
 })();
