@@ -13,6 +13,9 @@ leases of this worker's open streams every heartbeat period and releases a close
 at once; expired members are pruned whenever the subject connects, so a dead worker's leases lapse
 within ``lease_seconds``.
 
+The same keeper sends this worker's presence leases (stream/presence.py, shared/presence.py):
+one lease per stream and channel, added, renewed and released in the pipelines above.
+
 When Redis cannot be reached the subject limit is not enforced: the stream would end at once
 anyway with a retry, and a Redis outage must not turn into refusals an EventSource never retries.
 Nothing here blocks inside a libev callback: ``release`` only queues work for the keeper.
@@ -24,6 +27,7 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import gevent.event
@@ -32,11 +36,11 @@ import redis
 from eventgate.shared import keys
 from eventgate.shared.config import Config
 from eventgate.shared.errors import TooBusy, TooManyStreams
+from eventgate.shared.presence import PresenceScript, lease_seconds
+from eventgate.stream.presence import PresenceLeases
 
 log = logging.getLogger("eventgate.stream")
 
-#: A lease outlives this many missed renewals (one per heartbeat period) before it lapses.
-LEASE_PERIODS = 3
 #: Leases renewed per Redis round trip.
 _RENEW_BATCH = 500
 
@@ -78,6 +82,9 @@ class Lease:
     #: of an open worker never do, and the random draw is a system call per accept).
     member: str = ""
     released: bool = False
+    #: Its channels and its member in their presence sets ("" until it holds one).
+    channels: Sequence[str] = ()
+    presence: str = ""
 
 
 class StreamLimits:
@@ -88,7 +95,7 @@ class StreamLimits:
         self.per_subject = config.max_streams_per_subject
         self.per_worker = config.max_streams_per_worker
         self.period_seconds = config.heartbeat_seconds
-        self.lease_seconds = LEASE_PERIODS * config.heartbeat_seconds
+        self.lease_seconds = lease_seconds(config)
         self.worker_retry_after = max(1, math.ceil(config.retry_ms / 1000))
         self.open = 0
         self.refused_worker = 0
@@ -99,8 +106,11 @@ class StreamLimits:
         self._leases: set[Lease] = set()
         self._released: list[tuple[str, str]] = []
         self._wake = gevent.event.Event()
+        self.presence = PresenceLeases(
+            PresenceScript(client, config), config.presence_grace_seconds
+        )
 
-    def admit(self, subject: str | None) -> Lease:
+    def admit(self, subject: str | None, channels: Sequence[str] = ()) -> Lease:
         """A lease for a new stream of ``subject``; raises TooBusy (503) when this worker is full
         and TooManyStreams (429) when the subject is. Call ``release`` exactly once after."""
         if self.per_worker and self.open >= self.per_worker:
@@ -115,7 +125,7 @@ class StreamLimits:
         self.open += 1
         lease = Lease()
         if subject is None or not self.per_subject:
-            return lease
+            return self._present(lease, subject, channels)
         key = keys.subject_streams_key(subject)
         lease.member = secrets.token_hex(8)
         lease_ms = int(self.lease_seconds * 1000)
@@ -135,6 +145,14 @@ class StreamLimits:
             )
         lease.key = key
         self._leases.add(lease)
+        return self._present(lease, subject, channels)
+
+    def _present(self, lease: Lease, subject: str | None, channels: Sequence[str]) -> Lease:
+        # Queued only: the keeper adds it to the channels' presence sets in its next round.
+        if channels:
+            lease.channels = channels
+            lease.presence = self.presence.opened(subject, channels)
+            self._wake.set()
         return lease
 
     def release(self, lease: Lease) -> None:
@@ -143,6 +161,9 @@ class StreamLimits:
             return
         lease.released = True
         self.open -= 1
+        if lease.presence:
+            self.presence.closed(lease.presence, lease.channels)
+            self._wake.set()
         if lease.key is not None:
             self._leases.discard(lease)
             self._released.append((lease.key, lease.member))
@@ -153,7 +174,11 @@ class StreamLimits:
         ones every heartbeat period. Redis errors are logged and retried on the next round."""
         renew_at = time.monotonic() + self.period_seconds
         while True:
-            self._wake.wait(max(0.0, renew_at - time.monotonic()))
+            wake_at = renew_at
+            settle_at = self.presence.next_settle()
+            if settle_at is not None:
+                wake_at = min(wake_at, settle_at)
+            self._wake.wait(max(0.0, wake_at - time.monotonic()))
             self._wake.clear()
             try:
                 self.flush()
@@ -165,25 +190,50 @@ class StreamLimits:
                 gevent.sleep(min(1.0, self.period_seconds))
 
     def flush(self) -> None:
-        """Remove the released leases from Redis now (also called as a worker exits)."""
-        while self._released:
+        """Remove the released leases from Redis now, and send the presence changes queued
+        (also called as a worker exits)."""
+        reloaded = False
+        while self._released or self.presence.pending():
             batch, self._released = self._released, []
             pipe = self._client.pipeline(transaction=False)
             for key, member in batch:
                 pipe.zrem(key, member)
+            taken = self.presence.queue_changes(pipe)
             try:
                 pipe.execute()
-            except BaseException:
+            except BaseException as error:
                 self._released = batch + self._released
-                raise
+                self.presence.requeue(taken)
+                if reloaded or not isinstance(error, redis.exceptions.NoScriptError):
+                    raise
+                reloaded = self._load_scripts()
 
     def renew(self) -> None:
         """Push every open lease's expiry ``lease_seconds`` past Redis's now."""
         leases = [lease for lease in self._leases if lease.key is not None]
         lease_ms = int(self.lease_seconds * 1000)
-        for start in range(0, len(leases), _RENEW_BATCH):
-            batch = leases[start : start + _RENEW_BATCH]
-            self._renew(
-                keys=[lease.key for lease in batch],
-                args=[lease_ms, *(lease.member for lease in batch)],
-            )
+        for attempt in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            for start in range(0, len(leases), _RENEW_BATCH):
+                batch = leases[start : start + _RENEW_BATCH]
+                pipe.evalsha(
+                    self._renew.sha, len(batch), *(lease.key for lease in batch),
+                    lease_ms, *(lease.member for lease in batch),
+                )
+            self.presence.queue_renewals(pipe)
+            if not len(pipe):
+                return
+            try:
+                pipe.execute()
+                return
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                self._load_scripts()
+
+    def _load_scripts(self) -> bool:
+        # A Redis that never saw the scripts (restarted, failed over) answers NOSCRIPT: load
+        # them and send again (every command of these pipelines may run twice harmlessly).
+        self._client.script_load(_RENEW)
+        self.presence.script.load()
+        return True

@@ -97,7 +97,7 @@ class StreamOpener:
             )
         requested = cursor.parse(ask.last_event_id, channels)
         limits, hub = self.limits, self.hub
-        lease = limits.admit(grant.subject)  # 503 worker full / 429 subject full
+        lease = limits.admit(grant.subject, channels)  # 503 worker full / 429 subject full
 
         def closed(subscriber: Subscriber) -> None:
             hub.remove(subscriber)

@@ -1,0 +1,207 @@
+"""Presence: who holds a stream on a channel, as leases in Redis, and the joins and leaves written
+into the channels that announce them.
+
+Each open stream holds, on each of its channels, a member ``<subject or empty>|<opened ms>.<id>``
+of the channel's sorted set (``keys.presence_key``) scored with its expiry in Redis server time.
+The stream workers add and renew those members from their lease keeper (stream/limits.py), in
+the round trips that already renew the per-subject leases, and remove them as streams close, so
+a worker killed with SIGKILL stops counting once its leases lapse: within ``lease_seconds`` plus
+one renewal period. Expired members are pruned by every touch of the channel's presence (another
+worker's renewal, an open, a close, a read of the API).
+
+On channels matching ``EVENTGATE_PRESENCE_CHANNELS`` the same script also keeps a count of live
+streams per subject and decides, atomically in the channel's slot, when a subject came (its first
+live stream: ``eventgate.join``) and when it left (its last stream gone, then no new one for
+``presence_grace_seconds``: ``eventgate.leave``). The events are appended to the channel's log by
+the publish script's own code (ids, ``prev`` chain, resume, history), so two workers racing
+cannot both announce a subject. A leave is written by the first touch after its grace period;
+the closing worker schedules one, and after a kill -9 any later touch of the channel does it.
+Anonymous streams count in ``streams`` and announce nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+from redis.cluster import RedisCluster
+
+from eventgate.shared import keys
+from eventgate.shared.config import Config
+from eventgate.shared.names import grant_covers
+from eventgate.shared.publisher import APPEND_LUA
+from eventgate.shared.redisconn import LazyCluster
+
+#: A lease outlives this many missed renewals (one per heartbeat period) before it lapses.
+LEASE_PERIODS = 3
+#: How long an announcing channel's presence keys outlive their last touch: the counts and the
+#: pending leaves must not vanish while a dead worker's members wait to be pruned.
+ANNOUNCED_IDLE_MS = 86_400_000
+
+# KEYS: presence set, subject counts, pending leaves, log, live.
+# ARGV: maxlen, max_age_ms (the append code's), lease ms, grace ms, channel, announce ('1'/'0'),
+# then op, member pairs: '+' adds or renews a lease, '-' removes it. Returns the leaves written.
+_BODY = """
+local zset, subjects, leaving = KEYS[1], KEYS[2], KEYS[3]
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local lease, grace = tonumber(ARGV[3]), tonumber(ARGV[4])
+local announce = ARGV[6] == '1'
+local function subject_of(member)
+  return string.match(member, '^(.*)|[^|]*$') or ''
+end
+local function event(etype, subject)
+  append(KEYS[4], KEYS[5], etype, cjson.encode({channel = ARGV[5], subject = subject}))
+end
+local function came(member)
+  local subject = subject_of(member)
+  if subject == '' then return end
+  if redis.call('HINCRBY', subjects, subject, 1) == 1 then
+    if redis.call('ZREM', leaving, subject) == 0 then event('eventgate.join', subject) end
+  end
+end
+local function went(member)
+  local subject = subject_of(member)
+  if subject == '' then return end
+  if redis.call('HINCRBY', subjects, subject, -1) <= 0 then
+    redis.call('HDEL', subjects, subject)
+    redis.call('ZADD', leaving, now + grace, subject)
+  end
+end
+if announce then
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', zset, '-inf', now)) do
+    redis.call('ZREM', zset, member)
+    went(member)
+  end
+else
+  redis.call('ZREMRANGEBYSCORE', zset, '-inf', now)
+end
+for i = 7, #ARGV, 2 do
+  local member = ARGV[i + 1]
+  if ARGV[i] == '+' then
+    if redis.call('ZADD', zset, now + lease, member) == 1 and announce then came(member) end
+  elseif redis.call('ZREM', zset, member) == 1 and announce then
+    went(member)
+  end
+end
+local left = 0
+if announce then
+  for _, subject in ipairs(redis.call('ZRANGEBYSCORE', leaving, '-inf', now)) do
+    redis.call('ZREM', leaving, subject)
+    event('eventgate.leave', subject)
+    left = left + 1
+  end
+  trim()
+  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], IDLE_MS) end
+else
+  redis.call('PEXPIRE', zset, 2 * lease)
+end
+return left
+"""
+
+
+SCRIPT = APPEND_LUA + _BODY.replace("IDLE_MS", str(ANNOUNCED_IDLE_MS))
+#: Under Redis Cluster: joins and leaves go live over sharded pub/sub, as published events do.
+SHARDED_SCRIPT = SCRIPT.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
+
+
+def lease_seconds(config: Config) -> float:
+    """How long a stream's leases (per subject, presence) outlive their last renewal."""
+    return LEASE_PERIODS * config.heartbeat_seconds
+
+
+def channel_keys(channel: str) -> list[str]:
+    """The script's KEYS for ``channel``: all of its partition's slot."""
+    return [
+        keys.presence_key(channel),
+        keys.presence_subjects_key(channel),
+        keys.presence_leaving_key(channel),
+        keys.log_key(channel),
+        keys.live_channel(channel),
+    ]
+
+
+def announces(patterns: Sequence[str], channel: str) -> bool:
+    """Whether ``channel`` carries joins and leaves (it matches one of ``patterns``)."""
+    return any(grant_covers(pattern, channel) for pattern in patterns)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """One subject's streams on a channel, and since when (epoch ms) it has held one."""
+
+    subject: str
+    streams: int
+    since_ms: int
+
+
+@dataclass(frozen=True)
+class ChannelPresence:
+    """Who holds a stream on a channel: every live stream counted, the named ones by subject
+    (oldest first)."""
+
+    channel: str
+    streams: int
+    holders: list[Holder]
+
+
+class PresenceScript:
+    """The presence script of one process's Redis client, with the settings its calls share."""
+
+    def __init__(self, client: redis.Redis, config: Config) -> None:
+        self.client = client
+        self.patterns = config.presence_channels
+        self.text = SHARDED_SCRIPT if isinstance(client, (LazyCluster, RedisCluster)) else SCRIPT
+        self.sha = hashlib.sha1(self.text.encode()).hexdigest()
+        self._args = [
+            config.retention_count,
+            config.retention_seconds * 1000,
+            int(lease_seconds(config) * 1000),
+            int(config.presence_grace_seconds * 1000),
+        ]
+
+    def load(self) -> None:
+        """Make Redis know the script (again: a restarted Redis forgets it)."""
+        self.client.script_load(self.text)
+
+    def queue(self, pipe: object, channel: str, ops: Sequence[str] = ()) -> None:
+        """Add one run to ``pipe``: prune ``channel``'s expired leases, apply ``ops`` (``'+'``
+        or ``'-'``, member, …), write the joins and leaves due."""
+        flag = "1" if self.patterns and announces(self.patterns, channel) else "0"
+        pipe.evalsha(self.sha, 5, *channel_keys(channel), *self._args, channel, flag, *ops)
+
+    def read(self, channel: str) -> ChannelPresence:
+        """``channel``'s presence now (expired leases pruned first, due leaves written)."""
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            self.queue(pipe, channel)
+            pipe.zrange(keys.presence_key(channel), 0, -1)
+            try:
+                members = pipe.execute()[1]
+                break
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                self.load()
+        return summarize(channel, members)
+
+
+def summarize(channel: str, members: Sequence[bytes | str]) -> ChannelPresence:
+    """Group lease members (``subject|opened ms.id``) by subject."""
+    held: dict[str, list[int]] = {}
+    for raw in members:
+        member = raw.decode("utf-8", "surrogatepass") if isinstance(raw, bytes) else raw
+        subject, _, rest = member.rpartition("|")
+        if subject:
+            opened = rest.partition(".")[0]
+            entry = held.setdefault(subject, [0, 2**62])
+            entry[0] += 1
+            entry[1] = min(entry[1], int(opened) if opened.isdigit() else 0)
+    holders = sorted(
+        (Holder(subject, count, since) for subject, (count, since) in held.items()),
+        key=lambda holder: (holder.since_ms, holder.subject),
+    )
+    return ChannelPresence(channel, len(members), holders)
+

@@ -1,0 +1,96 @@
+"""PresenceLeases: this worker's presence leases (shared/presence.py), queued for the lease keeper.
+
+Opening or closing a stream only appends to a list here — no Redis round trip, nothing that
+blocks, callable from a libev callback — and the keeper (stream/limits.py) sends what is queued
+in the pipeline it already sends: one script run per channel touched, whatever the number of
+streams opened on it since the last round. Renewals go the same way every heartbeat period.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import secrets
+import time
+from collections.abc import Sequence
+
+from eventgate.shared.presence import PresenceScript, announces
+
+#: Members renewed per script run.
+_RENEW_BATCH = 500
+#: A leave is settled this long after its grace period ends (Redis's clock and ours differ).
+_SETTLE_MARGIN_SECONDS = 0.1
+
+
+class PresenceLeases:
+    """The presence members of this worker's open streams, and the changes not yet sent."""
+
+    def __init__(self, script: PresenceScript, grace_seconds: float) -> None:
+        self.script = script
+        self.grace_seconds = grace_seconds
+        #: channel -> its open streams' members (for renewal).
+        self.open: dict[str, set[str]] = {}
+        self._ops: dict[str, list[str]] = {}
+        self._settle: list[tuple[float, str]] = []
+        # Members are unique per worker without a random draw per stream (a system call).
+        self._tag = secrets.token_hex(4)
+        self._count = itertools.count()
+
+    def opened(self, subject: str | None, channels: Sequence[str]) -> str:
+        """A stream of ``subject`` opened on ``channels``: its member, queued for adding."""
+        member = f"{subject or ''}|{int(time.time() * 1000)}.{self._tag}{next(self._count):x}"
+        for channel in channels:
+            self.open.setdefault(channel, set()).add(member)
+            self._ops.setdefault(channel, []).extend(("+", member))
+        return member
+
+    def closed(self, member: str, channels: Sequence[str]) -> None:
+        """The stream holding ``member`` closed: queue its removal, and for a named subject on an
+        announcing channel a settling run once its grace period is over (the leave, if due)."""
+        patterns = self.script.patterns
+        named = not member.startswith("|")
+        settle_at = time.monotonic() + self.grace_seconds + _SETTLE_MARGIN_SECONDS
+        for channel in channels:
+            members = self.open.get(channel)
+            if members is not None:
+                members.discard(member)
+                if not members:
+                    del self.open[channel]
+            self._ops.setdefault(channel, []).extend(("-", member))
+            if named and patterns and announces(patterns, channel):
+                heapq.heappush(self._settle, (settle_at, channel))
+
+    def pending(self) -> bool:
+        """Whether a change or a due settling run waits to be sent."""
+        return bool(self._ops) or bool(self._settle and self._settle[0][0] <= time.monotonic())
+
+    def next_settle(self) -> float | None:
+        """When (monotonic) the next settling run is due, if any."""
+        return self._settle[0][0] if self._settle else None
+
+    def queue_changes(self, pipe: object) -> dict[str, list[str]]:
+        """Add the queued changes and the due settling runs to ``pipe``; returns what was taken,
+        for ``requeue`` should the pipeline fail."""
+        taken, self._ops = self._ops, {}
+        now = time.monotonic()
+        while self._settle and self._settle[0][0] <= now:
+            taken.setdefault(heapq.heappop(self._settle)[1], [])
+        for channel, ops in taken.items():
+            self.script.queue(pipe, channel, ops)
+        return taken
+
+    def requeue(self, taken: dict[str, list[str]]) -> None:
+        """Put back changes a failed pipeline may not have applied (every op is idempotent:
+        an add of a present member or a removal of an absent one changes nothing)."""
+        for channel, ops in taken.items():
+            self._ops[channel] = ops + self._ops.get(channel, [])
+
+    def queue_renewals(self, pipe: object) -> None:
+        """Add a renewal of every open member to ``pipe`` (which also prunes each channel)."""
+        for channel, members in self.open.items():
+            listed = list(members)
+            for start in range(0, len(listed), _RENEW_BATCH):
+                ops: list[str] = []
+                for member in listed[start : start + _RENEW_BATCH]:
+                    ops += ("+", member)
+                self.script.queue(pipe, channel, ops)
