@@ -22,7 +22,7 @@ Anonymous streams count in ``streams`` and announce nothing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -33,6 +33,7 @@ from eventgate.shared.config import Config
 from eventgate.shared.names import grant_covers
 from eventgate.shared.publisher import APPEND_LUA
 from eventgate.shared.redisconn import LazyCluster
+from eventgate.shared.slotscripts import SlotCall, run_per_slot
 
 #: A lease outlives this many missed renewals (one per heartbeat period) before it lapses.
 LEASE_PERIODS = 3
@@ -147,13 +148,22 @@ class ChannelPresence:
     holders: list[Holder]
 
 
+#: Script runs for channels: (channel, ops), ops as ``queue`` takes them.
+Calls = Iterable[tuple[str, Sequence[str]]]
+
+
 class PresenceScript:
-    """The presence script of one process's Redis client, with the settings its calls share."""
+    """The presence script of one process's Redis client, with the settings its calls share.
+
+    On one Redis (or Sentinel) the runs go into the caller's pipelines (``queue``); under Redis
+    Cluster, whose client pipelines no script, ``run_sharded`` sends them one pipeline per node
+    (shared/slotscripts.py), each run on the primary owning its channel's slot."""
 
     def __init__(self, client: redis.Redis, config: Config) -> None:
         self.client = client
         self.patterns = config.presence_channels
-        self.text = SHARDED_SCRIPT if isinstance(client, (LazyCluster, RedisCluster)) else SCRIPT
+        self.sharded = isinstance(client, (LazyCluster, RedisCluster))
+        self.text = SHARDED_SCRIPT if self.sharded else SCRIPT
         self.sha = hashlib.sha1(self.text.encode()).hexdigest()
         self._args = [
             config.retention_count,
@@ -166,14 +176,29 @@ class PresenceScript:
         """Make Redis know the script (again: a restarted Redis forgets it)."""
         self.client.script_load(self.text)
 
-    def queue(self, pipe: object, channel: str, ops: Sequence[str] = ()) -> None:
-        """Add one run to ``pipe``: prune ``channel``'s expired leases, apply ``ops`` (``'+'``
-        or ``'-'``, member, …), write the joins and leaves due."""
+    def _argv(self, channel: str, ops: Sequence[str]) -> list[str | int]:
         flag = "1" if self.patterns and announces(self.patterns, channel) else "0"
-        pipe.evalsha(self.sha, 5, *channel_keys(channel), *self._args, channel, flag, *ops)
+        return [*self._args, channel, flag, *ops]
+
+    def queue(self, pipe: object, channel: str, ops: Sequence[str] = ()) -> None:
+        """Add one run to ``pipe`` (one Redis): prune ``channel``'s expired leases, apply
+        ``ops`` (``'+'`` or ``'-'``, member, …), write the joins and leaves due."""
+        pipe.evalsha(self.sha, 5, *channel_keys(channel), *self._argv(channel, ops))
+
+    def run_sharded(self, calls: Calls) -> None:
+        """Under Redis Cluster: the runs of ``calls``, one pipeline per node."""
+        slot_calls = [SlotCall(channel_keys(channel), self._argv(channel, ops))
+                      for channel, ops in calls]
+        if slot_calls:
+            client = self.client
+            cluster = client.cluster() if isinstance(client, LazyCluster) else client
+            run_per_slot(cluster, self.text, self.sha, slot_calls)
 
     def read(self, channel: str) -> ChannelPresence:
         """``channel``'s presence now (expired leases pruned first, due leaves written)."""
+        if self.sharded:
+            self.run_sharded([(channel, ())])
+            return summarize(channel, self.client.zrange(keys.presence_key(channel), 0, -1))
         for attempt in range(2):
             pipe = self.client.pipeline(transaction=False)
             self.queue(pipe, channel)

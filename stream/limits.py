@@ -198,9 +198,16 @@ class StreamLimits:
             pipe = self._client.pipeline(transaction=False)
             for key, member in batch:
                 pipe.zrem(key, member)
-            taken = self.presence.queue_changes(pipe)
+            taken = self.presence.take_changes()
+            script = self.presence.script
+            if not script.sharded:
+                for channel, ops in taken.items():
+                    script.queue(pipe, channel, ops)
             try:
-                pipe.execute()
+                if len(pipe):
+                    pipe.execute()
+                if script.sharded:
+                    script.run_sharded(taken.items())
             except BaseException as error:
                 self._released = batch + self._released
                 self.presence.requeue(taken)
@@ -212,6 +219,16 @@ class StreamLimits:
         """Push every open lease's expiry ``lease_seconds`` past Redis's now."""
         leases = [lease for lease in self._leases if lease.key is not None]
         lease_ms = int(self.lease_seconds * 1000)
+        script = self.presence.script
+        if script.sharded:  # the Cluster client pipelines no script
+            for start in range(0, len(leases), _RENEW_BATCH):
+                batch = leases[start : start + _RENEW_BATCH]
+                self._renew(
+                    keys=[lease.key for lease in batch],
+                    args=[lease_ms, *(lease.member for lease in batch)],
+                )
+            script.run_sharded(self.presence.renewals())
+            return
         for attempt in range(2):
             pipe = self._client.pipeline(transaction=False)
             for start in range(0, len(leases), _RENEW_BATCH):
@@ -220,7 +237,8 @@ class StreamLimits:
                     self._renew.sha, len(batch), *(lease.key for lease in batch),
                     lease_ms, *(lease.member for lease in batch),
                 )
-            self.presence.queue_renewals(pipe)
+            for channel, ops in self.presence.renewals():
+                script.queue(pipe, channel, ops)
             if not len(pipe):
                 return
             try:

@@ -2,8 +2,9 @@
 
 Opening or closing a stream only appends to a list here — no Redis round trip, nothing that
 blocks, callable from a libev callback — and the keeper (stream/limits.py) sends what is queued
-in the pipeline it already sends: one script run per channel touched, whatever the number of
-streams opened on it since the last round. Renewals go the same way every heartbeat period.
+in the pipeline it already sends (under Redis Cluster, one pipeline per node beside it): one
+script run per channel touched, whatever the number of streams opened on it since the last
+round. Renewals go the same way every heartbeat period.
 """
 
 from __future__ import annotations
@@ -68,29 +69,29 @@ class PresenceLeases:
         """When (monotonic) the next settling run is due, if any."""
         return self._settle[0][0] if self._settle else None
 
-    def queue_changes(self, pipe: object) -> dict[str, list[str]]:
-        """Add the queued changes and the due settling runs to ``pipe``; returns what was taken,
-        for ``requeue`` should the pipeline fail."""
+    def take_changes(self) -> dict[str, list[str]]:
+        """The queued changes and the due settling runs, per channel (now taken: ``requeue``
+        them should sending fail)."""
         taken, self._ops = self._ops, {}
         now = time.monotonic()
         while self._settle and self._settle[0][0] <= now:
             taken.setdefault(heapq.heappop(self._settle)[1], [])
-        for channel, ops in taken.items():
-            self.script.queue(pipe, channel, ops)
         return taken
 
     def requeue(self, taken: dict[str, list[str]]) -> None:
-        """Put back changes a failed pipeline may not have applied (every op is idempotent:
-        an add of a present member or a removal of an absent one changes nothing)."""
+        """Put back changes a failed round may not have applied (every op is idempotent: an
+        add of a present member or a removal of an absent one changes nothing)."""
         for channel, ops in taken.items():
             self._ops[channel] = ops + self._ops.get(channel, [])
 
-    def queue_renewals(self, pipe: object) -> None:
-        """Add a renewal of every open member to ``pipe`` (which also prunes each channel)."""
+    def renewals(self) -> list[tuple[str, list[str]]]:
+        """A renewal of every open member, per channel (each run also prunes the channel)."""
+        runs = []
         for channel, members in self.open.items():
             listed = list(members)
             for start in range(0, len(listed), _RENEW_BATCH):
                 ops: list[str] = []
                 for member in listed[start : start + _RENEW_BATCH]:
                     ops += ("+", member)
-                self.script.queue(pipe, channel, ops)
+                runs.append((channel, ops))
+        return runs
