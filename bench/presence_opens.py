@@ -2,7 +2,10 @@
 presence leases off (the code before presence: ``StreamLimits._present`` patched out), on a
 channel that announces nothing, and on one matching ``EVENTGATE_PRESENCE_CHANNELS``.
 
-    .venv/bin/python bench/presence_opens.py [seconds per case, default 4]
+    .venv/bin/python bench/presence_opens.py [seconds per case: 4] [subject limit: 0]
+
+With the per-subject limit off (0, the default here) an open makes no Redis round trip of its own
+before presence, the harshest comparison; the shipped default (16) makes one.
 
 Starts a redis-server and, per case, a one-worker stream pool (gunicorn -k gevent, the accept
 fast path) on free loopback ports; clients open a stream with a subject's token, wait for its
@@ -82,14 +85,14 @@ def open_close(port: int, path: str) -> None:
 
 
 def run_case(workdir: Path, redis_url: str, client: redis.Redis, name: str, seconds: float,
-             ) -> tuple[float, float, float]:
+             subject_limit: str) -> tuple[float, float, float]:
     channel, pattern = CASES[name]
     port = free_port()
     conf = workdir / "off_conf.py"
     conf.write_text(_OFF_CONF)
     env = {**os.environ, "EVENTGATE_SECRET_KEY": SECRET, "EVENTGATE_PUBLISH_KEY": SECRET,
            "EVENTGATE_REDIS_URL": redis_url, "EVENTGATE_VAR_DIR": str(workdir / "var"),
-           "EVENTGATE_HEARTBEAT": "5", "EVENTGATE_MAX_STREAMS_PER_SUBJECT": "0"}
+           "EVENTGATE_HEARTBEAT": "5", "EVENTGATE_MAX_STREAMS_PER_SUBJECT": subject_limit}
     env.pop("EVENTGATE_PRESENCE_CHANNELS", None)
     if pattern:
         env["EVENTGATE_PRESENCE_CHANNELS"] = pattern
@@ -151,6 +154,7 @@ def run_case(workdir: Path, redis_url: str, client: redis.Redis, name: str, seco
 
 def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 4.0
+    subject_limit = sys.argv[2] if len(sys.argv) > 2 else "0"
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         port = free_port()
@@ -169,7 +173,8 @@ def main() -> None:
             for _ in range(ROUNDS):
                 for name in CASES:
                     results[name].append(
-                        run_case(workdir, f"redis://{LOOPBACK}:{port}/0", client, name, seconds)
+                        run_case(workdir, f"redis://{LOOPBACK}:{port}/0", client, name, seconds,
+                                 subject_limit)
                     )
             for name, rows in results.items():
                 text = ", ".join(f"{r:.0f}/s {w:.0f} µs {d:.0f} µs" for r, w, d in rows)

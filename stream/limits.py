@@ -150,9 +150,11 @@ class StreamLimits:
     def _present(self, lease: Lease, subject: str | None, channels: Sequence[str]) -> Lease:
         # Queued only: the keeper adds it to the channels' presence sets in its next round.
         if channels:
+            idle = self.presence.flush_at is None
             lease.channels = channels
             lease.presence = self.presence.opened(subject, channels)
-            self._wake.set()
+            if idle:
+                self._wake.set()  # so that the keeper waits for the flush delay
         return lease
 
     def release(self, lease: Lease) -> None:
@@ -162,8 +164,10 @@ class StreamLimits:
         lease.released = True
         self.open -= 1
         if lease.presence:
+            idle = self.presence.flush_at is None
             self.presence.closed(lease.presence, lease.channels)
-            self._wake.set()
+            if idle:
+                self._wake.set()
         if lease.key is not None:
             self._leases.discard(lease)
             self._released.append((lease.key, lease.member))
@@ -175,13 +179,13 @@ class StreamLimits:
         renew_at = time.monotonic() + self.period_seconds
         while True:
             wake_at = renew_at
-            settle_at = self.presence.next_settle()
-            if settle_at is not None:
-                wake_at = min(wake_at, settle_at)
+            presence_at = self.presence.next_due()
+            if presence_at is not None:
+                wake_at = min(wake_at, presence_at)
             self._wake.wait(max(0.0, wake_at - time.monotonic()))
             self._wake.clear()
             try:
-                self.flush()
+                self.flush(everything=False)
                 if time.monotonic() >= renew_at:
                     renew_at = time.monotonic() + self.period_seconds
                     self.renew()
@@ -189,11 +193,11 @@ class StreamLimits:
                 log.warning("stream leases not updated, Redis failed: %s", error)
                 gevent.sleep(min(1.0, self.period_seconds))
 
-    def flush(self) -> None:
+    def flush(self, everything: bool = True) -> None:
         """Remove the released leases from Redis now, and send the presence changes queued
-        (also called as a worker exits)."""
+        (only those due, unless ``everything``: as a worker exits)."""
         reloaded = False
-        while self._released or self.presence.pending():
+        while self._released or self.presence.pending(everything):
             batch, self._released = self._released, []
             pipe = self._client.pipeline(transaction=False)
             for key, member in batch:

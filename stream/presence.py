@@ -19,6 +19,9 @@ from eventgate.shared.presence import PresenceScript, announces
 
 #: Members renewed per script run.
 _RENEW_BATCH = 500
+#: How long the changes of opens and closes wait to be sent together: under an accept storm one
+#: round carries many, so the keeper's work per open stays small.
+FLUSH_DELAY_SECONDS = 0.05
 #: A leave is settled this long after its grace period ends (Redis's clock and ours differ).
 _SETTLE_MARGIN_SECONDS = 0.1
 
@@ -33,6 +36,8 @@ class PresenceLeases:
         self.open: dict[str, set[str]] = {}
         self._ops: dict[str, list[str]] = {}
         self._settle: list[tuple[float, str]] = []
+        #: When the queued changes are to be sent (None: nothing queued).
+        self.flush_at: float | None = None
         # Members are unique per worker without a random draw per stream (a system call).
         self._tag = secrets.token_hex(4)
         self._count = itertools.count()
@@ -40,6 +45,8 @@ class PresenceLeases:
     def opened(self, subject: str | None, channels: Sequence[str]) -> str:
         """A stream of ``subject`` opened on ``channels``: its member, queued for adding."""
         member = f"{subject or ''}|{int(time.time() * 1000)}.{self._tag}{next(self._count):x}"
+        if self.flush_at is None:
+            self.flush_at = time.monotonic() + FLUSH_DELAY_SECONDS
         for channel in channels:
             self.open.setdefault(channel, set()).add(member)
             self._ops.setdefault(channel, []).extend(("+", member))
@@ -50,7 +57,10 @@ class PresenceLeases:
         announcing channel a settling run once its grace period is over (the leave, if due)."""
         patterns = self.script.patterns
         named = not member.startswith("|")
-        settle_at = time.monotonic() + self.grace_seconds + _SETTLE_MARGIN_SECONDS
+        now = time.monotonic()
+        settle_at = now + self.grace_seconds + _SETTLE_MARGIN_SECONDS
+        if self.flush_at is None:
+            self.flush_at = now + FLUSH_DELAY_SECONDS
         for channel in channels:
             members = self.open.get(channel)
             if members is not None:
@@ -61,18 +71,26 @@ class PresenceLeases:
             if named and patterns and announces(patterns, channel):
                 heapq.heappush(self._settle, (settle_at, channel))
 
-    def pending(self) -> bool:
-        """Whether a change or a due settling run waits to be sent."""
-        return bool(self._ops) or bool(self._settle and self._settle[0][0] <= time.monotonic())
+    def pending(self, everything: bool = True) -> bool:
+        """Whether changes (only those due, unless ``everything``) or a due settling run wait
+        to be sent."""
+        now = time.monotonic()
+        if self._ops and (everything or (self.flush_at is not None and self.flush_at <= now)):
+            return True
+        return bool(self._settle and self._settle[0][0] <= now)
 
-    def next_settle(self) -> float | None:
-        """When (monotonic) the next settling run is due, if any."""
-        return self._settle[0][0] if self._settle else None
+    def next_due(self) -> float | None:
+        """When (monotonic) the queued changes or the next settling run are due, if ever."""
+        times = [self.flush_at] if self.flush_at is not None else []
+        if self._settle:
+            times.append(self._settle[0][0])
+        return min(times) if times else None
 
     def take_changes(self) -> dict[str, list[str]]:
         """The queued changes and the due settling runs, per channel (now taken: ``requeue``
         them should sending fail)."""
         taken, self._ops = self._ops, {}
+        self.flush_at = None
         now = time.monotonic()
         while self._settle and self._settle[0][0] <= now:
             taken.setdefault(heapq.heappop(self._settle)[1], [])
@@ -83,6 +101,8 @@ class PresenceLeases:
         add of a present member or a removal of an absent one changes nothing)."""
         for channel, ops in taken.items():
             self._ops[channel] = ops + self._ops.get(channel, [])
+        if taken and self.flush_at is None:
+            self.flush_at = time.monotonic()
 
     def renewals(self) -> list[tuple[str, list[str]]]:
         """A renewal of every open member, per channel (each run also prunes the channel)."""

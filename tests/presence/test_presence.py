@@ -78,4 +78,7 @@ def test_presence_converges_after_kill_9_within_the_stated_bound(rooms, presence
     print(f"\npresence after kill -9: dropped in {dropped:.2f}s (bound {bound:.1f}s), "
           f"leave written in {left:.2f}s (bound {leave_bound:.1f}s)")
     assert dropped <= bound + 0.5
-    assert rooms.announced(channel) == [("join", "erin"), ("join", "fred"), ("leave", "erin")]
+    announced = rooms.announced(channel)
+    # The two joins come from two workers' keepers, in either order.
+    assert sorted(announced[:2]) == [("join", "erin"), ("join", "fred")], announced
+    assert announced[2:] == [("leave", "erin")], announced
