@@ -35,70 +35,80 @@ from eventgate.shared.publisher import APPEND_LUA
 from eventgate.shared.redisconn import LazyCluster
 from eventgate.shared.slotscripts import SlotCall, run_per_slot
 
+#: Op entries (two per lease) one script run carries at most, so that no run holds Redis long.
+_RUN_ENTRIES = 2000
 #: A lease outlives this many missed renewals (one per heartbeat period) before it lapses.
 LEASE_PERIODS = 3
 #: How long an announcing channel's presence keys outlive their last touch: the counts and the
 #: pending leaves must not vanish while a dead worker's members wait to be pruned.
 ANNOUNCED_IDLE_MS = 86_400_000
 
-# KEYS: presence set, subject counts, pending leaves, log, live.
-# ARGV: maxlen, max_age_ms (the append code's), lease ms, grace ms, channel, announce ('1'/'0'),
-# then op, member pairs: '+' adds or renews a lease, '-' removes it. Returns the leaves written.
+# KEYS: per channel, five: presence set, subject counts, pending leaves, log, live (all of one
+# partition's slot).
+# ARGV: maxlen, max_age_ms (the append code's), lease ms, grace ms; then per channel, in KEYS'
+# order: channel, announce ('1'/'0'), the number n of op entries, and n entries — op, member
+# pairs: '+' adds or renews a lease, '-' removes it. Returns the leaves written.
 _BODY = """
-local zset, subjects, leaving = KEYS[1], KEYS[2], KEYS[3]
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local lease, grace = tonumber(ARGV[3]), tonumber(ARGV[4])
-local announce = ARGV[6] == '1'
+local left = 0
 local function subject_of(member)
   return string.match(member, '^(.*)|[^|]*$') or ''
 end
-local function event(etype, subject)
-  append(KEYS[4], KEYS[5], etype, cjson.encode({channel = ARGV[5], subject = subject}))
-end
-local function came(member)
-  local subject = subject_of(member)
-  if subject == '' then return end
-  if redis.call('HINCRBY', subjects, subject, 1) == 1 then
-    if redis.call('ZREM', leaving, subject) == 0 then event('eventgate.join', subject) end
+local function touch(k, a)
+  local zset, subjects, leaving = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  local channel, announce = ARGV[a], ARGV[a + 1] == '1'
+  local last = a + 2 + tonumber(ARGV[a + 2])
+  local function event(etype, subject)
+    append(KEYS[k + 3], KEYS[k + 4], etype, cjson.encode({channel = channel, subject = subject}))
   end
-end
-local function went(member)
-  local subject = subject_of(member)
-  if subject == '' then return end
-  if redis.call('HINCRBY', subjects, subject, -1) <= 0 then
-    redis.call('HDEL', subjects, subject)
-    redis.call('ZADD', leaving, now + grace, subject)
+  local function came(member)
+    local subject = subject_of(member)
+    if subject == '' then return end
+    if redis.call('HINCRBY', subjects, subject, 1) == 1 then
+      if redis.call('ZREM', leaving, subject) == 0 then event('eventgate.join', subject) end
+    end
   end
-end
-if announce then
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', zset, '-inf', now)) do
-    redis.call('ZREM', zset, member)
-    went(member)
+  local function went(member)
+    local subject = subject_of(member)
+    if subject == '' then return end
+    if redis.call('HINCRBY', subjects, subject, -1) <= 0 then
+      redis.call('HDEL', subjects, subject)
+      redis.call('ZADD', leaving, now + grace, subject)
+    end
   end
-else
-  redis.call('ZREMRANGEBYSCORE', zset, '-inf', now)
-end
-for i = 7, #ARGV, 2 do
-  local member = ARGV[i + 1]
-  if ARGV[i] == '+' then
-    if redis.call('ZADD', zset, now + lease, member) == 1 and announce then came(member) end
-  elseif redis.call('ZREM', zset, member) == 1 and announce then
-    went(member)
+  if announce then
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', zset, '-inf', now)) do
+      redis.call('ZREM', zset, member)
+      went(member)
+    end
+  else
+    redis.call('ZREMRANGEBYSCORE', zset, '-inf', now)
   end
-end
-local left = 0
-if announce then
-  for _, subject in ipairs(redis.call('ZRANGEBYSCORE', leaving, '-inf', now)) do
-    redis.call('ZREM', leaving, subject)
-    event('eventgate.leave', subject)
-    left = left + 1
+  for i = a + 3, last, 2 do
+    local member = ARGV[i + 1]
+    if ARGV[i] == '+' then
+      if redis.call('ZADD', zset, now + lease, member) == 1 and announce then came(member) end
+    elseif redis.call('ZREM', zset, member) == 1 and announce then
+      went(member)
+    end
   end
-  trim()
-  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], IDLE_MS) end
-else
-  redis.call('PEXPIRE', zset, 2 * lease)
+  if announce then
+    for _, subject in ipairs(redis.call('ZRANGEBYSCORE', leaving, '-inf', now)) do
+      redis.call('ZREM', leaving, subject)
+      event('eventgate.leave', subject)
+      left = left + 1
+    end
+    for i = 0, 2 do redis.call('PEXPIRE', KEYS[k + i], IDLE_MS) end
+  else
+    redis.call('PEXPIRE', zset, 2 * lease)
+  end
+  return last + 1
 end
+local a = 5
+for k = 1, #KEYS, 5 do a = touch(k, a) end
+trim()
 return left
 """
 
@@ -176,19 +186,32 @@ class PresenceScript:
         """Make Redis know the script (again: a restarted Redis forgets it)."""
         self.client.script_load(self.text)
 
-    def _argv(self, channel: str, ops: Sequence[str]) -> list[str | int]:
-        flag = "1" if self.patterns and announces(self.patterns, channel) else "0"
-        return [*self._args, channel, flag, *ops]
+    def _parts(self, calls: Calls) -> list[tuple[list[str], list[str | int]]]:
+        """``calls`` as script runs: one per partition (the channels of a run share a slot),
+        each of at most ``_RUN_ENTRIES`` op entries, more when one channel alone has more."""
+        runs: dict[int, tuple[list[str], list[str | int]]] = {}
+        done = []
+        for channel, ops in calls:
+            part = keys.partition(channel)
+            run = runs.get(part)
+            if run is None or len(run[1]) + len(ops) > _RUN_ENTRIES:
+                if run is not None:
+                    done.append(run)
+                run = runs[part] = ([], list(self._args))
+            flag = "1" if self.patterns and announces(self.patterns, channel) else "0"
+            run[0].extend(channel_keys(channel))
+            run[1].extend((channel, flag, len(ops), *ops))
+        return done + list(runs.values())
 
-    def queue(self, pipe: object, channel: str, ops: Sequence[str] = ()) -> None:
-        """Add one run to ``pipe`` (one Redis): prune ``channel``'s expired leases, apply
-        ``ops`` (``'+'`` or ``'-'``, member, …), write the joins and leaves due."""
-        pipe.evalsha(self.sha, 5, *channel_keys(channel), *self._argv(channel, ops))
+    def queue(self, pipe: object, calls: Calls) -> None:
+        """Add to ``pipe`` (one Redis) the runs of ``calls``: per channel, prune its expired
+        leases, apply its ops (``'+'`` or ``'-'``, member, …), write the joins and leaves due."""
+        for run_keys, args in self._parts(calls):
+            pipe.evalsha(self.sha, len(run_keys), *run_keys, *args)
 
     def run_sharded(self, calls: Calls) -> None:
         """Under Redis Cluster: the runs of ``calls``, one pipeline per node."""
-        slot_calls = [SlotCall(channel_keys(channel), self._argv(channel, ops))
-                      for channel, ops in calls]
+        slot_calls = [SlotCall(run_keys, args) for run_keys, args in self._parts(calls)]
         if slot_calls:
             client = self.client
             cluster = client.cluster() if isinstance(client, LazyCluster) else client
@@ -201,7 +224,7 @@ class PresenceScript:
             return summarize(channel, self.client.zrange(keys.presence_key(channel), 0, -1))
         for attempt in range(2):
             pipe = self.client.pipeline(transaction=False)
-            self.queue(pipe, channel)
+            self.queue(pipe, [(channel, ())])
             pipe.zrange(keys.presence_key(channel), 0, -1)
             try:
                 members = pipe.execute()[1]

@@ -205,8 +205,7 @@ class StreamLimits:
             taken = self.presence.take_changes()
             script = self.presence.script
             if not script.sharded:
-                for channel, ops in taken.items():
-                    script.queue(pipe, channel, ops)
+                script.queue(pipe, taken.items())
             try:
                 if len(pipe):
                     pipe.execute()
@@ -241,8 +240,7 @@ class StreamLimits:
                     self._renew.sha, len(batch), *(lease.key for lease in batch),
                     lease_ms, *(lease.member for lease in batch),
                 )
-            for channel, ops in self.presence.renewals():
-                script.queue(pipe, channel, ops)
+            script.queue(pipe, self.presence.renewals())
             if not len(pipe):
                 return
             try:
