@@ -2,9 +2,9 @@
 
 Opening or closing a stream only appends to a list here — no Redis round trip, nothing that
 blocks, callable from a libev callback — and the keeper (stream/limits.py) sends what is queued
-in the pipeline it already sends (under Redis Cluster, one pipeline per node beside it): one
-script run per channel touched, whatever the number of streams opened on it since the last
-round. Renewals go the same way every heartbeat period.
+in the pipeline it already sends (under Redis Cluster, one pipeline per node beside it), at most
+50 ms after the first change: one script run per partition touched, whatever the number of
+streams opened or closed since the last round. Renewals go the same way every heartbeat period.
 """
 
 from __future__ import annotations
