@@ -55,6 +55,13 @@ class TokenExpired(TokenError):
         self.expired_at = expired_at
 
 
+class TokenRevoked(TokenError):
+    """The token's subject was revoked (``POST /api/revocations``) at or after the second the
+    token was issued: a new token, minted after the revocation, is needed."""
+
+    code = "token_revoked"
+
+
 class ChannelNotGranted(EventgateError):
     code = "channel_forbidden"
     status = 403
@@ -135,6 +142,15 @@ class RedisUnreachable(TooBusy):
 
     code = "redis_unreachable"
     status = 503
+
+    @classmethod
+    def answering(cls, error: BaseException, consequence: str) -> RedisUnreachable:
+        """The refusal of a request Redis failed with ``error``: a one-second retry, and a
+        sentence naming the failure's kind (never its text: it may hold a URL) and
+        ``consequence``, what the caller does not get."""
+        return cls(
+            f"Redis did not answer ({type(error).__name__}), so {consequence}", retry_after=1
+        )
 
 
 class TooManyStreams(TooBusy):

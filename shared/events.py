@@ -192,6 +192,15 @@ def read_heads(client: redis.Redis, channels: list[str]) -> dict[str, str]:
     return heads
 
 
+def read_newest(client: redis.Redis, channels: list[str], count: int) -> list[list]:
+    """The newest ``count`` raw entries of each of ``channels``' logs, newest first (one list per
+    channel, in order): one round trip, pipelined (per shard under Cluster)."""
+    pipe = client.pipeline(transaction=False)
+    for name in channels:
+        pipe.xrevrange(keys.log_key(name), count=count)
+    return pipe.execute()
+
+
 def first_id(client: redis.Redis, channel: str) -> str | None:
     """The id of the oldest event ``channel``'s log still holds (None when it holds none)."""
     first = client.xrange(keys.log_key(channel), count=1)

@@ -96,14 +96,24 @@ def presence_leaving_key(channel: str) -> str:
     return f"{PREFIX}{{p{partition(channel)}}}:{channel}:presence-leaving"
 
 
-def subject_streams_key(subject: str) -> str:
-    """The sorted set of a token subject's open streams (connection id -> lease expiry).
+def _subject_tag(subject: str) -> str:
+    """The hash tag of a token subject's keys: its digest, so that the keys are short, ASCII,
+    and say nothing about who the subject is to someone reading Redis keys (a subject is any
+    text a backend chose, up to 128 characters). One tag for all of them: under Redis Cluster
+    the stream-admission script reads the revocation and writes the lease in one run."""
+    return "{" + hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()[:32] + "}"
 
-    The subject is any text a backend chose (up to 128 characters): it is hashed, so the key is
-    short, ASCII, and says nothing about who the subject is to someone reading Redis keys.
-    """
-    digest = hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return f"{PREFIX}subject:{digest}:streams"
+
+def subject_streams_key(subject: str) -> str:
+    """The sorted set of a token subject's open streams (connection id -> lease expiry)."""
+    return f"{PREFIX}subject:{_subject_tag(subject)}:streams"
+
+
+def revoked_key(subject: str) -> str:
+    """When a token subject was last revoked (epoch seconds, as text): its tokens signed at or
+    before then are refused. It expires after the longest token lifetime, when no token it
+    could refuse is still valid."""
+    return f"{PREFIX}subject:{_subject_tag(subject)}:revoked"
 
 
 def idempotency_key(key: str) -> str:
@@ -128,6 +138,10 @@ def partition_idempotency_key(key: str, number: int) -> str:
 #: SCAN pattern matching every idempotency record: one Redis's, and a Cluster's batch and part
 #: records (``eventgate migrate`` copies them between Redis of one kind).
 IDEMPOTENCY_PATTERN = f"{PREFIX}*idempotency:*"
+
+#: The plain pub/sub channel every stream worker's broker subscribes to (under Redis Cluster too:
+#: a PUBLISH reaches every node's subscribers): control messages, JSON (stream/broker.py).
+CONTROL_CHANNEL = f"{PREFIX}worker"
 
 #: A hash: stream worker id (``host:pid``) -> its JSON status record (stream/status.py).
 WORKERS = f"{PREFIX}workers"

@@ -57,10 +57,9 @@ def page_cursor(
     try:
         positions = read_heads(client, names)
     except (redis.RedisError, OSError) as error:
-        raise RedisUnreachable(
-            f"Redis did not answer ({type(error).__name__}), so the stream's start cannot be "
-            "taken; render the page without live updates or retry.",
-            retry_after=1,
+        raise RedisUnreachable.answering(
+            error,
+            "the stream's start cannot be taken; render the page without live updates or retry.",
         ) from None
     if outbox is not None and within is not None:
         for name, event_id in outbox.committed_positions(within, names).items():

@@ -276,13 +276,19 @@ def connect_pubsub(config: Config, primary: Primary | None = None) -> redis.Redi
     return redis.Redis(connection_pool=pool)
 
 
-def connect_node_pubsub(config: Config, host: str, port: int) -> redis.Redis:
+def connect_node_pubsub(
+    config: Config, host: str, port: int, *, control: bool = False
+) -> redis.Redis:
     """A client for a stream worker's pub/sub connection to one Cluster node (the primary of a
-    shard), with the cluster URL's credentials and the settings of ``connect_pubsub``."""
+    shard), with the cluster URL's credentials and the settings of ``connect_pubsub``. With
+    ``control``, its control-channel connection instead, named apart from the shards' ones."""
     target = parse_cluster_url(config.redis_url)
     assert target is not None, "a node of a cluster URL"
+    settings = _pubsub_settings(config)
+    if control:
+        settings["client_name"] = f"eventgate-control-{os.getpid()}"
     return redis.Redis(host=host, port=port, username=target.username,
-                       password=target.password, ssl=target.ssl, **_pubsub_settings(config))
+                       password=target.password, ssl=target.ssl, **settings)
 
 
 def primary_for(config: RedisSettings) -> Primary | None:

@@ -19,6 +19,8 @@ CONTROL_PREFIX = "eventgate."
 LOST_EVENT = CONTROL_PREFIX + "lost"
 #: The stream's token expired; the stream ends after it (docs/protocol.md).
 TOKEN_EXPIRED_EVENT = CONTROL_PREFIX + "token_expired"
+#: The stream's token subject was revoked; the stream ends after it (docs/protocol.md).
+REVOKED_EVENT = CONTROL_PREFIX + "revoked"
 
 
 def _field(value: str, what: str) -> str:
@@ -79,6 +81,13 @@ def token_expired(cursor: str, expired_at: float) -> bytes:
     with a new token and nothing is skipped or repeated."""
     data = json.dumps({"expired_at": expired_at}, separators=(",", ":"))
     return frame(cursor, TOKEN_EXPIRED_EVENT, data)
+
+
+def revoked(cursor: str, subject: str) -> bytes:
+    """The ``eventgate.revoked`` control event sent before a stream whose token subject was
+    revoked is closed; its reconnect with the same token is refused (401 ``token_revoked``)."""
+    data = json.dumps({"subject": subject}, separators=(",", ":"))
+    return frame(cursor, REVOKED_EVENT, data)
 
 
 def id_line(cursor: str) -> bytes:

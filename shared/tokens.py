@@ -41,11 +41,14 @@ class IssuedToken(NamedTuple):
 @dataclass(frozen=True)
 class Grant:
     """What a verified token allows: ``grants`` (exact channels and ``prefix.*``), the optional
-    ``subject`` it was issued to, and when it stops being valid (epoch seconds)."""
+    ``subject`` it was issued to, when it stops being valid and when it was signed (epoch
+    seconds; ``issued_at`` is whole seconds, itsdangerous's timestamp: revocation compares it).
+    """
 
     grants: tuple[str, ...]
     subject: str | None
     expires_at: float
+    issued_at: float = 0.0
 
     def covers(self, channel: str) -> bool:
         return any(grant_covers(grant, channel) for grant in self.grants)
@@ -166,13 +169,13 @@ class ChannelTokens:
                 "the token was issued in the future: the clocks of the servers that mint and "
                 "check tokens disagree."
             )
-        grant = self._grant_from(payload)
+        grant = self._grant_from(payload, signed_at.timestamp())
         if grant.expires_at <= now or age > self.max_ttl_seconds:
             raise TokenExpired("the token has expired.", grant.expires_at)
         return grant
 
     @staticmethod
-    def _grant_from(payload: object) -> Grant:
+    def _grant_from(payload: object, issued_at: float) -> Grant:
         invalid = TokenError("the token's payload is not a stream grant.")
         if not isinstance(payload, dict) or payload.get("v") != _VERSION:
             raise invalid
@@ -185,4 +188,6 @@ class ChannelTokens:
             grants = tuple(validate_grant(g) for g in raw_grants)
         except ValueError:
             raise invalid from None
-        return Grant(grants=grants, subject=subject, expires_at=float(expires_at))
+        return Grant(
+            grants=grants, subject=subject, expires_at=float(expires_at), issued_at=issued_at
+        )

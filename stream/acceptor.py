@@ -228,6 +228,7 @@ def parse_stream_request(
         channels=[value for name, value in args if name == "channel"],
         last_event_id=headers.get("last-event-id") or _first(args, "lastEventId"),
         origin=headers.get("origin"),
+        rewind=_first(args, "rewind"),
     )
     return ask, end + 4, headers.get("x-request-id")
 

@@ -38,7 +38,7 @@ try:
 except ImportError:  # redis[hiredis] is a dependency; without it the read loop is slower
     hiredis = None
 
-from eventgate.shared import keys
+from eventgate.shared import keys, revocations, sse
 from eventgate.shared.config import Config
 from eventgate.shared.events import READ_BATCH, entry_fields, id_key, read_from
 from eventgate.shared.primary import CHECK_SECONDS, primary_of
@@ -48,6 +48,9 @@ from eventgate.stream.hub import Channel, Hub
 log = logging.getLogger("eventgate.stream.broker")
 
 _ERRORS = (redis.RedisError, OSError)
+#: How long a worker remembers a revocation for streams that were opening as it came (seconds):
+#: far longer than the open path between its Redis check and the hub.
+RECENT_SECONDS = 30.0
 
 
 class Replies:
@@ -121,6 +124,8 @@ class Broker:
         self._greenlets: list[gevent.Greenlet] = []
         self._last_pong = 0.0
         self._replies: Replies | None = None
+        #: subject -> (revoked at, epoch s; heard at, monotonic s), for ``revoked``.
+        self.recent_revocations: dict[str, tuple[float, float]] = {}
         self.connected = False
         self.reconnects = 0
         self.backfills = 0
@@ -236,7 +241,7 @@ class Broker:
             self._pubsub = pubsub
             # One control channel keeps the connection in subscribed mode even with no clients.
             names = [keys.live_channel(name) for name in self._active]
-            pubsub.subscribe(f"{keys.PREFIX}worker", *names)
+            pubsub.subscribe(keys.CONTROL_CHANNEL, *names)
         self._last_pong = time.monotonic()
         self.connected = True
 
@@ -310,7 +315,14 @@ class Broker:
         for reply in replies:
             # A list under RESP2; hiredis's PushNotification (a list) under RESP3.
             if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
-                self._accept(keys.channel_of_live(reply[1].decode("utf-8")), reply[2], accepted)
+                try:
+                    name = keys.channel_of_live(reply[1].decode("utf-8"))
+                except ValueError:
+                    # Not a live feed: the control channel. The try costs the events nothing;
+                    # comparing every reply's channel first would cost each one.
+                    self.on_control(reply[2])
+                    continue
+                self._accept(name, reply[2], accepted)
             else:
                 # Rare replies go through redis-py, which keeps its subscription book in step.
                 message = pubsub.handle_message(reply)
@@ -322,8 +334,11 @@ class Broker:
     def _dispatch(self, message: dict) -> None:
         kind = message["type"]
         if kind == "message":
-            name = keys.channel_of_live(message["channel"].decode("utf-8"))
-            self.on_message(name, message["data"])
+            raw = message["channel"].decode("utf-8")
+            if keys.is_live(raw):
+                self.on_message(keys.channel_of_live(raw), message["data"])
+            else:
+                self.on_control(message["data"])
         elif kind == "subscribe":
             raw = message["channel"].decode("utf-8")
             if keys.is_live(raw):
@@ -332,6 +347,35 @@ class Broker:
                     confirmed.set()
         elif kind == "pong":
             self._last_pong = time.monotonic()
+
+    # -- control messages -----------------------------------------------------------------------
+
+    def on_control(self, message: bytes) -> None:
+        """A message on the control channel (``keys.CONTROL_CHANNEL``). Never blocks."""
+        revocation = revocations.parse_control(message)
+        if revocation is None:
+            return
+        subject, revoked_at = revocation
+        now = time.monotonic()
+        recent = self.recent_revocations
+        for name in [name for name, (_, seen) in recent.items() if now - seen > RECENT_SECONDS]:
+            del recent[name]
+        recent[subject] = (max(revoked_at, recent.get(subject, (0.0, 0.0))[0]), now)
+        ended = self.hub.revoke(
+            subject, lambda subscriber: sse.revoked(subscriber.cursor(subscriber.channels[0]),
+                                                    subject)
+        )
+        if ended:
+            log.info("ended %d streams of a revoked subject", ended)
+
+    def revoked(self, subject: str, issued_at: float) -> bool:
+        """Whether a revocation this worker heard of in the last ``RECENT_SECONDS`` covers a
+        token of ``subject`` signed at ``issued_at``. A stream admitted just before the
+        revocation was stored, whose message came before the stream joined the hub, would
+        otherwise stay open: the opener asks this right before the hub takes the stream (no
+        greenlet switch in between). A dict lookup, only while there were recent ones."""
+        recent = self.recent_revocations.get(subject) if self.recent_revocations else None
+        return recent is not None and issued_at <= recent[0]
 
     # -- live events and backfill -------------------------------------------------------------
 

@@ -167,6 +167,13 @@ class Hub:
             if subscriber.expires_at <= now:
                 subscriber.finish(last_words(subscriber))
 
+    def revoke(self, subject: str, last_words: Callable[[Subscriber], bytes]) -> int:
+        """End every stream of token subject ``subject`` (a revocation); returns how many."""
+        ended = [s for s in self.subscribers if s.subject == subject]
+        for subscriber in ended:
+            subscriber.finish(last_words(subscriber))
+        return len(ended)
+
     def finish_all(self, last_words: Callable[[], bytes], subscribers: Iterable | None = None):
         """End every stream on purpose (graceful stop); ``last_words`` per connection."""
         for subscriber in tuple(self.subscribers if subscribers is None else subscribers):

@@ -13,11 +13,17 @@ leases of this worker's open streams every heartbeat period and releases a close
 at once; expired members are pruned whenever the subject connects, so a dead worker's leases lapse
 within ``lease_seconds``.
 
+The same round trip checks the subject's revocation (shared/revocations.py): the admission
+script reads it before taking a lease, so a stream open with a subject costs no extra Redis
+round trip (with the subject limit off, it costs one GET). Streams without a subject have no
+revocation and cost nothing.
+
 The same keeper sends this worker's presence leases (stream/presence.py, shared/presence.py):
 one lease per stream and channel, added, renewed and released in the pipelines above.
 
-When Redis cannot be reached the subject limit is not enforced: the stream would end at once
-anyway with a retry, and a Redis outage must not turn into refusals an EventSource never retries.
+When Redis cannot be reached neither the subject limit nor revocation is enforced: the stream
+would end at once anyway with a retry, and a Redis outage must not turn into refusals an
+EventSource never retries.
 Nothing here blocks inside a libev callback: ``release`` only queues work for the keeper.
 """
 
@@ -33,9 +39,9 @@ from dataclasses import dataclass
 import gevent.event
 import redis
 
-from eventgate.shared import keys
+from eventgate.shared import keys, revocations
 from eventgate.shared.config import Config
-from eventgate.shared.errors import TooBusy, TooManyStreams
+from eventgate.shared.errors import TokenRevoked, TooBusy, TooManyStreams
 from eventgate.shared.presence import PresenceScript, lease_seconds
 from eventgate.stream.presence import PresenceLeases
 
@@ -44,8 +50,13 @@ log = logging.getLogger("eventgate.stream")
 #: Leases renewed per Redis round trip.
 _RENEW_BATCH = 500
 
-# KEYS[1]: the subject's set. ARGV: connection id, limit, lease ms. 1 admitted, 0 refused.
+# KEYS[1]: the subject's set, KEYS[2]: its revocation. ARGV: connection id, limit, lease ms,
+# the token's issue time (epoch s). 1 admitted, 0 refused (full), -1 refused (revoked).
 _ADMIT = """
+local revoked = redis.call('GET', KEYS[2])
+if revoked and tonumber(ARGV[4]) <= tonumber(revoked) then
+  return -1
+end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local lease = tonumber(ARGV[3])
@@ -110,9 +121,13 @@ class StreamLimits:
             PresenceScript(client, config), config.presence_grace_seconds
         )
 
-    def admit(self, subject: str | None, channels: Sequence[str] = ()) -> Lease:
-        """A lease for a new stream of ``subject``; raises TooBusy (503) when this worker is full
-        and TooManyStreams (429) when the subject is. Call ``release`` exactly once after."""
+    def admit(
+        self, subject: str | None, issued_at: float = 0.0, channels: Sequence[str] = ()
+    ) -> Lease:
+        """A lease for a new stream of ``subject`` with a token signed at ``issued_at``, on
+        ``channels`` (its presence); raises TooBusy (503) when this worker is full, TokenRevoked
+        (401) when the subject was revoked since the token was signed, and TooManyStreams (429)
+        when the subject is full. Call ``release`` exactly once after."""
         if self.per_worker and self.open >= self.per_worker:
             self.refused_worker += 1
             raise TooBusy(
@@ -124,19 +139,27 @@ class StreamLimits:
         # in this worker cannot all pass the check above.
         self.open += 1
         lease = Lease()
-        if subject is None or not self.per_subject:
+        if subject is None:
+            return self._present(lease, subject, channels)
+        if not self.per_subject:
+            self._check_revoked(subject, issued_at, lease)
             return self._present(lease, subject, channels)
         key = keys.subject_streams_key(subject)
         lease.member = secrets.token_hex(8)
         lease_ms = int(self.lease_seconds * 1000)
         try:
-            admitted = self._admit(keys=[key], args=[lease.member, self.per_subject, lease_ms])
+            admitted = self._admit(
+                keys=[key, keys.revoked_key(subject)],
+                args=[lease.member, self.per_subject, lease_ms, repr(float(issued_at))],
+            )
         except (redis.RedisError, OSError) as error:
             log.warning("per-subject stream limit not checked, Redis failed: %s", error)
-            return lease
+            return self._present(lease, subject, channels)
+        if admitted == -1:
+            self._refuse(lease)
+            raise _revoked()
         if not admitted:
-            self.open -= 1
-            lease.released = True
+            self._refuse(lease)
             self.refused_subject += 1
             raise TooManyStreams(
                 f"this token's subject already holds {self.per_subject} open streams, the most "
@@ -156,6 +179,23 @@ class StreamLimits:
             if idle:
                 self._wake.set()  # so that the keeper waits for the flush delay
         return lease
+
+    def _check_revoked(self, subject: str, issued_at: float, lease: Lease) -> None:
+        """Without the subject limit: raise TokenRevoked if the subject's revocation covers a
+        token signed at ``issued_at`` (one GET; not checked when Redis fails)."""
+        try:
+            revoked_at = self._client.get(keys.revoked_key(subject))
+        except (redis.RedisError, OSError) as error:
+            log.warning("token revocation not checked, Redis failed: %s", error)
+            return
+        if revocations.is_revoked(revoked_at, issued_at):
+            self._refuse(lease)
+            raise _revoked()
+
+    def _refuse(self, lease: Lease) -> None:
+        """Undo the count of a stream refused at admission."""
+        self.open -= 1
+        lease.released = True
 
     def release(self, lease: Lease) -> None:
         """The stream of ``lease`` closed. Never blocks: the keeper removes it from Redis."""
@@ -257,3 +297,9 @@ class StreamLimits:
         self._client.script_load(_RENEW)
         self.presence.script.load()
         return True
+
+
+def _revoked() -> TokenRevoked:
+    return TokenRevoked(
+        "this token's subject was revoked after the token was issued: ask for a new token."
+    )

@@ -32,6 +32,7 @@ from eventgate.shared.errors import (
     TooBusy,
     TooManyChannels,
 )
+from eventgate.shared.history import parse_rewind
 from eventgate.shared.tokens import ChannelTokens
 from eventgate.stream.limits import StreamLimits
 from eventgate.stream.resume import Resume, Unavailable
@@ -53,12 +54,15 @@ _HEAD = (
 @dataclass(frozen=True)
 class StreamRequest:
     """What a stream request asks for, however it arrived: the token (query, else cookie), the
-    requested channel names, the resume cursor (header, else ``lastEventId``), the Origin."""
+    requested channel names, the resume cursor (header, else ``lastEventId``), the Origin, and
+    ``rewind`` as the query gave it (how many retained events a stream without a cursor starts
+    with)."""
 
     token: str | None
     channels: Sequence[str]
     last_event_id: str | None
     origin: str | None
+    rewind: str | None = None
 
 
 class StreamOpener:
@@ -96,8 +100,10 @@ class StreamOpener:
                 f"a stream carries at most {config.max_channels_per_stream} channels."
             )
         requested = cursor.parse(ask.last_event_id, channels)
+        rewind = 0 if ask.rewind is None else parse_rewind(ask.rewind)
         limits, hub = self.limits, self.hub
-        lease = limits.admit(grant.subject, channels)  # 503 worker full / 429 subject full
+        # 503 worker full / 401 subject revoked / 429 subject full
+        lease = limits.admit(grant.subject, grant.issued_at, channels)
 
         def closed(subscriber: Subscriber) -> None:
             hub.remove(subscriber)
@@ -119,7 +125,7 @@ class StreamOpener:
             limits.release(lease)  # no connection will ever close it (e.g. out of descriptors)
             raise
         try:
-            positions = self.resume.positions(channels, requested)
+            positions = self.resume.positions(channels, requested, rewind)
         except Unavailable:
             positions = None
         opening = (
@@ -133,6 +139,16 @@ class StreamOpener:
             # miss whatever was published in between.
             opening += sse.position(cursor.format(positions, channels[0]))
         subscriber.send(opening)
+        subject = grant.subject
+        if (
+            subject is not None and positions is not None
+            and self.resume.broker.revoked(subject, grant.issued_at)
+        ):
+            # Revoked after admission read Redis and before the hub knew of this stream (the
+            # hub takes it in resume.open, with no greenlet switch since this check).
+            subscriber.positions.update(positions)
+            subscriber.finish(sse.revoked(subscriber.cursor(channels[0]), subject))
+            return
         try:
             if positions is None:
                 raise Unavailable("Redis is unreachable")

@@ -16,6 +16,7 @@ import redis
 
 from eventgate.shared import sse
 from eventgate.shared.events import READ_BATCH, entry_fields, id_key, read_from, read_heads
+from eventgate.shared.history import rewind_positions
 from eventgate.shared.sse import event_body_bytes
 from eventgate.stream.broker import Broker
 from eventgate.stream.hub import Hub
@@ -43,16 +44,25 @@ class Resume:
         self.broker = broker
         self.client = client
 
-    def positions(self, channels: list[str], requested: dict[str, str]) -> dict[str, str]:
+    def positions(
+        self, channels: list[str], requested: dict[str, str], rewind: int = 0
+    ) -> dict[str, str]:
         """Where the connection starts on each channel: the client's cursor, or for channels it
-        names no position for, the log's current end. Call it before the response head goes
-        out, so that every event published after the client saw its 200 is delivered. Raises
-        Unavailable when Redis cannot be read.
+        names no position for, the log's current end — or, for a stream without a cursor that
+        asked for ``rewind`` events, before the last ``rewind`` events the log retains (the
+        replay then sends them, and the hand-off goes on live as after any resume). Call it
+        before the response head goes out, so that every event published after the client saw
+        its 200 is delivered. Raises Unavailable when Redis cannot be read.
 
         A channel this worker already follows live (its broker connected) starts where the hub
         stands, with no round trip: every later event reaches the connection live. The hub may
         stand a few in-flight events behind the log's end; the client then gets those too,
         which is no gap and no duplicate."""
+        if rewind and not requested:
+            try:
+                return rewind_positions(self.client, channels, rewind)
+            except (redis.RedisError, OSError) as error:
+                raise Unavailable(str(error)) from None
         following = {}
         if self.broker.connected:
             for name in channels:

@@ -27,6 +27,10 @@ answered for ``SHED_AFTER_SECONDS`` the worker ends its streams, each with a jit
 them and resume from their cursors. One shard down while the others answer is a primary failing
 over, not a cut: its streams stay, and are backfilled once its replica took over.
 
+Control messages (revocations: shared/revocations.py) are plain pub/sub, which a cluster forwards
+to every node: one more connection, to any node, SUBSCRIBEs to ``keys.CONTROL_CHANNEL`` for as
+long as the worker runs, kept alive and moved to another node like a shard's.
+
 Subscriptions are grouped by partition (shared/keys.py): the channels of one partition share a
 hash slot, so one ``SSUBSCRIBE`` covers them, and a reconnect costs one command per partition
 held, sent in one write per shard. A reconnect's backfill first asks every channel's newest id
@@ -108,7 +112,8 @@ class Shard:
 
 class ShardedBroker(Broker):
     """The Broker with one pub/sub connection per shard (see the module's docstring).
-    ``node_client(host, port)`` makes the client of a shard's pub/sub connection."""
+    ``node_client(host, port)`` makes the client of a shard's pub/sub connection,
+    ``control_client`` (default ``node_client``) that of the control channel's."""
 
     def __init__(
         self,
@@ -116,9 +121,11 @@ class ShardedBroker(Broker):
         hub: Hub,
         client: LazyCluster,
         node_client: Callable[[str, int], redis.Redis],
+        control_client: Callable[[str, int], redis.Redis] | None = None,
     ) -> None:
         super().__init__(config, hub, client, client)  # type: ignore[arg-type]
         self._node_client = node_client
+        self._control_client = control_client or node_client
         self.shards: dict[NodeName, Shard] = {}
         self._home: dict[str, NodeName] = {}
         self._moved = gevent.event.Event()
@@ -127,6 +134,8 @@ class ShardedBroker(Broker):
         self.shed = 0
         #: Since when no node answered for the slot map (None: one did, last time asked).
         self.unreachable_since: float | None = None
+        #: The control channel's connection (a plain SUBSCRIBE on any node), while it is up.
+        self.control: Shard | None = None
         self._slots = [key_slot(keys.partition_tag(n).encode()) for n in range(keys.PARTITIONS)]
 
     @property
@@ -150,10 +159,12 @@ class ShardedBroker(Broker):
 
     def start(self) -> None:
         self._greenlets = [gevent.spawn(self._janitor), gevent.spawn(self._keepalive),
-                           gevent.spawn(self._rehome_loop)]
+                           gevent.spawn(self._rehome_loop), gevent.spawn(self._run_control)]
 
     def stop(self) -> None:
         gevent.killall(self._greenlets, block=False)
+        if self.control is not None:
+            self._drop(self.control)
         for shard in self.shards.values():
             if shard.greenlet is not None:
                 shard.greenlet.kill(block=False)
@@ -314,6 +325,46 @@ class ShardedBroker(Broker):
         if accepted:
             self.hub.broadcast_all(accepted)
 
+    # -- the control channel ------------------------------------------------------------------
+
+    def _run_control(self) -> None:
+        """Follow ``keys.CONTROL_CHANNEL`` (revocations) on one node, any node: a cluster
+        forwards a plain PUBLISH to every node's subscribers. Shard connections cannot carry
+        it (they only SSUBSCRIBE, and exist only while they hold channels); this one lives as
+        long as the worker, and moves to another node when its node stops answering."""
+        backoff = 0.1
+        while True:
+            control = None
+            try:
+                node = random.choice(self.redis.cluster().get_nodes())
+                control = Shard("control", self._control_client(node.host, int(node.port)))
+                pubsub = control.pubsub = control.client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(keys.CONTROL_CHANNEL)
+                control.last_pong = time.monotonic()
+                control.connected = True
+                control.replies = replies = Replies(pubsub)
+                self.control = control
+                backoff = 0.1
+                while True:
+                    for reply in replies.read():
+                        if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                            self.on_control(reply[2])
+                        elif isinstance(reply, list) and reply[:1] == [b"pong"]:
+                            control.last_pong = time.monotonic()
+            except _ERRORS + (redis.exceptions.RedisClusterException,) as error:
+                if control is not None and control.connected:
+                    log.warning("control connection to the cluster lost: %s",
+                                type(error).__name__)
+            finally:
+                self.control = None
+                if control is not None:
+                    if control.replies is not None:
+                        control.replies.close()
+                    self._drop(control)
+                    control.client.close()
+            gevent.sleep(backoff * random.uniform(0.5, 1.5))
+            backoff = min(backoff * 2, 1.0)
+
     def _keepalive(self) -> None:
         """PING every shard connection each PING_SECONDS; interrupt one that stopped answering
         (its reader reconnects); shed the streams when no node answered for too long."""
@@ -323,7 +374,8 @@ class ShardedBroker(Broker):
             cut = self.unreachable_since
             if cut is not None and now - cut > SHED_AFTER_SECONDS:
                 self._shed(now - cut)
-            for shard in list(self.shards.values()):
+            control = [] if self.control is None else [self.control]
+            for shard in [*self.shards.values(), *control]:
                 replies = shard.replies
                 if not shard.connected or replies is None:
                     continue

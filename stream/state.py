@@ -87,7 +87,8 @@ class StreamState:
         hub = Hub()
         if parse_cluster_url(config.redis_url) is not None:
             broker: Broker = ShardedBroker(
-                config, hub, client, lambda host, port: connect_node_pubsub(config, host, port)
+                config, hub, client, lambda host, port: connect_node_pubsub(config, host, port),
+                lambda host, port: connect_node_pubsub(config, host, port, control=True),
             )
         else:
             broker = Broker(config, hub, client, connect_pubsub(config, primary))

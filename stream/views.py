@@ -18,7 +18,15 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from gunicorn.workers.base_async import ALREADY_HANDLED
 from werkzeug.exceptions import HTTPException
 
-from eventgate.shared.errors import EventgateError, StreamFailed, UnsupportedServer
+from eventgate.shared.errors import (
+    ChannelNotGranted,
+    EventgateError,
+    InvalidRequest,
+    StreamFailed,
+    UnsupportedServer,
+)
+from eventgate.shared.history import next_link, read_history
+from eventgate.shared.names import validate_channel
 from eventgate.shared.primary import not_ready
 from eventgate.stream.opening import OsSocket, StreamRequest, refusal_headers
 from eventgate.stream.state import StreamState
@@ -81,6 +89,7 @@ def streams():
         channels=request.args.getlist("channel"),
         last_event_id=request.headers.get("Last-Event-ID") or request.args.get("lastEventId"),
         origin=request.headers.get("Origin"),
+        rewind=request.args.get("rewind"),
     )
 
     def take_socket() -> OsSocket:
@@ -132,6 +141,27 @@ def streams_options():
         "Access-Control-Allow-Headers": _PREFLIGHT_HEADERS,
         "Access-Control-Max-Age": "600",
     })
+
+
+@bp.get("/streams/history")
+def history():
+    """A page of one channel's retained log for a browser holding a token that grants it
+    (the token as ``/streams`` takes it: query, else cookie); the same page as the channels
+    API's (shared/history.py), refused like a stream (401/403)."""
+    state = _state()
+    grant = state.opener.tokens.verify(
+        request.args.get("token") or request.cookies.get("eventgate_token")
+    )
+    name = request.args.get("channel")
+    if name is None:
+        raise InvalidRequest("name the channel to read with &channel=NAME.")
+    if not grant.covers(validate_channel(name)):
+        raise ChannelNotGranted(f"the token does not grant channel {name!r}.", name)
+    page = read_history(state.redis, name, request.args.get("after"), request.args.get("limit"))
+    response = jsonify(page)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(next_link(request.path, request.args.to_dict(flat=False), page))
+    return response
 
 
 @bp.get("/streams/healthz")

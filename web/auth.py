@@ -66,16 +66,27 @@ def require_publish_key() -> Response | None:
     )
 
 
-def require_scope(names: Iterable[str], *, grants: bool = False) -> None:
+def require_scope(
+    names: Iterable[str], *, grants: bool = False, verb: str = "publish to"
+) -> None:
     """Raise ChannelNotGranted (403) for the first of ``names`` (validated channels, or with
-    ``grants`` exact-or-prefix grants to put in a token) outside the request key's scope."""
+    ``grants`` exact-or-prefix grants to put in a token) outside the request key's scope;
+    ``verb`` names what the request does with them in the refusal."""
     entry: PublishKey = request.environ[_MATCHED]
     allowed = entry.allows_grant if grants else entry.allows_channel
     for name in names:
         if not allowed(name):
-            what = "grant" if grants else "publish to"
+            what = "grant" if grants else verb
             raise ChannelNotGranted(
                 f"this publisher key may not {what} channel {name!r}: it is restricted to "
                 f"{', '.join(entry.scope or ())}.",
                 name,
             )
+
+
+
+def key_is_restricted() -> bool:
+    """Whether the request's publisher key is restricted to channel grants (it may then do
+    nothing that acts beyond channels, such as revoking a token subject)."""
+    entry: PublishKey = request.environ[_MATCHED]
+    return entry.scope is not None

@@ -5,6 +5,7 @@ This is what a Flask app embeds to feed eventgate::
     gate = EventGate(app)                       # or EventGate(); gate.init_app(app) in a factory
     gate.publish("orders.42", {"state": "paid"}, "order.updated")   # in a view: after-commit
     token, expires_at = gate.token_for(["orders.42"], subject="user-7")   # for its EventSource
+    gate.revoke("user-7")                       # ends user-7's streams, refuses its old tokens
 
 Two ways to publish, chosen by how the extension is set up:
 
@@ -31,12 +32,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import redis
 from flask import Flask, Response, current_app, has_app_context, has_request_context, request
 
 from eventgate.cli import command_group
+from eventgate.shared import revocations
 from eventgate.shared.config import Config
 from eventgate.shared.errors import InvalidEvent, PublishError
 from eventgate.shared.pagecursor import page_cursor
@@ -207,6 +210,16 @@ class EventGate:
         The token is a bearer credential: hand it only to the user it was made for.
         """
         return self.tokens.issue(channels, subject, ttl)
+
+    def revoke(self, subject: str) -> datetime:
+        """Revoke token subject ``subject`` now (UTC time returned): its open streams end with
+        an ``eventgate.revoked`` event and its tokens issued until now — the same second
+        included — are refused; mint its new token a second later or more. Raises ValueError
+        for a bad subject, redis errors when Redis does not store the revocation."""
+        revoked_at = revocations.revoke(
+            self.client, subject, self.config.token_max_ttl_seconds
+        )
+        return datetime.fromtimestamp(revoked_at, UTC)
 
     # -- state ------------------------------------------------------------------------------
 

@@ -3,16 +3,20 @@ shard, followed by single- and multi-channel clients (a client's channels on dif
 through a stream pool of two workers that holds one sharded pub/sub connection per shard per
 worker — then the same while the cluster is faulted: a primary killed (failover), a slot
 migrated, the pub/sub connections of a shard killed. Each client ends with every event the log
-kept once, in order, or the loss event for what Redis itself lost (tests/ha/verdict.py)."""
+kept once, in order, or the loss event for what Redis itself lost (tests/ha/verdict.py). And a
+revocation: each worker follows the control channel over one plain SUBSCRIBE on any node."""
 
 from __future__ import annotations
 
+import json
+import secrets
 import time
 from collections import Counter
 
 import pytest
 
 from eventgate.shared import keys
+from tests.clients import StreamClient, stream_path
 from tests.cluster.traffic import RoundPublisher, follow, judge
 from tests.ha.verdict import Verdict
 from tests.servers import wait_for
@@ -114,6 +118,42 @@ def test_a_reconnect_costs_one_command_per_partition_not_per_channel(
     assert calls(after, "xread") - calls(before, "xread") <= 2 * workers * partitions
     assert len(held) > 2 * partitions  # the bound above would not tell them apart otherwise
     assert not verdict.problems, verdict.problems[:10]
+
+
+def control_connections(redis_cluster) -> list[str]:
+    """The names of the stream workers' control connections, over every node."""
+    names = []
+    for node in redis_cluster.primaries():
+        listed = redis_cluster.client(node).client_list(_type="pubsub")
+        names += [c["name"] for c in listed if c["name"].startswith("eventgate-control-")]
+    return names
+
+
+def test_a_revocation_ends_the_subjects_streams_on_every_worker(
+    redis_cluster, cluster_apps, cluster_app, tokens, publish_key
+):
+    pool = cluster_apps[0]
+    expected = sorted(f"eventgate-control-{pid}" for pid in pool.worker_pids())
+    wait_for(lambda: sorted(control_connections(redis_cluster)) == expected, 10,
+             "one control connection per worker")
+    subject = f"user-{secrets.token_hex(4)}"
+    channel = f"revoke.{secrets.token_hex(4)}"
+    token, _ = tokens.issue([channel], subject)
+    streams = [StreamClient(pool.port, stream_path(token)).start().wait_open() for _ in range(6)]
+
+    answer = cluster_app.test_client().post(
+        "/api/revocations", json={"subject": subject},
+        headers={"Authorization": f"Bearer {publish_key}"},
+    )
+    sent = time.monotonic()
+    assert answer.status_code == 201, answer.get_json()
+
+    for client in streams:
+        assert client.ended.wait(max(0.0, sent + 1.0 - time.monotonic()) + 0.05)
+        last = client.events[-1]
+        assert (last.type, json.loads(last.data)) == ("eventgate.revoked", {"subject": subject})
+    again = StreamClient(pool.port, stream_path(token)).start()
+    assert again.status == 401 and again.json()["error"] == "token_revoked"
 
 
 def kill_primary(cluster, base):

@@ -161,3 +161,19 @@ def stack_health(stack) -> dict:
 
 def stack_streams(stack) -> int:
     return stack_health(stack)["streams"]
+
+
+def test_history_through_nginx_is_json_both_ways(stack, channel):
+    # /streams/history has its own nginx location: its answers (a page, a refusal) stay JSON,
+    # never the streams' retry fallback.
+    ids = api(stack, "/api/events", [{"channel": channel, "data": n} for n in range(3)])[1]["ids"]
+    token = token_for(stack, [channel])
+
+    status, headers, body = http_get(
+        stack.url(f"/streams/history?token={token}&channel={channel}&limit=2"))
+    refused, refused_headers, refusal = http_get(stack.url(f"/streams/history?channel={channel}"))
+
+    assert status == 200 and [e["id"] for e in json.loads(body)["events"]] == ids[:2]
+    assert 'rel="next"' in headers["Link"]
+    assert refused == 401 and refused_headers["Content-Type"].startswith("application/json")
+    assert json.loads(refusal)["error"]

@@ -171,7 +171,8 @@ def test_every_location_with_its_own_error_pages_keeps_them_json(production, tmp
     _, tls = edge_servers(rendered(production, tmp_path / "out"))
     found = locations(tls)
     fallbacks = {"/streams": "@stream_unavailable", "= /streams/healthz": "@unavailable",
-                 "= /streams/readyz": "@unavailable", "/": "@unavailable"}
+                 "= /streams/readyz": "@unavailable", "= /streams/history": "@unavailable",
+                 "/": "@unavailable"}
     for name, body in found.items():
         if not any(d.startswith("error_page") for d in body):
             continue

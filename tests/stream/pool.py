@@ -19,10 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def pool_settings(
-    redis_url: str, secret_keys: tuple[str, ...], publish_key: str, var_dir: Path, **settings: str
+    redis_url: str, secret_keys: tuple[str, ...], publish_key: str, var_dir: Path, /,
+    **settings: str,
 ) -> dict[str, str]:
     """A test pool's EVENTGATE_* environment: short heartbeat and retry, plus ``settings``
-    (``cors_origins="http://…"`` → ``EVENTGATE_CORS_ORIGINS``)."""
+    (``cors_origins="http://…"`` → ``EVENTGATE_CORS_ORIGINS``; ``redis_url=…`` overrides the
+    first argument)."""
     return eventgate_env(secret_keys, publish_key, redis_url, var_dir,
                          **{"heartbeat": "1", "retry_ms": "300", **settings})
 

@@ -39,7 +39,7 @@ def test_issue_verify_round_trip(channel_tokens):
     assert expires_at == utc(T0 + 60)
     assert re.fullmatch(r"[A-Za-z0-9_.-]+", token), "a token must be URL-safe"
     assert channel_tokens.verify(token) == Grant(
-        grants=("orders.42", "users.7.*"), subject="user-7", expires_at=T0 + 60
+        grants=("orders.42", "users.7.*"), subject="user-7", expires_at=T0 + 60, issued_at=T0
     )
 
 
