@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eventgate.shared.errors import ConfigError
+from eventgate.shared.errors import ConfigError, InvalidName
+from eventgate.shared.names import validate_grant
 from eventgate.shared.publishkeys import parse_publish_keys
 from eventgate.shared.redisurl import RedisURLError, check_redis_url
 from eventgate.shared.stackredis import REDIS_MODES, StackRedis
@@ -136,6 +137,12 @@ class Config:
     client_header_timeout_seconds: int = 10
     client_body_timeout_seconds: int = 30
     send_timeout_seconds: int = 60
+    #: Grant patterns (``orders.42``, ``rooms.*``) of the channels whose logs carry
+    #: ``eventgate.join`` / ``eventgate.leave`` events (stream/presence.py); none by default.
+    presence_channels: tuple[str, ...] = ()
+    #: How long a subject's last stream on such a channel must stay closed before its leave is
+    #: written: a reconnect within it is no leave/join pair.
+    presence_grace_seconds: float = 5.0
     #: The outbox's database, a SQLAlchemy URL (``postgresql+psycopg://…``, ``sqlite:///…``),
     #: that ``eventgate relay`` relays from; "" runs no relay. May hold a password: kept out of
     #: repr() and of rendered files.
@@ -245,6 +252,8 @@ class Config:
             client_header_timeout_seconds=number("CLIENT_HEADER_TIMEOUT", 10),
             client_body_timeout_seconds=number("CLIENT_BODY_TIMEOUT", 30),
             send_timeout_seconds=number("SEND_TIMEOUT", 60),
+            presence_channels=_split_keys(get("PRESENCE_CHANNELS", "")),
+            presence_grace_seconds=number("PRESENCE_GRACE_SECONDS", 5.0, float),
             outbox_url=get("OUTBOX_URL", ""),
             outbox_metrics_port=number("OUTBOX_METRICS_PORT", 0),
         )
@@ -304,6 +313,21 @@ def _check_limits(config: Config) -> None:
                 "browser sends it, e.g. https://app.example.com or http://localhost:3000 "
                 "(lowercase, no path, no trailing slash; '*' and 'null' are refused)."
             )
+
+    _check_presence(config)
+
+
+def _check_presence(config: Config) -> None:
+    for pattern in config.presence_channels:
+        try:
+            validate_grant(pattern)
+        except InvalidName:
+            raise ConfigError(
+                f"EVENTGATE_PRESENCE_CHANNELS entry {pattern[:80]!r} is not a grant pattern: "
+                "write a channel name or prefix.* (e.g. rooms.*), comma-separated."
+            ) from None
+    if config.presence_grace_seconds < 0:
+        raise ConfigError("EVENTGATE_PRESENCE_GRACE_SECONDS must be 0 or a number of seconds.")
 
 
 #: The databases the outbox supports (shared/outboxtable.py), as URL scheme prefixes.

@@ -78,6 +78,24 @@ def channel_of_log(key: str) -> str | None:
     return None
 
 
+def presence_key(channel: str) -> str:
+    """The sorted set of the streams open on ``channel`` (``<subject or empty>|<opened ms>.<id>``
+    -> lease expiry in Redis time), in the channel's partition slot (stream/presence.py)."""
+    return f"{PREFIX}{{p{partition(channel)}}}:{channel}:presence"
+
+
+def presence_subjects_key(channel: str) -> str:
+    """A hash: subject -> its live streams on ``channel``, kept only on channels that announce
+    joins and leaves (``EVENTGATE_PRESENCE_CHANNELS``), in the channel's slot."""
+    return f"{PREFIX}{{p{partition(channel)}}}:{channel}:presence-subjects"
+
+
+def presence_leaving_key(channel: str) -> str:
+    """A sorted set: subject -> when its leave is due (its grace period over), on channels that
+    announce joins and leaves, in the channel's slot."""
+    return f"{PREFIX}{{p{partition(channel)}}}:{channel}:presence-leaving"
+
+
 def _subject_tag(subject: str) -> str:
     """The hash tag of a token subject's keys: its digest, so that the keys are short, ASCII,
     and say nothing about who the subject is to someone reading Redis keys (a subject is any

@@ -91,7 +91,7 @@ from eventgate.shared.slotscripts import SlotCall, run_per_slot
 # The parts both scripts share: the age cut-off (one TIME per run), ``append`` (one event added
 # to its log, chained to the log's newest id, and published live) and ``trim`` (each log touched,
 # trimmed by age and its expiry pushed back).
-_APPEND = """
+APPEND_LUA = """
 local maxlen, max_age_ms = ARGV[1], tonumber(ARGV[2])
 local minid = nil
 if max_age_ms > 0 then
@@ -131,7 +131,7 @@ local function trim()
   end
 end
 """
-_SCRIPT = _APPEND + """
+_SCRIPT = APPEND_LUA + """
 local nkeys = #KEYS
 local record = nil
 if nkeys % 2 == 1 then
@@ -169,7 +169,7 @@ return ids
 # Every record is checked before anything is added: one of another fingerprint answers
 # {'reused', n} (row n, nothing added). A row whose record exists answers the id it holds (it
 # was stored by an earlier run); the others are added, in order, and recorded.
-_ROWS_SCRIPT = _APPEND + """
+_ROWS_SCRIPT = APPEND_LUA + """
 local held = {}
 for i = 1, #KEYS, 3 do
   local stored = redis.call('GET', KEYS[i + 2])

@@ -18,6 +18,9 @@ script reads it before taking a lease, so a stream open with a subject costs no 
 round trip (with the subject limit off, it costs one GET). Streams without a subject have no
 revocation and cost nothing.
 
+The same keeper sends this worker's presence leases (stream/presence.py, shared/presence.py):
+one lease per stream and channel, added, renewed and released in the pipelines above.
+
 When Redis cannot be reached neither the subject limit nor revocation is enforced: the stream
 would end at once anyway with a retry, and a Redis outage must not turn into refusals an
 EventSource never retries.
@@ -30,6 +33,7 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import gevent.event
@@ -38,11 +42,11 @@ import redis
 from eventgate.shared import keys, revocations
 from eventgate.shared.config import Config
 from eventgate.shared.errors import TokenRevoked, TooBusy, TooManyStreams
+from eventgate.shared.presence import PresenceScript, lease_seconds
+from eventgate.stream.presence import PresenceLeases
 
 log = logging.getLogger("eventgate.stream")
 
-#: A lease outlives this many missed renewals (one per heartbeat period) before it lapses.
-LEASE_PERIODS = 3
 #: Leases renewed per Redis round trip.
 _RENEW_BATCH = 500
 
@@ -89,6 +93,9 @@ class Lease:
     #: of an open worker never do, and the random draw is a system call per accept).
     member: str = ""
     released: bool = False
+    #: Its channels and its member in their presence sets ("" until it holds one).
+    channels: Sequence[str] = ()
+    presence: str = ""
 
 
 class StreamLimits:
@@ -99,7 +106,7 @@ class StreamLimits:
         self.per_subject = config.max_streams_per_subject
         self.per_worker = config.max_streams_per_worker
         self.period_seconds = config.heartbeat_seconds
-        self.lease_seconds = LEASE_PERIODS * config.heartbeat_seconds
+        self.lease_seconds = lease_seconds(config)
         self.worker_retry_after = max(1, math.ceil(config.retry_ms / 1000))
         self.open = 0
         self.refused_worker = 0
@@ -110,12 +117,17 @@ class StreamLimits:
         self._leases: set[Lease] = set()
         self._released: list[tuple[str, str]] = []
         self._wake = gevent.event.Event()
+        self.presence = PresenceLeases(
+            PresenceScript(client, config), config.presence_grace_seconds
+        )
 
-    def admit(self, subject: str | None, issued_at: float = 0.0) -> Lease:
-        """A lease for a new stream of ``subject`` with a token signed at ``issued_at``; raises
-        TooBusy (503) when this worker is full, TokenRevoked (401) when the subject was revoked
-        since the token was signed, and TooManyStreams (429) when the subject is full. Call
-        ``release`` exactly once after."""
+    def admit(
+        self, subject: str | None, issued_at: float = 0.0, channels: Sequence[str] = ()
+    ) -> Lease:
+        """A lease for a new stream of ``subject`` with a token signed at ``issued_at``, on
+        ``channels`` (its presence); raises TooBusy (503) when this worker is full, TokenRevoked
+        (401) when the subject was revoked since the token was signed, and TooManyStreams (429)
+        when the subject is full. Call ``release`` exactly once after."""
         if self.per_worker and self.open >= self.per_worker:
             self.refused_worker += 1
             raise TooBusy(
@@ -128,10 +140,10 @@ class StreamLimits:
         self.open += 1
         lease = Lease()
         if subject is None:
-            return lease
+            return self._present(lease, subject, channels)
         if not self.per_subject:
             self._check_revoked(subject, issued_at, lease)
-            return lease
+            return self._present(lease, subject, channels)
         key = keys.subject_streams_key(subject)
         lease.member = secrets.token_hex(8)
         lease_ms = int(self.lease_seconds * 1000)
@@ -142,7 +154,7 @@ class StreamLimits:
             )
         except (redis.RedisError, OSError) as error:
             log.warning("per-subject stream limit not checked, Redis failed: %s", error)
-            return lease
+            return self._present(lease, subject, channels)
         if admitted == -1:
             self._refuse(lease)
             raise _revoked()
@@ -156,6 +168,16 @@ class StreamLimits:
             )
         lease.key = key
         self._leases.add(lease)
+        return self._present(lease, subject, channels)
+
+    def _present(self, lease: Lease, subject: str | None, channels: Sequence[str]) -> Lease:
+        # Queued only: the keeper adds it to the channels' presence sets in its next round.
+        if channels:
+            idle = self.presence.flush_at is None
+            lease.channels = channels
+            lease.presence = self.presence.opened(subject, channels)
+            if idle:
+                self._wake.set()  # so that the keeper waits for the flush delay
         return lease
 
     def _check_revoked(self, subject: str, issued_at: float, lease: Lease) -> None:
@@ -181,6 +203,11 @@ class StreamLimits:
             return
         lease.released = True
         self.open -= 1
+        if lease.presence:
+            idle = self.presence.flush_at is None
+            self.presence.closed(lease.presence, lease.channels)
+            if idle:
+                self._wake.set()
         if lease.key is not None:
             self._leases.discard(lease)
             self._released.append((lease.key, lease.member))
@@ -191,10 +218,14 @@ class StreamLimits:
         ones every heartbeat period. Redis errors are logged and retried on the next round."""
         renew_at = time.monotonic() + self.period_seconds
         while True:
-            self._wake.wait(max(0.0, renew_at - time.monotonic()))
+            wake_at = renew_at
+            presence_at = self.presence.next_due()
+            if presence_at is not None:
+                wake_at = min(wake_at, presence_at)
+            self._wake.wait(max(0.0, wake_at - time.monotonic()))
             self._wake.clear()
             try:
-                self.flush()
+                self.flush(everything=False)
                 if time.monotonic() >= renew_at:
                     renew_at = time.monotonic() + self.period_seconds
                     self.renew()
@@ -202,29 +233,70 @@ class StreamLimits:
                 log.warning("stream leases not updated, Redis failed: %s", error)
                 gevent.sleep(min(1.0, self.period_seconds))
 
-    def flush(self) -> None:
-        """Remove the released leases from Redis now (also called as a worker exits)."""
-        while self._released:
+    def flush(self, everything: bool = True) -> None:
+        """Remove the released leases from Redis now, and send the presence changes queued
+        (only those due, unless ``everything``: as a worker exits)."""
+        reloaded = False
+        while self._released or self.presence.pending(everything):
             batch, self._released = self._released, []
             pipe = self._client.pipeline(transaction=False)
             for key, member in batch:
                 pipe.zrem(key, member)
+            taken = self.presence.take_changes()
+            script = self.presence.script
+            if not script.sharded:
+                script.queue(pipe, taken.items())
             try:
-                pipe.execute()
-            except BaseException:
+                if len(pipe):
+                    pipe.execute()
+                if script.sharded:
+                    script.run_sharded(taken.items())
+            except BaseException as error:
                 self._released = batch + self._released
-                raise
+                self.presence.requeue(taken)
+                if reloaded or not isinstance(error, redis.exceptions.NoScriptError):
+                    raise
+                reloaded = self._load_scripts()
 
     def renew(self) -> None:
         """Push every open lease's expiry ``lease_seconds`` past Redis's now."""
         leases = [lease for lease in self._leases if lease.key is not None]
         lease_ms = int(self.lease_seconds * 1000)
-        for start in range(0, len(leases), _RENEW_BATCH):
-            batch = leases[start : start + _RENEW_BATCH]
-            self._renew(
-                keys=[lease.key for lease in batch],
-                args=[lease_ms, *(lease.member for lease in batch)],
-            )
+        script = self.presence.script
+        if script.sharded:  # the Cluster client pipelines no script
+            for start in range(0, len(leases), _RENEW_BATCH):
+                batch = leases[start : start + _RENEW_BATCH]
+                self._renew(
+                    keys=[lease.key for lease in batch],
+                    args=[lease_ms, *(lease.member for lease in batch)],
+                )
+            script.run_sharded(self.presence.renewals())
+            return
+        for attempt in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            for start in range(0, len(leases), _RENEW_BATCH):
+                batch = leases[start : start + _RENEW_BATCH]
+                pipe.evalsha(
+                    self._renew.sha, len(batch), *(lease.key for lease in batch),
+                    lease_ms, *(lease.member for lease in batch),
+                )
+            script.queue(pipe, self.presence.renewals())
+            if not len(pipe):
+                return
+            try:
+                pipe.execute()
+                return
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                self._load_scripts()
+
+    def _load_scripts(self) -> bool:
+        # A Redis that never saw the scripts (restarted, failed over) answers NOSCRIPT: load
+        # them and send again (every command of these pipelines may run twice harmlessly).
+        self._client.script_load(_RENEW)
+        self.presence.script.load()
+        return True
 
 
 def _revoked() -> TokenRevoked:

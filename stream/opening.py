@@ -103,7 +103,7 @@ class StreamOpener:
         rewind = 0 if ask.rewind is None else parse_rewind(ask.rewind)
         limits, hub = self.limits, self.hub
         # 503 worker full / 401 subject revoked / 429 subject full
-        lease = limits.admit(grant.subject, grant.issued_at)
+        lease = limits.admit(grant.subject, grant.issued_at, channels)
 
         def closed(subscriber: Subscriber) -> None:
             hub.remove(subscriber)

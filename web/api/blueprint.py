@@ -1,5 +1,5 @@
 """The publisher API under ``/api``: publish events, mint stream tokens, read a channel's
-history, revoke subjects.
+history and presence, revoke subjects.
 
 Every route here requires the publisher key (``web.auth``); the check runs before the body is
 read, so an unauthenticated caller cannot make the server parse anything.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from eventgate.web.api import events, history, revocations, tokens
+from eventgate.web.api import events, history, presence, revocations, tokens
 from eventgate.web.auth import require_publish_key
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -18,3 +18,4 @@ bp.register_blueprint(events.bp)
 bp.register_blueprint(tokens.bp)
 bp.register_blueprint(history.bp)
 bp.register_blueprint(revocations.bp)
+bp.register_blueprint(presence.bp)
