@@ -11,9 +11,10 @@ import redis
 from flask import Blueprint, Response, jsonify
 from redis.exceptions import RedisClusterException
 
+from eventgate.shared.errors import RedisUnreachable
 from eventgate.shared.names import validate_channel
 from eventgate.shared.presence import PresenceScript
-from eventgate.web.errors import RETRY_AFTER_SECONDS, error_response
+from eventgate.web.errors import error_response
 from eventgate.web.extension import current_eventgate
 from eventgate.web.isotime import iso_utc
 
@@ -29,11 +30,9 @@ def channel_presence(channel: str) -> Response:
     try:
         found = PresenceScript(gate.client, gate.config).read(channel)
     except (redis.RedisError, RedisClusterException) as error:
+        refusal = RedisUnreachable.answering(error, "presence cannot be read; retry in a moment.")
         return error_response(
-            "redis_unavailable",
-            f"Redis did not answer ({type(error).__name__}); retry in a moment.",
-            503,
-            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+            refusal.code, refusal.message, 503, {"Retry-After": str(refusal.retry_after)}
         )
     return jsonify(
         channel=found.channel,
