@@ -86,6 +86,8 @@ ENV_NAMES = {
     "status_interval_seconds": "STATUS_INTERVAL",
     "outbox_url": "OUTBOX_URL",
     "outbox_metrics_port": "OUTBOX_METRICS_PORT",
+    "presence_channels": "PRESENCE_CHANNELS",
+    "presence_grace_seconds": "PRESENCE_GRACE_SECONDS",
 }
 
 # Paths go unquoted into supervisor and nginx syntax: allow only characters safe in both.
