@@ -6,7 +6,9 @@ leave some tabs hanging."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
@@ -23,13 +25,21 @@ pytestmark = pytest.mark.stack(
 TABS = 10
 
 
-def open_tabs(browser, url: str, count: int = TABS) -> list:
+@contextlib.contextmanager
+def open_tabs(browser, url: str, count: int = TABS, *, waiting: bool = False) -> Iterator[list]:
     """``count`` tabs navigating to ``url`` at once (a navigation is started, not awaited: a tab
-    that cannot get a connection would block the next ones)."""
+    that cannot get a connection would block the next ones), closed at the end even when the
+    test fails: a tab left open would hold its stream's lock into the next test. ``waiting``:
+    some tabs may still wait for a connection; close them without waiting (that can hang)."""
     pages = [browser.new_page() for _ in range(count)]
-    for page in pages:
-        page.evaluate("url => { location.href = url; }", url)
-    return pages
+    try:
+        for page in pages:
+            page.evaluate("url => { location.href = url; }", url)
+        yield pages
+    finally:
+        for page in pages:
+            if not page.is_closed():
+                page.close(run_before_unload=waiting)
 
 
 def status(page, attribute: str) -> str | None:
@@ -78,14 +88,8 @@ def refusals(stack) -> int:
     return stack.log("nginx-access").count('"GET /streams HTTP/1.1" 401')
 
 
-def close(pages) -> None:
-    for page in pages:
-        page.close()
-
-
 def test_ten_tabs_share_one_stream_and_a_new_leader_takes_over(stack, browser):
-    pages = open_tabs(browser, stack.url("/"))
-    try:
+    with open_tabs(browser, stack.url("/")) as pages:
         wait_all_live(pages)
         before = publish_all(stack, [f"event {n}" for n in range(20)])
         assert_every_tab_shows(pages, before)
@@ -99,21 +103,16 @@ def test_ten_tabs_share_one_stream_and_a_new_leader_takes_over(stack, browser):
         wait_all_live(pages)
         after = publish_all(stack, [f"after {n}" for n in range(5)])
         assert_every_tab_shows(pages, before + meanwhile + after)
-    finally:
-        close(pages)
 
 
 def test_a_token_expiring_mid_stream_is_refreshed_and_nothing_is_lost(stack, browser):
-    pages = open_tabs(browser, stack.url("/?ttl=1"), count=3)
-    try:
+    with open_tabs(browser, stack.url("/?ttl=1"), count=3) as pages:
         wait_all_live(pages)
         first = token_requests(stack)
         # spread over the end of a 1-second token (of two, likely)
         expected = publish_all(stack, [f"through expiry {n}" for n in range(15)], pause=0.2)
         assert_every_tab_shows(pages, expected)
         assert token_requests(stack) - first >= 1  # refreshed, and resumed without a gap
-    finally:
-        close(pages)
 
 
 def test_tabs_resume_after_the_stream_worker_is_killed(stack, browser):
@@ -122,8 +121,7 @@ def test_tabs_resume_after_the_stream_worker_is_killed(stack, browser):
     # token; when the new worker answers fast enough, the browser's reconnect is enough. Either
     # way nothing may be lost (whether the 401 path ran depends on the respawn's timing, so it
     # is printed, not asserted: the expiry test above takes the token path every time).
-    pages = open_tabs(browser, stack.url("/?ttl=1"), count=3)
-    try:
+    with open_tabs(browser, stack.url("/?ttl=1"), count=3) as pages:
         wait_all_live(pages)
         before = publish_all(stack, [f"before kill {n}" for n in range(3)])
         assert_every_tab_shows(pages, before)
@@ -133,8 +131,6 @@ def test_tabs_resume_after_the_stream_worker_is_killed(stack, browser):
         after = publish_all(stack, [f"after kill {n}" for n in range(3)])
         assert_every_tab_shows(pages, before + meanwhile + after)
         print(f"\n[tabs] refused with 401 meanwhile: {refusals(stack) - refused_before}")
-    finally:
-        close(pages)
 
 
 def test_a_revocation_ends_the_subscription_in_every_tab(stack, browser):
@@ -148,30 +144,24 @@ def test_a_revocation_ends_the_subscription_in_every_tab(stack, browser):
         route.fulfill(status=code, content_type="application/json", body=body)
 
     browser.route("**/demo/token", user_token)
-    pages = open_tabs(browser, stack.url("/"), count=3)
     try:
-        wait_all_live(pages)
-        code, _, answer = stack.post("/api/revocations", {"subject": "tab-user"})
-        assert code == 201, answer
-        wait_for(lambda: all(status(page, "data-state") == "revoked" for page in pages), 10,
-                 "every tab to say revoked")
-        time.sleep(1.0)  # on purpose: a reconnect with a fresh token would have come by now
-        assert len(minted) == 1  # the leader's one token: none fetched behind the revocation
+        with open_tabs(browser, stack.url("/"), count=3) as pages:
+            wait_all_live(pages)
+            code, _, answer = stack.post("/api/revocations", {"subject": "tab-user"})
+            assert code == 201, answer
+            wait_for(lambda: all(status(page, "data-state") == "revoked" for page in pages), 10,
+                     "every tab to say revoked")
+            time.sleep(1.0)  # on purpose: a reconnect with a fresh token would have come by now
+            assert len(minted) == 1  # the leader's one token: none fetched behind the revocation
     finally:
         browser.unroute("**/demo/token", user_token)
-        close(pages)
 
 
 def test_without_sharing_ten_tabs_exceed_the_six_connections_per_origin(stack, browser):
     # Each tab its own EventSource (?shared=0), as a page without eventgate.js would do: the
     # browser holds at most six connections to one origin over HTTP/1.1, all six taken by streams,
     # so the other tabs cannot even load.
-    pages = open_tabs(browser, stack.url("/?shared=0"))
-    try:
+    with open_tabs(browser, stack.url("/?shared=0"), waiting=True) as pages:
         wait_for(lambda: len(live(pages)) >= 6, 15, "six live tabs")
         time.sleep(1.0)  # on purpose: give the rest the time they would need to go live
         assert 6 <= len(live(pages)) < TABS
-    finally:
-        for page in pages:
-            # Without waiting: closing a tab whose navigation waits for a connection can hang.
-            page.close(run_before_unload=True)
