@@ -37,13 +37,17 @@ def page() -> str:
 @bp.post("/demo/token")
 def token():  # type: ignore[no-untyped-def]
     """A token for the demo channel only, valid for a few minutes — or for ``?ttl=N`` seconds
-    (at most that), so that the page's token refresh can be watched, and tested."""
+    (at most that), so that the page's token refresh can be watched, and tested — and the
+    channel's current cursor."""
     gate = current_eventgate()
     ttl = min(requested_ttl(), gate.config.token_max_ttl_seconds)
     # No subject: the demo has no users, and one shared subject would put every visitor's tabs
     # under one per-subject stream limit. The per-worker and per-address limits still apply.
     token, expires_at = gate.token_for([DEMO_CHANNEL], ttl=ttl)
-    response = jsonify(token=token, expires_at=iso_utc(expires_at))
+    # The channel's position now: eventgate.js starts its first stream there, so a stream that
+    # sees no event still has a cursor to resume from (503 when Redis does not answer).
+    response = jsonify(token=token, expires_at=iso_utc(expires_at),
+                       cursor=gate.cursor([DEMO_CHANNEL]))
     response.headers["Cache-Control"] = "no-store"
     return response, 201
 

@@ -105,6 +105,34 @@ def test_ten_tabs_share_one_stream_and_a_new_leader_takes_over(stack, browser):
         assert_every_tab_shows(pages, before + meanwhile + after)
 
 
+def test_a_new_leader_resumes_from_the_opening_cursor_when_no_event_came_yet(stack, browser):
+    # No tab has seen an event id (the opening frame's is not shown to JavaScript): the cursor
+    # is the one the first token answer carried, passed on to the other tabs with the state.
+    held = []
+
+    def hold(route) -> None:
+        held.append(route)
+
+    with open_tabs(browser, stack.url("/"), count=3) as pages:
+        wait_all_live(pages)
+        assert all(shown(page) == [] for page in pages)
+        browser.route("**/demo/token", hold)
+        try:
+            old = leader(pages)
+            pages.remove(old)
+            old.close()
+            # (a Playwright call lets the route handler run)
+            wait_for(lambda: live(pages) is not None and held, 10, "the new leader's token request")
+            # published before the new leader's stream can open
+            meanwhile = publish_all(stack, [f"before the new stream {n}" for n in range(5)])
+            held[0].continue_()
+            wait_all_live(pages)
+            after = publish_all(stack, ["after the takeover"])
+            assert_every_tab_shows(pages, meanwhile + after)
+        finally:
+            browser.unroute("**/demo/token", hold)
+
+
 def test_a_token_expiring_mid_stream_is_refreshed_and_nothing_is_lost(stack, browser):
     with open_tabs(browser, stack.url("/?ttl=1"), count=3) as pages:
         wait_all_live(pages)

@@ -125,3 +125,13 @@ def test_demo_tokens_carry_no_subject(client, secret_keys):
     # One shared subject would cap every visitor's tabs together at max_streams_per_subject.
     grant = ChannelTokens(secret_keys).verify(client.post("/demo/token").get_json()["token"])
     assert grant.subject is None
+
+
+def test_demo_token_carries_the_channels_cursor_at_its_newest_event(client, read_log):
+    # eventgate.js starts its first stream there: a stream that sees no event can still resume.
+    client.post("/demo/messages", json={"text": "before the token"})
+    newest = read_log(DEMO_CHANNEL)[-1].id
+
+    answer = client.post("/demo/token").get_json()
+
+    assert answer["cursor"] == newest

@@ -12,8 +12,11 @@
 //                                    events: ["order.paid"], onEvent(type, data, id) {},
 //                                    onState(state, leading) {}});   // sub.close()
 //
-// tokenUrl answers a POST with JSON {"token": ...}. States: "connecting", "live", "down",
-// "revoked" (the stream was ended by a revocation: no reconnect).
+// tokenUrl answers a POST with JSON {"token": ..., "cursor": ...}; the cursor (optional: the
+// server's gate.cursor(channels)) is where the first stream starts, so that even a stream that
+// sees no event has a position to resume from: the browser never shows us the id of the stream's
+// opening frame. States: "connecting", "live", "down", "revoked" (the stream was ended by a
+// revocation: no reconnect).
 "use strict";
 
 (() => {
@@ -39,7 +42,8 @@
     function setState(next) {
       state = next;
       if (options.onState) options.onState(next, leading);
-      if (leading && bus) bus.postMessage({ state: next });
+      // with the cursor: a tab that saw no event yet resumes from it if it leads next
+      if (leading && bus) bus.postMessage({ state: next, cursor });
     }
 
     function deliver(type, data, id) {
@@ -85,7 +89,10 @@
           credentials: "same-origin",
         });
         if (!answer.ok) throw new Error(answer.status);
-        token = (await answer.json()).token;
+        const grant = await answer.json();
+        token = grant.token;
+        // Only the first: a later answer's cursor is "now", and would skip what we missed.
+        if (!cursor && grant.cursor) cursor = grant.cursor;
       } catch {
         return retry();
       }
@@ -136,8 +143,11 @@
     if (bus) {
       bus.onmessage = ({ data }) => {
         if (data.event) deliver(...data.event);
-        else if (data.state && !leading) setState(data.state);
-        else if (data.hello && leading) bus.postMessage({ state });
+        else if (data.state && !leading) {
+          if (data.cursor) cursor = data.cursor;
+          setState(data.state);
+        }
+        else if (data.hello && leading) bus.postMessage({ state, cursor });
       };
       setState("connecting");
       navigator.locks.request(name, lead);
