@@ -6,6 +6,8 @@ builds bench/loadgen.c, starts its own redis-server, and for each server under t
 Redis) runs on core 1. It samples the worker's RSS and CPU seconds from /proc, repeats each point,
 and prints one table: median [min–max] per server and the ratio eventgate / flask-sse.
 Everything listens on and connects to 127.0.0.1 only. Raw results go to var/bench/<time>/.
+Scenarios with setups of their own add their tables: ``presence`` (what presence adds to a stream
+open, bench/presence_opens.py; in the default run), ``scale`` and ``outbox`` (on request).
 """
 
 from __future__ import annotations
@@ -891,7 +893,7 @@ def print_report(text: str, raw: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few-minute subset, 1 repeat")
-    parser.add_argument("--only", default="S1,S2,S3,S4,publish",
+    parser.add_argument("--only", default="S1,S2,S3,S4,publish,presence",
                         help="comma-separated scenarios (default: all but scale and outbox, "
                         "bench/scaling.py's and bench/outbox.py's, also run on their own)")
     parser.add_argument("--servers", default="eventgate,flask-sse")
@@ -941,6 +943,12 @@ def main() -> None:
             started_outbox = time.monotonic()
             outbox_rows = outbox.run(outbox_plan, workdir)
             outbox_minutes = (time.monotonic() - started_outbox) / 60
+        if "presence" in only:  # what presence adds to a stream open (bench/presence_opens.py)
+            import presence_opens
+
+            started_presence = time.monotonic()
+            presence_rows = presence_opens.run(workdir, 2.0 if args.quick else 4.0)
+            presence_minutes = (time.monotonic() - started_presence) / 60
     finally:
         bench.redis.stop()
         (workdir / "results.json").write_text(json.dumps(bench.results, indent=1))
@@ -949,7 +957,7 @@ def main() -> None:
     print(f"eventgate bench — {command} — {plan.repeats} repeat(s), {minutes:.1f} min")
     print(f"machine: {before}")
     print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-    if only - {"scale", "outbox"}:
+    if only - {"scale", "outbox", "presence"}:
         print(table(bench.results, kinds, plan))
         print(f"raw results: {workdir / 'results.json'}")
     if "scale" in only:
@@ -957,6 +965,10 @@ def main() -> None:
     if "outbox" in only:
         print(outbox.report(outbox_rows, f"{command} (outbox)", outbox_minutes, before))
         print(f"raw results: {workdir / 'outbox.json'}")
+    if "presence" in only:
+        print(presence_opens.report(presence_rows, f"{command} (presence)", presence_minutes,
+                                    before))
+        print(f"raw results: {workdir / 'presence.json'}")
 
 
 if __name__ == "__main__":
