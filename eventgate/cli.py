@@ -374,10 +374,10 @@ def doctor(
     try:
         site = Site(url, cafile=cacert)
         channel = validate_channel(channel)
+    except InvalidName as error:  # a ValueError too
+        raise CommandError(f"--channel: {error.message}") from None
     except ValueError as error:
         raise CommandError(str(error)) from None
-    except InvalidName as error:
-        raise CommandError(f"--channel: {error.message}") from None
     if origin is not None and not _is_origin(origin):
         raise CommandError(
             f"--origin must be a page's origin, scheme://host[:port], not {origin!r}."

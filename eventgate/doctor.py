@@ -34,6 +34,7 @@ BUFFERING_FIX = (
     "set `proxy_buffering off;` (and `gzip off;`) in nginx's /streams location, and let no "
     "proxy in front buffer responses or ignore the stream's `X-Accel-Buffering: no`"
 )
+HELD_BACK = "not checked: the stream is held back on the way (see above)"
 FALLBACK_FIX = (
     "add `error_page 502 503 504 = @stream_unavailable;` to the /streams location, with "
     '`location @stream_unavailable { default_type text/event-stream; return 200 "retry: '
@@ -95,6 +96,9 @@ class Doctor:
     def __init__(self, site: Site, options: Options) -> None:
         self.site = site
         self.options = options
+        #: Set once the delivery check found the stream held back: the stream checks after it
+        #: would only time out again, so they say they were not checked.
+        self._held_back = False
 
     def run(self) -> Iterator[Verdict]:
         """Every verdict, each as soon as its check ends."""
@@ -102,12 +106,13 @@ class Doctor:
             yield self.http_version()
             yield self.pool_health()
             token = self._token()
-            yield self.cors(token)
             if self.options.pool_down:
+                yield self.cors(token)
                 yield self.retry_fallback(token)
                 return
             verdict, probe = self.delivery(token)
             yield verdict
+            yield self.cors(token)
             yield self.last_event_id(token, probe)
             yield self.heartbeats(token)
         except _Stop as stop:
@@ -164,6 +169,8 @@ class Doctor:
             return Verdict(SKIP, "CORS", "no --origin given: pass the page's origin "
                                          "(--origin https://app.example.com) to check it")
         check = f"CORS for {origin}"
+        if self._held_back:
+            return Verdict(SKIP, check, HELD_BACK)
         with self._stream(check, token, {"Origin": origin}) as stream:
             allowed = stream.headers.get("access-control-allow-origin")
             credentials = stream.headers.get("access-control-allow-credentials")
@@ -187,7 +194,15 @@ class Doctor:
         check = "events arrive unbuffered"
         start_id = self._publish("start")
         query = [("lastEventId", start_id)]
-        with self._stream(check, token, query=query) as stream:
+        wait = self.options.wait_seconds
+        try:
+            stream = self._stream(check, token, query=query, head_seconds=wait)
+        except ProbeError:  # its head held back with the first events, as nginx's buffering does
+            self._held_back = True
+            return Verdict(FAIL, check, f"the stream's answer did not even begin in {wait:g} s: "
+                                        f"a proxy on the way holds it back — {BUFFERING_FIX}"), \
+                _Probe(start_id, "", "", prompt=False)
+        with stream:
             stream.next_frame(stream.opened_at + PROMPT_SECONDS)  # the opening, if it comes
             sent = time.monotonic()
             nonce = secrets.token_hex(8)
@@ -195,6 +210,7 @@ class Doctor:
             arrived = _await(stream, nonce, sent + self.options.wait_seconds)
             closed = stream.closed
         probe = _Probe(start_id, probe_id, nonce, prompt=False)
+        self._held_back = arrived is None
         if arrived is None:
             if closed:
                 detail = "the stream ended before the event arrived"
@@ -237,6 +253,8 @@ class Doctor:
     def heartbeats(self, token: str) -> Verdict:
         """Stay connected with no events for ``idle_seconds`` and watch the comments."""
         check = "heartbeats keep idle streams open"
+        if self._held_back:
+            return Verdict(SKIP, check, HELD_BACK)
         idle = self.options.idle_seconds
         comments: list[float] = []
         with self._stream(check, token) as stream:
@@ -320,12 +338,16 @@ class Doctor:
         return [("token", token), ("channel", self.options.channel)]
 
     def _stream(self, check: str, token: str, headers: dict[str, str] | None = None,
-                query: list[tuple[str, str]] = ()) -> Stream:
+                query: list[tuple[str, str]] = (), head_seconds: float | None = None) -> Stream:
         """An open stream answering 200 ``text/event-stream`` uncompressed; anything else ends
-        the run with the check's FAIL."""
+        the run with the check's FAIL. With ``head_seconds``, a head that takes longer raises
+        the ProbeError (the caller's verdict)."""
         try:
-            stream = self.site.open_stream([*self._query(token), *query], headers)
+            stream = self.site.open_stream([*self._query(token), *query], headers,
+                                           head_seconds or self.options.wait_seconds)
         except ProbeError as error:
+            if head_seconds is not None and error.timed_out:
+                raise
             raise _Stop(Verdict(FAIL, check, error.message)) from None
         problem = _stream_problem(stream)
         if problem is not None:

@@ -27,11 +27,13 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 
 class ProbeError(Exception):
     """The site did not answer: no connection, TLS refused, the connection dropped mid-answer.
-    ``message`` is a sentence naming the site, never a request's path (it may hold a token)."""
+    ``message`` is a sentence naming the site, never a request's path (it may hold a token);
+    ``timed_out`` when the site was there but its answer did not come in time."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, timed_out: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.timed_out = timed_out
 
 
 @dataclass(frozen=True)
@@ -186,11 +188,13 @@ class Site:
         return self._whole("GET", path, None, dict(headers or {}))
 
     def open_stream(self, query: list[tuple[str, str]],
-                    headers: Mapping[str, str] | None = None) -> Stream:
+                    headers: Mapping[str, str] | None = None,
+                    head_seconds: float = CONNECT_TIMEOUT_SECONDS) -> Stream:
         """``GET /streams?query`` as EventSource sends it; returns once the answer's head is in
-        (any status: the caller reads what it means)."""
+        (any status: the caller reads what it means). A buffering proxy may hold the head back
+        with the first events: ProbeError with ``timed_out`` after ``head_seconds``."""
         wanted = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **(headers or {})}
-        connection = self._connect()
+        connection = self._connect(head_seconds)
         try:
             connection.request("GET", self._path(f"/streams?{urlencode(query)}"),
                                headers=wanted)
@@ -233,11 +237,11 @@ class Site:
         context.set_alpn_protocols(protocols)
         return context
 
-    def _connect(self) -> http.client.HTTPConnection:
+    def _connect(self, seconds: float = CONNECT_TIMEOUT_SECONDS) -> http.client.HTTPConnection:
         if self._context is not None:
             return http.client.HTTPSConnection(self.host, self.port, context=self._context,
-                                               timeout=CONNECT_TIMEOUT_SECONDS)
-        return http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT_SECONDS)
+                                               timeout=seconds)
+        return http.client.HTTPConnection(self.host, self.port, timeout=seconds)
 
     def _path(self, path: str) -> str:
         return f"{self.prefix}{path}"
@@ -249,4 +253,5 @@ class Site:
             reason = error.strerror
         else:
             reason = str(error) or type(error).__name__
-        return ProbeError(f"{self.origin} did not answer: {reason}.")
+        return ProbeError(f"{self.origin} did not answer: {reason}.",
+                          timed_out=isinstance(error, TimeoutError))
