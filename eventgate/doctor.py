@@ -30,6 +30,13 @@ DEFAULT_WAIT_SECONDS = 5.0
 PROMPT_SECONDS = 1.0
 EVENT_TYPE = "doctor"
 
+HTTP_VERSION = "HTTP version"
+POOL_HEALTH = "stream pool health"
+EVENTS = "events arrive unbuffered"
+LAST_EVENT_ID = "Last-Event-ID reaches the pool"
+HEARTBEATS = "heartbeats keep idle streams open"
+FALLBACK = "retry fallback when the pool is down"
+
 BUFFERING_FIX = (
     "set `proxy_buffering off;` (and `gzip off;`) in nginx's /streams location, and let no "
     "proxy in front buffer responses or ignore the stream's `X-Accel-Buffering: no`"
@@ -101,31 +108,47 @@ class Doctor:
         self._held_back = False
 
     def run(self) -> Iterator[Verdict]:
-        """Every verdict, each as soon as its check ends."""
+        """Every verdict, each as soon as its check ends; after a failure no later check can
+        run past (the site, the key, a stream that does not open), a skip for each of them."""
+        reported: set[str] = set()
         try:
-            yield self.http_version()
-            yield self.pool_health()
-            token = self._token()
-            if self.options.pool_down:
-                yield self.cors(token)
-                yield self.retry_fallback(token)
-                return
-            verdict, probe = self.delivery(token)
-            yield verdict
-            yield self.cors(token)
-            yield self.last_event_id(token, probe)
-            yield self.heartbeats(token)
+            for verdict in self._verdicts():
+                reported.add(verdict.check)
+                yield verdict
         except _Stop as stop:
             yield stop.verdict
+            reported.add(stop.verdict.check)
+            for check in self._plan():
+                if check not in reported:
+                    yield Verdict(SKIP, check, "not checked: see the FAIL above")
+
+    def _plan(self) -> list[str]:
+        """The checks' names, in the order they run."""
+        cors = f"CORS for {self.options.origin}" if self.options.origin else "CORS"
+        if self.options.pool_down:
+            return [HTTP_VERSION, POOL_HEALTH, cors, FALLBACK]
+        return [HTTP_VERSION, POOL_HEALTH, EVENTS, cors, LAST_EVENT_ID, HEARTBEATS, FALLBACK]
+
+    def _verdicts(self) -> Iterator[Verdict]:
+        yield self.http_version()
+        yield self.pool_health()
+        token = self._token()
+        if self.options.pool_down:
+            yield self.cors(token)
+            yield self.retry_fallback(token)
             return
-        yield Verdict(SKIP, "retry fallback when the pool is down",
-                      "not exercised while the pool is up: stop the stream pool, then run "
-                      "`eventgate doctor --pool-down URL`")
+        verdict, probe = self.delivery(token)
+        yield verdict
+        yield self.cors(token)
+        yield self.last_event_id(token, probe)
+        yield self.heartbeats(token)
+        yield Verdict(SKIP, FALLBACK, "not exercised while the pool is up: stop the stream "
+                                      "pool, then run `eventgate doctor --pool-down URL`")
 
     # -- the checks -----------------------------------------------------------------------------
 
     def http_version(self) -> Verdict:
-        check = "HTTP version"
+        check = HTTP_VERSION
         if not self.site.tls:
             return Verdict(WARN, check,
                            "HTTP/1.1 (plain http://): a browser holds at most six connections "
@@ -144,7 +167,7 @@ class Doctor:
                        "listen line (`listen 443 ssl http2;`)")
 
     def pool_health(self) -> Verdict:
-        check = "stream pool health"
+        check = POOL_HEALTH
         try:
             answer = self.site.get("/streams/healthz")
         except ProbeError as error:
@@ -191,7 +214,7 @@ class Doctor:
         published first (``lastEventId`` in the query, which no proxy drops), so the probe
         reaches it whether the pool takes it live or from the log: only the way back can delay
         it."""
-        check = "events arrive unbuffered"
+        check = EVENTS
         start_id = self._publish("start")
         query = [("lastEventId", start_id)]
         wait = self.options.wait_seconds
@@ -231,7 +254,7 @@ class Doctor:
         """Reconnect as EventSource does, the cursor in the ``Last-Event-ID`` header only: the
         pool then replays the probe. Without the header it starts at the log's end, and says so
         at once with its opening cursor."""
-        check = "Last-Event-ID reaches the pool"
+        check = LAST_EVENT_ID
         if not probe.prompt:
             return Verdict(SKIP, check, "not checked: events do not arrive promptly (see above)")
         with self._stream(check, token, {"Last-Event-ID": probe.start_id}) as stream:
@@ -252,7 +275,7 @@ class Doctor:
 
     def heartbeats(self, token: str) -> Verdict:
         """Stay connected with no events for ``idle_seconds`` and watch the comments."""
-        check = "heartbeats keep idle streams open"
+        check = HEARTBEATS
         if self._held_back:
             return Verdict(SKIP, check, HELD_BACK)
         idle = self.options.idle_seconds
@@ -286,12 +309,13 @@ class Doctor:
                            f"the stream stayed open {idle:g} s but no heartbeat comment came: "
                            "--idle-seconds is shorter than EVENTGATE_HEARTBEAT (raise it), or a "
                            "proxy holds comments back")
-        return Verdict(OK, check, f"idle {idle:g} s, still open, a heartbeat comment every "
-                                  f"{max(gaps):.1f} s at most")
+        count = f"{len(comments)} heartbeat comment{'s' if len(comments) > 1 else ''}"
+        return Verdict(OK, check, f"idle {idle:g} s and still open: {count}, at most "
+                                  f"{max(gaps):.1f} s apart")
 
     def retry_fallback(self, token: str) -> Verdict:
         """With the pool stopped, a stream request must still answer 200 with a ``retry:``."""
-        check = "retry fallback when the pool is down"
+        check = FALLBACK
         try:
             stream = self.site.open_stream(self._query(token))
         except ProbeError as error:

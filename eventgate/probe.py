@@ -193,7 +193,9 @@ class Site:
         """``GET /streams?query`` as EventSource sends it; returns once the answer's head is in
         (any status: the caller reads what it means). A buffering proxy may hold the head back
         with the first events: ProbeError with ``timed_out`` after ``head_seconds``."""
-        wanted = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **(headers or {})}
+        wanted = {"Accept": "text/event-stream", "Cache-Control": "no-cache",
+                  # as browsers send it: a proxy that compresses the stream shows it here
+                  "Accept-Encoding": "gzip, deflate, br", **(headers or {})}
         connection = self._connect(head_seconds)
         try:
             connection.request("GET", self._path(f"/streams?{urlencode(query)}"),

@@ -26,6 +26,7 @@ SHORT_READ_TIMEOUT = (("proxy_read_timeout 1h;", "proxy_read_timeout 800ms;"),)
 LAST_EVENT_ID_DROPPED = (
     ("proxy_buffering off;", 'proxy_buffering off; proxy_set_header Last-Event-ID "";'),
 )
+GZIP_ON = (("gzip off;", "gzip on; gzip_types text/event-stream; gzip_min_length 1;"),)
 NO_RETRY_FALLBACK = (("error_page 502 503 504 = @stream_unavailable;", ""),)
 
 

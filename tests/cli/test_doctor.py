@@ -10,6 +10,7 @@ import pytest
 
 from tests.cli.nginxvariants import (
     BUFFERING_ON,
+    GZIP_ON,
     LAST_EVENT_ID_DROPPED,
     NO_RETRY_FALLBACK,
     SHORT_READ_TIMEOUT,
@@ -76,6 +77,15 @@ def test_a_buffering_proxy_is_caught(run_cli, stack, nginx_variant):
     assert failed(verdicts) == {EVENTS}, output
     assert "proxy_buffering off;" in verdicts[EVENTS][1]
     assert verdicts[LAST_EVENT_ID][0] == "skip", output
+
+
+def test_a_compressing_proxy_is_caught(run_cli, stack, nginx_variant):
+    url = nginx_variant("gzip", GZIP_ON)
+    status, verdicts, output = doctor(run_cli, stack, url, *QUICK)
+    assert status == 1, output
+    assert failed(verdicts) == {EVENTS}, output
+    assert "compressed (gzip)" in verdicts[EVENTS][1] and "gzip off;" in verdicts[EVENTS][1]
+    assert verdicts[HEARTBEATS] == ("skip", "not checked: see the FAIL above"), output
 
 
 def test_a_read_timeout_shorter_than_the_heartbeat_is_caught(run_cli, stack, nginx_variant):
