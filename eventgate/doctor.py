@@ -80,11 +80,9 @@ class Options:
 @dataclass(frozen=True)
 class _Probe:
     """The events of the delivery check: ``start_id`` published before the stream opened,
-    then the probe (``probe_id``, its data carrying ``nonce``); ``prompt`` when it arrived in
-    time."""
+    then the probe, its data carrying ``nonce``; ``prompt`` when it arrived in time."""
 
     start_id: str
-    probe_id: str
     nonce: str
     prompt: bool
 
@@ -224,23 +222,25 @@ class Doctor:
             self._held_back = True
             return Verdict(FAIL, check, f"the stream's answer did not even begin in {wait:g} s: "
                                         f"a proxy on the way holds it back — {BUFFERING_FIX}"), \
-                _Probe(start_id, "", "", prompt=False)
+                _Probe(start_id, "", prompt=False)
         with stream:
             stream.next_frame(stream.opened_at + PROMPT_SECONDS)  # the opening, if it comes
             sent = time.monotonic()
             nonce = secrets.token_hex(8)
-            probe_id = self._publish(nonce)
-            arrived = _await(stream, nonce, sent + self.options.wait_seconds)
+            self._publish(nonce)
+            arrived = _await(stream, nonce, sent + wait)
+            lasted = time.monotonic() - stream.opened_at
             closed = stream.closed
-        probe = _Probe(start_id, probe_id, nonce, prompt=False)
-        self._held_back = arrived is None
+        probe = _Probe(start_id, nonce, prompt=False)
+        if arrived is None and closed:
+            return Verdict(FAIL, check, f"the stream ended {lasted:.1f} s after it opened, "
+                                        "before the event arrived: something on the way cuts "
+                                        "streams (a read timeout far too short?), or the pool "
+                                        "ended it (see its log)"), probe
         if arrived is None:
-            if closed:
-                detail = "the stream ended before the event arrived"
-            else:
-                detail = (f"an event published {self.options.wait_seconds:g} s ago has not "
-                          "arrived")
-            return Verdict(FAIL, check, f"{detail}: a proxy on the way holds the stream back — "
+            self._held_back = True
+            return Verdict(FAIL, check, f"an event published {wait:g} s ago has not arrived: a "
+                                        f"proxy on the way holds the stream back — "
                                         f"{BUFFERING_FIX}"), probe
         took = arrived - sent
         if took > PROMPT_SECONDS:
@@ -248,7 +248,7 @@ class Doctor:
                                         f"a proxy on the way holds the stream back — "
                                         f"{BUFFERING_FIX}"), probe
         return (Verdict(OK, check, f"{took * 1000:.0f} ms from publish to arrival"),
-                _Probe(start_id, probe_id, nonce, prompt=True))
+                _Probe(start_id, nonce, prompt=True))
 
     def last_event_id(self, token: str, probe: _Probe) -> Verdict:
         """Reconnect as EventSource does, the cursor in the ``Last-Event-ID`` header only: the

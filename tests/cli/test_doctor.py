@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from eventgate.cli import main
 from tests.cli.nginxvariants import (
     BUFFERING_ON,
     GZIP_ON,
@@ -132,10 +133,12 @@ def test_pool_down_while_the_pool_is_up_says_so(run_cli, stack):
 
 def test_https_with_http2_through_a_private_ca(run_cli, stack, nginx_variant, certificate):
     url = nginx_variant("tls-http2", tls_http2(*certificate), listen_options=" ssl http2")
-    status, verdicts, output = doctor(run_cli, stack, url, *QUICK, "--cacert", str(certificate[0]))
+    # (the idle check over TLS is the same as over http://: kept short)
+    status, verdicts, output = doctor(run_cli, stack, url, "--idle-seconds", "0.1",
+                                      "--cacert", str(certificate[0]))
     assert status == 0, output
     assert verdicts["HTTP version"][0] == "ok" and "HTTP/2" in verdicts["HTTP version"][1]
-    assert {verdicts[check][0] for check in (EVENTS, HEARTBEATS, LAST_EVENT_ID)} == {"ok"}
+    assert {verdicts[check][0] for check in (EVENTS, LAST_EVENT_ID)} == {"ok"}, output
 
 
 def test_https_without_http2_is_a_warning(run_cli, stack, nginx_variant, certificate):
@@ -180,10 +183,10 @@ def test_an_unreachable_site_fails_with_a_sentence(run_cli, stack):
         (("http://127.0.0.1", "--idle-seconds", "0"), "--idle-seconds"),
     ],
 )
-def test_bad_usage_exits_2_with_a_sentence(run_cli, args, says):
-    done = run_cli("doctor", *args)
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert says in done.stderr and "Traceback" not in done.stderr
+def test_bad_usage_exits_2_with_a_sentence(capsys, args, says):
+    assert main(["doctor", *args, "--publish-key", "k" * 32]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
 
 
 def test_no_publisher_key_is_a_usage_error(run_cli, tmp_path):
