@@ -224,7 +224,6 @@ class Doctor:
                                         f"a proxy on the way holds it back — {BUFFERING_FIX}"), \
                 _Probe(start_id, "", prompt=False)
         with stream:
-            stream.next_frame(stream.opened_at + PROMPT_SECONDS)  # the opening, if it comes
             sent = time.monotonic()
             nonce = secrets.token_hex(8)
             self._publish(nonce)

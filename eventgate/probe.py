@@ -88,18 +88,24 @@ class Stream:
         self._fields: dict[str, str] = {}
         self._ready: list[Frame] = []
         self.closed = False
+        self.expired = False
 
     def next_frame(self, deadline: float) -> Frame | None:
         """The next frame, or None once ``deadline`` (monotonic) passed or the stream ended
-        (``closed`` then says which): a proxy closing an idle stream is an answer, not an error."""
+        (``closed`` then says which): a proxy closing an idle stream is an answer, not an error.
+
+        A deadline that passes during a read ends the stream's use (``expired``): the standard
+        library's socket file refuses every read after a timeout. So a caller's deadline must
+        be the end of what it waits for, never a pause in the middle."""
         while not self._ready:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.closed:
+            if remaining <= 0 or self.closed or self.expired:
                 return None
             try:
                 self._connection.sock.settimeout(remaining)
                 chunk = self._response.read1(READ_BYTES)
             except TimeoutError:
+                self.expired = True
                 return None
             except (OSError, http.client.HTTPException, AttributeError):
                 chunk = b""  # reset, or a chunked body cut short: the proxy dropped the stream
@@ -113,10 +119,13 @@ class Stream:
         """What the stream sends until it ends or ``deadline``, for short answers (the proxy's
         retry fallback)."""
         data = b""
-        while not self.closed and time.monotonic() < deadline:
+        while not (self.closed or self.expired) and time.monotonic() < deadline:
             try:
                 self._connection.sock.settimeout(max(deadline - time.monotonic(), 0.01))
                 chunk = self._response.read1(READ_BYTES)
+            except TimeoutError:
+                self.expired = True
+                break
             except (OSError, http.client.HTTPException, AttributeError):
                 chunk = b""
             if not chunk:
