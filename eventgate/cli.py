@@ -1,5 +1,5 @@
 """The ``eventgate`` command: init dev secrets, publish, mint tokens, tail streams; for ops,
-``status`` (the stream workers, Redis, the logs), ``replay`` (a channel's log after an id) and
+``status`` (the stream workers, Redis, the logs), ``replay`` (a channel's log after an id),
 ``migrate`` (every log copied to another Redis, ids kept) and ``doctor`` (a deployment checked
 through its proxy chain, as a browser meets it).
 
@@ -8,8 +8,8 @@ ways: ``eventgate …`` reads its settings with ``Config.from_env()`` (the envir
 ``var/eventgate.env``); ``flask eventgate …`` is the same group added to a Flask app's command
 line by ``EventGate.init_app``, with that EventGate's Config. Expected failures print one line on
 stderr and exit non-zero — 2 for a mistake in the command or the settings, 1 when a server
-(Redis, the stream pool) is not there, 3 when ``migrate`` left logs it could not copy — never a
-traceback.
+(Redis, the stream pool) is not there or ``doctor`` found a fault, 3 when ``migrate`` left
+logs it could not copy — never a traceback.
 
 Importing this module needs only the base install: ``tail``, ``status``, ``replay`` and
 ``relay`` import what the ``server`` extra (and, for ``relay``, the ``outbox`` extra) brings when

@@ -23,6 +23,8 @@ from urllib.parse import urlencode, urlsplit
 READ_BYTES = 4096
 MAX_BODY_BYTES = 65536
 CONNECT_TIMEOUT_SECONDS = 5.0
+#: What the site's access logs show for the doctor's requests.
+USER_AGENT = "eventgate-doctor"
 
 
 class ProbeError(Exception):
@@ -178,7 +180,8 @@ class Site:
         self.scheme = parts.scheme
         self.host = parts.hostname
         self.prefix = parts.path.rstrip("/")
-        self.origin = f"{parts.scheme}://{parts.netloc}"
+        # never a user:password@ the URL may carry: the origin goes into messages
+        self.origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         self._cafile = cafile
         self._context: ssl.SSLContext | None = None
         if self.scheme == "https":
@@ -190,11 +193,12 @@ class Site:
 
     def post_json(self, path: str, body: object, bearer: str) -> Answer:
         """POST a JSON body with ``Authorization: Bearer``; the whole answer."""
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {bearer}"}
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {bearer}",
+                   "User-Agent": USER_AGENT}
         return self._whole("POST", path, json.dumps(body).encode(), headers)
 
     def get(self, path: str, headers: Mapping[str, str] | None = None) -> Answer:
-        return self._whole("GET", path, None, dict(headers or {}))
+        return self._whole("GET", path, None, {"User-Agent": USER_AGENT, **(headers or {})})
 
     def open_stream(self, query: list[tuple[str, str]],
                     headers: Mapping[str, str] | None = None,
@@ -203,6 +207,7 @@ class Site:
         (any status: the caller reads what it means). A buffering proxy may hold the head back
         with the first events: ProbeError with ``timed_out`` after ``head_seconds``."""
         wanted = {"Accept": "text/event-stream", "Cache-Control": "no-cache",
+                  "User-Agent": USER_AGENT,
                   # as browsers send it: a proxy that compresses the stream shows it here
                   "Accept-Encoding": "gzip, deflate, br", **(headers or {})}
         connection = self._connect(head_seconds)
