@@ -43,13 +43,15 @@ def production(tmp_path) -> Production:
 
 
 @pytest.fixture(scope="module")
-def edge(tmp_path_factory) -> Iterator[Edge]:
+def edge(tmp_path_factory, test_ca) -> Iterator[Edge]:
     """The rendered edge under the system's nginx, with tight per-address limits; its web node
-    is an Echo, its stream node a port nothing listens on."""
+    is an Echo, its stream node a port nothing listens on; its certificate the test CA's leaf."""
     if shutil.which("nginx", path=PATH) is None:
         pytest.skip("nginx is not installed")
     with running_edge(
         tmp_path_factory.mktemp("edge"),
+        tls_certificate=str(test_ca.leaf_certificate),
+        tls_certificate_key=str(test_ca.leaf_key),
         stream_nodes=(f"{LOOPBACK}:{free_port()}",),  # nothing listens there
         cors_origins=(ORIGIN,), max_event_bytes=1024, max_batch_events=10,
         connections_per_address=3, stream_connect_rate=1, stream_connect_burst=2,

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import ssl
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from supervisor.options import ServerOptions
 
 from eventgate.deploy.render import Production, render_production
@@ -37,13 +39,15 @@ HOLD_SECONDS = 30.0
 
 
 def loopback_production(tmp_path: Path, **overrides) -> Production:
-    """Loopback nodes and every path under tmp_path, so that nginx can run as anyone."""
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=eventgate.test", "-keyout", str(tmp_path / "tls.key"),
-         "-out", str(tmp_path / "tls.crt")],
-        check=True, capture_output=True, timeout=60,
-    )
+    """Loopback nodes and every path under tmp_path, so that nginx can run as anyone; a
+    self-signed certificate unless ``overrides`` name one (``tls_certificate``…)."""
+    if "tls_certificate" not in overrides:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=eventgate.test", "-keyout", str(tmp_path / "tls.key"),
+             "-out", str(tmp_path / "tls.crt")],
+            check=True, capture_output=True, timeout=60,
+        )
     for name in ("nginx-log", "nginx-run", "nginx-temp", "log"):
         (tmp_path / name).mkdir()
     settings = dict(
@@ -61,6 +65,18 @@ def loopback_production(tmp_path: Path, **overrides) -> Production:
         nginx_temp_dir=str(tmp_path / "nginx-temp"),
     )
     return Production(**{**settings, **overrides})
+
+
+def curl_http2() -> str:
+    """The path of a curl that speaks HTTP/2; fails (never skips) without one: ``make test``
+    installs Debian's curl, built with nghttp2 (deploy/system-deps.sh --test)."""
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.fail("curl is missing: run `make test-deps` (or apt-get install curl)")
+    features = subprocess.run([curl, "-V"], capture_output=True, text=True, check=False).stdout
+    if "HTTP2" not in features.split():
+        pytest.fail(f"{curl} lacks HTTP/2 (no nghttp2): install Debian's curl")
+    return curl
 
 
 def rendered(production: Production, out: Path) -> str:
@@ -213,6 +229,19 @@ class Edge:
                        for name in ("access.log", "error.log"))
 
 
+@dataclass
+class StackEdge:
+    """The rendered production edge, running in front of a real stack's pools (tests/stack.py):
+    its certificate the test CA's leaf (tests/testca.py)."""
+
+    production: Production
+    nginx: Program
+
+    def url(self, path: str = "/") -> str:
+        """An HTTPS URL through the edge (the leaf certificate's name: 127.0.0.1)."""
+        return f"https://{LOOPBACK}:{self.production.https_port}{path}"
+
+
 class StreamNode(ThreadingHTTPServer):
     """A stream node answering as the stream pool does (text/event-stream, X-Accel-Buffering:
     no, no length): one event at once, the next once ``release`` is set, then the end."""
@@ -249,9 +278,26 @@ def running_edge(tmp: Path, **settings) -> Iterator[Edge]:
     system's nginx until the block ends."""
     echo = Echo()
     threading.Thread(target=echo.serve_forever, daemon=True).start()
+    try:
+        with edge_nginx(tmp, web_nodes=(f"{LOOPBACK}:{echo.server_address[1]}",),
+                        **settings) as (production, nginx):
+            try:
+                yield Edge(production, echo, nginx)
+            finally:
+                echo.release.set()  # before nginx stops: no held request in its way
+    finally:
+        echo.release.set()
+        echo.shutdown()
+        echo.server_close()
+
+
+@contextlib.contextmanager
+def edge_nginx(tmp: Path, **settings) -> Iterator[tuple[Production, Program]]:
+    """The production edge rendered for loopback with ``settings`` (its own free ports), run by
+    the system's nginx until the block ends: (its Production, the nginx Program)."""
     production = loopback_production(
-        tmp, web_nodes=(f"{LOOPBACK}:{echo.server_address[1]}",), listen_address=LOOPBACK,
-        http_port=free_port(), https_port=free_port(), streams_per_nginx_worker=256, **settings,
+        tmp, listen_address=LOOPBACK, http_port=free_port(), https_port=free_port(),
+        streams_per_nginx_worker=256, **settings,
     )
     render_production(production, tmp / "out")
     nginx = Program(
@@ -262,9 +308,6 @@ def running_edge(tmp: Path, **settings) -> Iterator[Edge]:
     try:
         nginx.wait_until(lambda: port_open(production.https_port)
                          and port_open(production.http_port), 15, "the edge nginx to listen")
-        yield Edge(production, echo, nginx)
+        yield production, nginx
     finally:
-        echo.release.set()
         nginx.stop()
-        echo.shutdown()
-        echo.server_close()
