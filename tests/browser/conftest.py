@@ -3,13 +3,12 @@ module's stack, and a Chromium that trusts that edge's certificate."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from tests.chromium import chromium_context
-from tests.ops.production import PATH, StackEdge, edge_nginx
+from tests.ops.production import StackEdge, edge_nginx, served_by
 from tests.servers import LOOPBACK
 
 
@@ -17,14 +16,11 @@ from tests.servers import LOOPBACK
 def stack_edge(stack, test_ca, tmp_path_factory) -> Iterator[StackEdge]:
     """deploy/production/'s edge rendered for loopback, run by the system's nginx, its upstreams
     the module's stack's web and stream pools, its certificate the test CA's leaf."""
-    if shutil.which("nginx", path=PATH) is None:
-        pytest.fail("nginx is missing: run `make test-deps` (or apt-get install nginx-light)")
     with edge_nginx(
         tmp_path_factory.mktemp("stack-edge"),
         web_nodes=(f"{LOOPBACK}:{stack.web_port}",),
         stream_nodes=(f"{LOOPBACK}:{stack.stream_port}",),
-        tls_certificate=str(test_ca.leaf_certificate),
-        tls_certificate_key=str(test_ca.leaf_key),
+        **served_by(test_ca),
     ) as (production, nginx):
         yield StackEdge(production, nginx)
 

@@ -30,6 +30,7 @@ from eventgate.shared.config import ENV_FILE_NAME, Config, max_request_bytes
 from tests.clients import Answer, build, connect, read_answer
 from tests.ops.configs import blocks, nginx_block, supervisor_options
 from tests.servers import LOOPBACK, Program, free_port, port_open, wait_for
+from tests.testca import LocalCA
 
 #: A clean PATH for nginx (no venv, no user directories).
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -67,6 +68,13 @@ def loopback_production(tmp_path: Path, **overrides) -> Production:
     return Production(**{**settings, **overrides})
 
 
+def require_nginx() -> None:
+    """Fail (never skip) without the system's nginx: ``make test`` installs it
+    (deploy/system-deps.sh), so a skip could only hide the edge's tests."""
+    if shutil.which("nginx", path=PATH) is None:
+        pytest.fail("nginx is missing: run `make test-deps` (or apt-get install nginx-light)")
+
+
 def curl_http2() -> str:
     """The path of a curl that speaks HTTP/2; fails (never skips) without one: ``make test``
     installs Debian's curl, built with nghttp2 (deploy/system-deps.sh --test)."""
@@ -77,6 +85,12 @@ def curl_http2() -> str:
     if "HTTP2" not in features.split():
         pytest.fail(f"{curl} lacks HTTP/2 (no nghttp2): install Debian's curl")
     return curl
+
+
+def served_by(ca: LocalCA) -> dict[str, str]:
+    """The Production settings that make the edge serve ``ca``'s leaf certificate."""
+    return {"tls_certificate": str(ca.leaf_certificate),
+            "tls_certificate_key": str(ca.leaf_key)}
 
 
 def rendered(production: Production, out: Path) -> str:
@@ -295,6 +309,7 @@ def running_edge(tmp: Path, **settings) -> Iterator[Edge]:
 def edge_nginx(tmp: Path, **settings) -> Iterator[tuple[Production, Program]]:
     """The production edge rendered for loopback with ``settings`` (its own free ports), run by
     the system's nginx until the block ends: (its Production, the nginx Program)."""
+    require_nginx()
     production = loopback_production(
         tmp, listen_address=LOOPBACK, http_port=free_port(), https_port=free_port(),
         streams_per_nginx_worker=256, **settings,
