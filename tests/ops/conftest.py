@@ -18,7 +18,6 @@ from tests.ops.production import (
     StreamNode,
     loopback_production,
     running_edge,
-    served_by,
 )
 from tests.servers import LOOPBACK, child_env, free_port
 
@@ -47,7 +46,7 @@ def edge(tmp_path_factory, test_ca) -> Iterator[Edge]:
     is an Echo, its stream node a port nothing listens on; its certificate the test CA's leaf."""
     with running_edge(
         tmp_path_factory.mktemp("edge"),
-        **served_by(test_ca),
+        ca=test_ca,
         stream_nodes=(f"{LOOPBACK}:{free_port()}",),  # nothing listens there
         cors_origins=(ORIGIN,), max_event_bytes=1024, max_batch_events=10,
         connections_per_address=3, stream_connect_rate=1, stream_connect_burst=2,
@@ -63,7 +62,7 @@ def streaming_edge(tmp_path_factory, test_ca) -> Iterator[tuple[Edge, StreamNode
     try:
         with running_edge(tmp_path_factory.mktemp("streaming-edge"),
                           stream_nodes=(f"{LOOPBACK}:{node.server_address[1]}",),
-                          **served_by(test_ca)) as running:
+                          ca=test_ca) as running:
             yield running, node
     finally:
         node.release.set()

@@ -202,6 +202,9 @@ class Edge:
     production: Production
     echo: Echo
     nginx: Program
+    #: The CA whose leaf the edge serves: ``open`` verifies the certificate against it (without
+    #: one, the edge's certificate is self-signed and taken unverified).
+    ca: LocalCA | None = None
 
     @property
     def port(self) -> int:
@@ -225,6 +228,8 @@ class Edge:
         raw = connect(port or self.port, source)
         if port is not None:
             return raw
+        if self.ca is not None:
+            return self.ca.client_context().wrap_socket(raw, server_hostname=LOOPBACK)
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -287,16 +292,18 @@ class _StreamHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def running_edge(tmp: Path, **settings) -> Iterator[Edge]:
+def running_edge(tmp: Path, ca: LocalCA | None = None, **settings) -> Iterator[Edge]:
     """The edge rendered for loopback with ``settings`` (its web node an Echo), run by the
-    system's nginx until the block ends."""
+    system's nginx until the block ends; it serves ``ca``'s leaf certificate when given."""
     echo = Echo()
     threading.Thread(target=echo.serve_forever, daemon=True).start()
+    if ca is not None:
+        settings.update(served_by(ca))
     try:
         with edge_nginx(tmp, web_nodes=(f"{LOOPBACK}:{echo.server_address[1]}",),
                         **settings) as (production, nginx):
             try:
-                yield Edge(production, echo, nginx)
+                yield Edge(production, echo, nginx, ca)
             finally:
                 echo.release.set()  # before nginx stops: no held request in its way
     finally:
