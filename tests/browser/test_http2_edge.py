@@ -24,7 +24,7 @@ pytestmark = pytest.mark.stack(
 
 #: A token this short ends its stream on its own (eventgate.token_expired, then the end), so
 #: curl exits by itself and writes out what it measured.
-CURL_TOKEN_SECONDS = 2
+CURL_TOKEN_SECONDS = 3
 CURL_CHANNEL = "edge.curl"
 
 
