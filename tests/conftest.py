@@ -1,5 +1,6 @@
 """Shared fixtures: real redis-server, PostgreSQL, stream pools and whole stacks on free loopback
-ports; configs, tokens, a publisher, unique channel names."""
+ports, the production edge (TLS, HTTP/2) in front of a stack; configs, tokens, a publisher,
+unique channel names."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from eventgate.shared.publisher import Publisher
 from eventgate.shared.tokens import ChannelTokens
 from tests.chromium import chromium_context
 from tests.hosts import Host, Network, unavailable
+from tests.ops.production import StackEdge, edge_nginx, served_by
 from tests.postgres import PostgresServer
 from tests.rediscluster import RedisClusterSet
-from tests.servers import Program, RedisServer, SentinelSet, child_env
+from tests.servers import LOOPBACK, Program, RedisServer, SentinelSet, child_env
 from tests.stack import Stack
 from tests.stream.pool import StreamPool, pool_settings
 from tests.testca import LocalCA, make_local_ca
@@ -300,3 +302,16 @@ def make_stack(tmp_path_factory):
     yield make
     for running in started:
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def stack_edge(stack, test_ca, tmp_path_factory) -> Iterator[StackEdge]:
+    """deploy/production/'s edge rendered for loopback, run by the system's nginx, its upstreams
+    the module's stack's web and stream pools, its certificate the test CA's leaf."""
+    with edge_nginx(
+        tmp_path_factory.mktemp("stack-edge"),
+        web_nodes=(f"{LOOPBACK}:{stack.web_port}",),
+        stream_nodes=(f"{LOOPBACK}:{stack.stream_port}",),
+        **served_by(test_ca),
+    ) as (production, nginx):
+        yield StackEdge(production, nginx)

@@ -1,28 +1,11 @@
-"""Fixtures for the browser tests: the production edge (HTTP/2 over TLS, nginx) in front of the
-module's stack, and a Chromium that trusts that edge's certificate."""
+"""Fixtures for the browser tests: a Chromium that trusts the test CA's leaf, the certificate of
+``stack_edge``, the production edge in front of the module's stack (tests/conftest.py)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 
 from tests.chromium import chromium_context
-from tests.ops.production import StackEdge, edge_nginx, served_by
-from tests.servers import LOOPBACK
-
-
-@pytest.fixture(scope="module")
-def stack_edge(stack, test_ca, tmp_path_factory) -> Iterator[StackEdge]:
-    """deploy/production/'s edge rendered for loopback, run by the system's nginx, its upstreams
-    the module's stack's web and stream pools, its certificate the test CA's leaf."""
-    with edge_nginx(
-        tmp_path_factory.mktemp("stack-edge"),
-        web_nodes=(f"{LOOPBACK}:{stack.web_port}",),
-        stream_nodes=(f"{LOOPBACK}:{stack.stream_port}",),
-        **served_by(test_ca),
-    ) as (production, nginx):
-        yield StackEdge(production, nginx)
 
 
 @pytest.fixture(scope="module")

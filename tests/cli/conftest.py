@@ -2,13 +2,12 @@
 environment whose EVENTGATE_* settings point elsewhere; ``start_relay``, ``eventgate relay`` as a
 program, and ``outbox`` on a SQLite ``database`` for it to relay; ``nginx_variant``, a second
 nginx in front of the module's stack from an edited copy of its config (``eventgate doctor``'s
-broken proxies), and ``certificate`` for a TLS one (the session's redis, configs and
-``run_cli`` are in tests/conftest.py)."""
+broken proxies) (the session's redis, configs, ``run_cli``, ``test_ca`` and ``stack_edge`` are
+in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import secrets
-import shutil
 import sys
 
 import pytest
@@ -17,7 +16,7 @@ from sqlalchemy import create_engine
 
 from eventgate.shared.outbox import Outbox
 from eventgate.web.extension import EventGate
-from tests.cli.nginxvariants import Edits, make_certificate, start_variant
+from tests.cli.nginxvariants import Edits, start_variant
 from tests.servers import Program, child_env, eventgate_env, free_port
 
 
@@ -87,10 +86,3 @@ def nginx_variant(stack, tmp_path_factory):
     for nginx, _ in started.values():
         nginx.stop()
 
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    """(certificate, key) for 127.0.0.1, self-signed: its own CA for ``--cacert``."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed (deploy/system-deps.sh --test installs it)")
-    return make_certificate(tmp_path_factory.mktemp("tls"))

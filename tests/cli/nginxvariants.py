@@ -1,14 +1,13 @@
 """Second nginx servers in front of a running Stack's pools, each from an edited copy of the
 stack's own rendered nginx.conf: the deliberately broken proxies ``eventgate doctor`` must
-catch, and a TLS + HTTP/2 edge. Each edit must match the rendered text exactly once, so a
+catch, and one over TLS. Each edit must match the rendered text exactly once, so a
 template change fails the test that relies on it instead of silently testing nothing."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from tests.servers import LOOPBACK, Program, free_port, port_open
+from tests.servers import Program, free_port, port_open
 from tests.stack import Stack
 
 #: (old, new) replacements in the rendered nginx.conf.
@@ -35,22 +34,10 @@ def pool_down(stack: Stack) -> Edits:
     return ((f"server 127.0.0.1:{stack.stream_port};", f"server 127.0.0.1:{free_port()};"),)
 
 
-def tls_http2(certificate: Path, key: Path) -> Edits:
-    """The listen line over TLS with HTTP/2 (nginx 1.22 syntax), as the production edge."""
+def tls(certificate: Path, key: Path) -> Edits:
+    """A certificate for the server (its listen line takes ``ssl``: ``listen_options``)."""
     return (("server_name _;",
              f"server_name _; ssl_certificate {certificate}; ssl_certificate_key {key};"),)
-
-
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (its own CA, for ``--cacert``) and its key."""
-    certificate, key = directory / "tls.crt", directory / "tls.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=eventgate doctor test", "-addext", f"subjectAltName=IP:{LOOPBACK}",
-         "-keyout", str(key), "-out", str(certificate)],
-        check=True, capture_output=True, timeout=60,
-    )
-    return certificate, key
 
 
 def variant_conf(stack: Stack, directory: Path, port: int, edits: Edits,

@@ -16,7 +16,7 @@ from tests.cli.nginxvariants import (
     NO_RETRY_FALLBACK,
     SHORT_READ_TIMEOUT,
     pool_down,
-    tls_http2,
+    tls,
 )
 from tests.servers import free_port
 
@@ -131,29 +131,30 @@ def test_pool_down_while_the_pool_is_up_says_so(run_cli, stack):
     assert "the pool is up" in verdicts["stream pool health"][1], output
 
 
-def test_https_with_http2_through_a_private_ca(run_cli, stack, nginx_variant, certificate):
-    url = nginx_variant("tls-http2", tls_http2(*certificate), listen_options=" ssl http2")
-    # (the idle check over TLS is the same as over http://: kept short)
-    status, verdicts, output = doctor(run_cli, stack, url, "--idle-seconds", "0.1",
-                                      "--cacert", str(certificate[0]))
+def test_the_production_edge_passes_over_http2(run_cli, stack, stack_edge, test_ca):
+    status, verdicts, output = doctor(run_cli, stack, stack_edge.url(), *QUICK,
+                                      "--origin", ORIGIN, "--cacert", str(test_ca.ca_certificate))
     assert status == 0, output
     assert verdicts["HTTP version"][0] == "ok" and "HTTP/2" in verdicts["HTTP version"][1]
-    assert {verdicts[check][0] for check in (EVENTS, LAST_EVENT_ID)} == {"ok"}, output
+    assert {verdicts[check][0] for check in (EVENTS, HEARTBEATS, LAST_EVENT_ID)} == {"ok"}, output
+    assert verdicts[f"CORS for {ORIGIN}"][0] == "ok", output
 
 
-def test_https_without_http2_is_a_warning(run_cli, stack, nginx_variant, certificate):
-    url = nginx_variant("tls-only", tls_http2(*certificate), listen_options=" ssl")
+def test_https_without_http2_is_a_warning(run_cli, stack, nginx_variant, test_ca):
+    url = nginx_variant("tls-only", tls(test_ca.leaf_certificate, test_ca.leaf_key),
+                        listen_options=" ssl")
     status, verdicts, output = doctor(run_cli, stack, url, "--idle-seconds", "0.1",
-                                      "--cacert", str(certificate[0]))
+                                      "--cacert", str(test_ca.ca_certificate))
     assert verdicts["HTTP version"][0] == "warn", output
     assert "listen 443 ssl http2;" in verdicts["HTTP version"][1]
+    assert verdicts[EVENTS][0] == "ok", output
 
 
-def test_an_untrusted_certificate_is_named(run_cli, stack, nginx_variant, certificate):
-    url = nginx_variant("tls-http2", tls_http2(*certificate), listen_options=" ssl http2")
-    status, verdicts, output = doctor(run_cli, stack, url)
+def test_an_untrusted_certificate_is_named(run_cli, stack, stack_edge):
+    status, verdicts, output = doctor(run_cli, stack, stack_edge.url())
     assert status == 1, output
     assert "not trusted" in verdicts["reach the site"][1] and "--cacert" in output
+    assert verdicts[EVENTS] == ("skip", "not checked: see the FAIL above"), output
 
 
 def test_a_refused_publisher_key_is_named_never_printed(run_cli, stack):
