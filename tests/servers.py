@@ -114,6 +114,7 @@ class Program:
         env: Mapping[str, str] | None = None,
         new_session: bool = False,
         stop_seconds: float = 15.0,
+        ask_again_seconds: float | None = None,
     ) -> None:
         self.argv = [str(arg) for arg in argv]
         self.log = log
@@ -122,6 +123,9 @@ class Program:
         self.env = dict(env) if env is not None else child_env()
         self.new_session = new_session
         self.stop_seconds = stop_seconds
+        # Repeat the request to stop this often while the program runs on: redis-server refuses
+        # a SIGTERM while it writes its initial AOF (a replica just synced) and never retries.
+        self.ask_again_seconds = ask_again_seconds
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Program:
@@ -173,20 +177,25 @@ class Program:
         self.process.send_signal(sig)
 
     def stop(self, sig: int = SIGTERM, ask: Callable[[], None] | None = None) -> int | None:
-        """End the program: ``ask()`` it (default: send ``sig``), wait ``stop_seconds``, then
-        SIGKILL. Its exit status (``None`` if never started)."""
+        """End the program: ``ask()`` it (default: send ``sig``; again every
+        ``ask_again_seconds`` if set), wait ``stop_seconds``, then SIGKILL. Its exit status
+        (``None`` if never started)."""
         process = self.process
         if process is None:
             return None
         if process.poll() is None:
-            if ask is not None:
-                ask()
-            else:
-                process.send_signal(sig)
-            try:
-                process.wait(self.stop_seconds)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            request = ask if ask is not None else lambda: process.send_signal(sig)
+            deadline = time.monotonic() + self.stop_seconds
+            while True:
+                request()
+                remaining = deadline - time.monotonic()
+                try:
+                    process.wait(min(remaining, self.ask_again_seconds or remaining))
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline:
+                        process.kill()
+                        break
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(10)
         return process.returncode
@@ -228,7 +237,7 @@ class RedisServer:
             # restored) gets it at once, not after Redis's default 5 s of waiting for company.
             "--repl-diskless-sync-delay", "0", *self.extra,
         ]
-        self.program = Program(args, self.log, stop_seconds=10).start()
+        self.program = Program(args, self.log, stop_seconds=10, ask_again_seconds=0.1).start()
         self.program.wait_until(lambda: self.client().ping(), 10, f"redis on port {self.port}")
 
     def signal(self, sig: int) -> None:
