@@ -264,16 +264,23 @@ class SentinelSet:
     Tests fail it over (kill -9, ``SENTINEL FAILOVER``, ``DEBUG SLEEP``) and must leave it
     healthy: ``restore()`` starts every data node that was stopped (sentinels make it a replica
     of whoever is primary now) and waits until the set agrees again. ``down_after_ms`` is short
-    so that a failover takes a couple of seconds, not the 30 s of Redis' default."""
+    so that a failover takes a couple of seconds, not the 30 s of Redis' default.
+
+    ``info_period_ms`` (``SENTINEL DEBUG info-period``; Redis' default 10 s) is how often a
+    sentinel reads INFO from the nodes outside a failover: how soon it sees a replica's link up
+    again after a fault, which ``wait_healthy`` waits for. It leaves alone what the tests prove:
+    a deposed primary that still answers as one is demoted only after 4 publish periods (8 s,
+    not changed) plus one INFO, so it stays writable ~9 s after ``SENTINEL FAILOVER``, not ~11."""
 
     def __init__(
         self, workdir: Path, *, service: str = "eventgate", replicas: int = 2,
-        down_after_ms: int = 1000, failover_timeout_ms: int = 4000,
+        down_after_ms: int = 1000, failover_timeout_ms: int = 4000, info_period_ms: int = 1000,
     ) -> None:
         self.workdir = workdir
         self.service = service
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
+        self.info_period_ms = info_period_ms
         # Below the ephemeral range (free_port_block): a killed node's port must still be free
         # when restore() starts it again.
         first = free_port_block(replicas + 4)
@@ -320,6 +327,8 @@ class SentinelSet:
         program = Program([binary, conf, "--sentinel"], folder / "sentinel.log", port=port,
                           stop_seconds=10).start()
         program.wait_until(lambda: self.sentinel(index).ping(), 10, f"sentinel on port {port}")
+        self.sentinel(index).execute_command("SENTINEL", "DEBUG", "info-period",
+                                             self.info_period_ms)
         return program
 
     def primary(self) -> RedisServer:
@@ -358,7 +367,7 @@ class SentinelSet:
                 return None
             # Each sentinel must see every running replica as one it could promote: listed,
             # no down/disconnected flag, its link to the primary up as of the sentinel's last
-            # INFO (refreshed every 10 s) — else SENTINEL FAILOVER answers NOGOODSLAVE.
+            # INFO (every info_period_ms) — else SENTINEL FAILOVER answers NOGOODSLAVE.
             running = sum(1 for node in self.nodes if node is not primary and node.program)
             for index in range(3):
                 good = [
