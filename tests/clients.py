@@ -283,10 +283,15 @@ class StreamClient:
             if reset:
                 linger = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # on, 0 s: close sends RST
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                # Wake the reader's recv (SHUT_RD sends nothing): while a thread is inside
+                # recv, close() releases nothing, so no RST left until the next bytes came.
+                self.sock.shutdown(socket.SHUT_RD)
             else:
                 self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass  # already closed by the other side or by another thread
+        if reset:
+            self.ended.wait(5)  # the reader is out of recv: close() now sends the RST
         self.sock.close()
         self.ended.wait(5)
 

@@ -114,6 +114,7 @@ class Program:
         env: Mapping[str, str] | None = None,
         new_session: bool = False,
         stop_seconds: float = 15.0,
+        ask_again_seconds: float | None = None,
     ) -> None:
         self.argv = [str(arg) for arg in argv]
         self.log = log
@@ -122,6 +123,9 @@ class Program:
         self.env = dict(env) if env is not None else child_env()
         self.new_session = new_session
         self.stop_seconds = stop_seconds
+        # Repeat the request to stop this often while the program runs on: redis-server refuses
+        # a SIGTERM while it writes its initial AOF (a replica just synced) and never retries.
+        self.ask_again_seconds = ask_again_seconds
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Program:
@@ -173,20 +177,25 @@ class Program:
         self.process.send_signal(sig)
 
     def stop(self, sig: int = SIGTERM, ask: Callable[[], None] | None = None) -> int | None:
-        """End the program: ``ask()`` it (default: send ``sig``), wait ``stop_seconds``, then
-        SIGKILL. Its exit status (``None`` if never started)."""
+        """End the program: ``ask()`` it (default: send ``sig``; again every
+        ``ask_again_seconds`` if set), wait ``stop_seconds``, then SIGKILL. Its exit status
+        (``None`` if never started)."""
         process = self.process
         if process is None:
             return None
         if process.poll() is None:
-            if ask is not None:
-                ask()
-            else:
-                process.send_signal(sig)
-            try:
-                process.wait(self.stop_seconds)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            request = ask if ask is not None else lambda: process.send_signal(sig)
+            deadline = time.monotonic() + self.stop_seconds
+            while True:
+                request()
+                remaining = deadline - time.monotonic()
+                try:
+                    process.wait(min(remaining, self.ask_again_seconds or remaining))
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline:
+                        process.kill()
+                        break
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(10)
         return process.returncode
@@ -228,7 +237,7 @@ class RedisServer:
             # restored) gets it at once, not after Redis's default 5 s of waiting for company.
             "--repl-diskless-sync-delay", "0", *self.extra,
         ]
-        self.program = Program(args, self.log, stop_seconds=10).start()
+        self.program = Program(args, self.log, stop_seconds=10, ask_again_seconds=0.1).start()
         self.program.wait_until(lambda: self.client().ping(), 10, f"redis on port {self.port}")
 
     def signal(self, sig: int) -> None:
@@ -248,6 +257,11 @@ class RedisServer:
         self.start()
 
 
+#: How often a sentinel reads INFO from the nodes it watches, outside a failover (sentinel.c's
+#: SENTINEL_INFO_PERIOD, what ``SENTINEL DEBUG info-period`` changes).
+REDIS_INFO_PERIOD_MS = 10_000
+
+
 class SentinelSet:
     """A real Redis Sentinel deployment on loopback: one primary, ``replicas`` replicas and three
     sentinels (``redis-server --sentinel``) watching the service ``service``.
@@ -255,16 +269,24 @@ class SentinelSet:
     Tests fail it over (kill -9, ``SENTINEL FAILOVER``, ``DEBUG SLEEP``) and must leave it
     healthy: ``restore()`` starts every data node that was stopped (sentinels make it a replica
     of whoever is primary now) and waits until the set agrees again. ``down_after_ms`` is short
-    so that a failover takes a couple of seconds, not the 30 s of Redis' default."""
+    so that a failover takes a couple of seconds, not the 30 s of Redis' default.
+
+    While ``restore()`` waits, the sentinels read INFO every ``heal_info_period_ms``
+    (``SENTINEL DEBUG info-period``) instead of Redis' 10 s: how soon they see the deposed
+    primary demoted and every replica's link up, which is all that wait is about. Only then: at
+    1 s during a test's own faults they choose differently (a deposed primary not yet demoted,
+    its INFO fresh, can win the next failover), and the tests prove Redis' default behaviour."""
 
     def __init__(
         self, workdir: Path, *, service: str = "eventgate", replicas: int = 2,
         down_after_ms: int = 1000, failover_timeout_ms: int = 4000,
+        heal_info_period_ms: int = 1000,
     ) -> None:
         self.workdir = workdir
         self.service = service
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
+        self.heal_info_period_ms = heal_info_period_ms
         # Below the ephemeral range (free_port_block): a killed node's port must still be free
         # when restore() starts it again.
         first = free_port_block(replicas + 4)
@@ -380,7 +402,15 @@ class SentinelSet:
                 node.program = None
                 node.extra = ("--replicaof", LOOPBACK, str(primary.port))
                 node.start()
-        return self.wait_healthy(timeout)
+        self._info_period(self.heal_info_period_ms)
+        try:
+            return self.wait_healthy(timeout)
+        finally:
+            self._info_period(REDIS_INFO_PERIOD_MS)
+
+    def _info_period(self, ms: int) -> None:
+        for index in range(len(self.sentinel_ports)):
+            self.sentinel(index).execute_command("SENTINEL", "DEBUG", "info-period", ms)
 
     def stop(self) -> None:
         for program in self.sentinels:
