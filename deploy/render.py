@@ -186,7 +186,7 @@ def render_stack(
         "port": config.port,
         "web_port": config.web_port,
         "stream_port": config.stream_port,
-        "stream_upstream": stream_binds(config, var)[-1],
+        "stream_servers": _stream_servers(stream_binds(config, var)),
         "user_directive": _nginx_user_directive(),
         "worker_connections": worker_connections,
         "worker_rlimit_nofile": 2 * worker_connections,
@@ -201,14 +201,22 @@ def render_stack(
 
 
 def stream_binds(config: Config, var: Path) -> list[str]:
-    """The stream pool's gunicorn binds, nginx's own last: the loopback port (direct calls,
-    /streams/metrics, the tests), then the Unix socket nginx proxies to, unless the var dir's
-    path is too long for one (then nginx uses the port)."""
+    """The stream pool's gunicorn binds: the loopback port (direct calls, /streams/metrics,
+    nginx's backup), then the Unix socket nginx proxies to, unless the var dir's path is too
+    long for one (then nginx uses the port)."""
     binds = [f"127.0.0.1:{config.stream_port}"]
     socket_path = var / STREAM_SOCKET
     if len(str(socket_path)) <= MAX_SOCKET_PATH:
         binds.append(f"unix:{socket_path}")
     return binds
+
+
+def _stream_servers(binds: list[str]) -> str:
+    """nginx's servers for the stream pool: its Unix socket first, its port as the backup."""
+    if len(binds) == 1:
+        return f"        server {binds[0]};"
+    port, unix = binds
+    return f"        server {unix} max_fails=0;\n        server {port} backup;"
 
 
 class NginxSettings(Protocol):

@@ -246,7 +246,8 @@ def test_upstreams_and_listen_are_loopback_only(config):
         f"server 127.0.0.1:{config.web_port}", "keepalive 16", "keepalive_timeout 60s"
     ]
     assert directives(nginx_block(nginx, "upstream eventgate_stream")) == [
-        f"server unix:{config.var_dir.resolve()}/run/stream.sock"
+        f"server unix:{config.var_dir.resolve()}/run/stream.sock max_fails=0",
+        f"server 127.0.0.1:{config.stream_port} backup",
     ]
     listens = re.findall(r"^\s*listen\s+([^;]+);", nginx, re.MULTILINE)
     assert listens == [f"127.0.0.1:{config.port}"]
