@@ -1,10 +1,13 @@
-"""The benchmark: eventgate's stream worker against flask-sse 1.0, one server core each.
+"""The benchmark: eventgate's stream worker alone, the full path (the stack's nginx in front of
+it), nchan and flask-sse 1.0, each on one server core.
 
 ``make bench`` (or ``.venv/bin/python bench/run.py [--quick] [--only S2,S3] [--servers …]``)
 builds bench/loadgen.c, starts its own redis-server, and for each server under test one
-``gunicorn -k gevent -w 1`` worker pinned to core 0 while the load (loadgen, the paced publisher,
-Redis) runs on core 1. It samples the worker's RSS and CPU seconds from /proc, repeats each point,
-and prints one table: median [min–max] per server and the ratio eventgate / flask-sse.
+``gunicorn -k gevent -w 1`` worker (behind nginx rendered from deploy/nginx for ``full``;
+nginx with nchan for ``nchan``: bench/nginx_servers.py) pinned to core 0 with Redis, while the
+load (loadgen, the paced publisher) runs on core 1. It samples the server's RSS and CPU seconds
+from /proc (worker and nginx workers), repeats each point, and prints the full-path table, then
+one table of every scenario: median [min–max] per server and ratios against nchan and flask-sse.
 Everything listens on and connects to 127.0.0.1 only. Raw results go to var/bench/<time>/.
 Scenarios with setups of their own add their tables: ``presence`` (what presence adds to a stream
 open, bench/presence_opens.py; in the default run), ``scale`` and ``outbox`` (on request).
