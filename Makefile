@@ -19,7 +19,8 @@ SUPERVISORCTL := $(VENV)/bin/supervisorctl -c $(CONF)
 RENDER := $(PYTHON) -m eventgate.deploy.stack render \
 	--web-workers $(EVENTGATE_WEB_WORKERS) --stream-workers $(EVENTGATE_STREAM_WORKERS)
 
-.PHONY: deps system-deps test-deps init run up down status restart reload test test-latest lint bench
+.PHONY: deps system-deps test-deps init run up down status restart reload test test-latest lint bench \
+	bench-nchan
 
 ## deps: apt packages (redis-server, nginx) when missing, and the .venv with the project
 deps: system-deps $(VENV)/.installed
@@ -113,10 +114,16 @@ export DEPENDENCY_NAMES
 lint: deps
 	$(VENV)/bin/ruff check .
 
-## bench: the benchmark (bench/run.py; about 11 min, QUICK=1 for a few-minute subset). Never part
-## of `make test`. Installs the bench-only extra (flask-sse, the comparison) first.
-bench: deps $(VENV)/.bench-installed
+## bench: the benchmark (bench/run.py: the stream worker alone, the full path through the stack's
+## nginx, nchan and flask-sse; QUICK=1 for a few-minute subset). Never part of `make test`.
+## Installs what only the comparisons need first: flask-sse (the bench extra) and nchan.
+bench: deps $(VENV)/.bench-installed bench-nchan
 	$(PYTHON) bench/run.py $(if $(QUICK),--quick)
+
+# nchan is nginx's own pub/sub module (Debian's libnginx-mod-nchan), loaded only by the bench's
+# nginx config; the stack's nginx never loads it.
+bench-nchan:
+	@bash deploy/system-deps.sh --bench
 
 $(VENV)/.bench-installed: pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[test,dev,bench]'

@@ -14,7 +14,9 @@ that each connection sees every number once. Targets:
 - ``publisher``: eventgate's Python Publisher (``publish_many``: one Lua round trip per batch; a
   ``redis+cluster://`` URL: one per partition of the batch, SPUBLISH);
 - ``http``: ``POST /api/events`` on a web gunicorn (single events, or batches as JSON arrays);
-- ``flask-sse``: what ``flask_sse.sse.publish`` does, a plain PUBLISH of its JSON message.
+- ``flask-sse``: what ``flask_sse.sse.publish`` does, a plain PUBLISH of its JSON message;
+- ``nchan``: ``POST /pub?channel=…`` to nchan's publisher location, a request per event (nchan
+  has no batches), each tick's requests pipelined on one kept-alive connection.
 
 ``flood`` with any target but ``http`` publishes batches back to back from one thread.
 """
@@ -176,6 +178,64 @@ class ViaHttp:
         self.post(body.encode(), keepalive)
 
 
+class ViaNchan:
+    """nchan's publisher location over HTTP/1.1: a tick's events are pipelined requests on one
+    kept-alive connection (reopened after the server closed it: a killed nginx worker)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock: socket.socket | None = None
+        self.pending = b""
+
+    def send(self, batch: list[tuple[str, str]]) -> None:
+        requests = b"".join(
+            (f"POST /pub?channel={ch} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             f"Content-Type: text/plain\r\nContent-Length: {len(data)}\r\n\r\n{data}"
+             ).encode() for ch, data in batch)
+        for attempt in range(2):
+            try:
+                self._exchange(requests, len(batch))
+                return
+            except OSError:
+                self.close()
+                if attempt:
+                    raise
+
+    def _exchange(self, requests: bytes, count: int) -> None:
+        if self.sock is None:
+            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.pending = b""
+        self.sock.sendall(requests)
+        buf = self.pending
+        for _ in range(count):
+            while b"\r\n\r\n" not in buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("nchan closed the connection")
+                buf += chunk
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            if not head.startswith((b"HTTP/1.1 201", b"HTTP/1.1 202")):
+                raise RuntimeError(f"nchan refused an event: {head.splitlines()[0]!r}")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            while len(buf) < length:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("nchan closed the connection mid-answer")
+                buf += chunk
+            buf = buf[length:]
+        self.pending = buf
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
 def pace(target, events: Events, rate: float, seconds: float, pick: str, batch_max: int) -> dict:
     """Publish ``rate`` events/s for ``seconds``; each tick sends what is due in one batch."""
     total = max(1, int(rate * seconds)) if pick != "all" else len(events.channels)
@@ -242,7 +302,8 @@ def burst(target, events: Events, seconds: float, batch: int) -> dict:  # noqa: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", choices=("publisher", "http", "flask-sse"), required=True)
+    parser.add_argument("--target", required=True,
+                        choices=("publisher", "http", "flask-sse", "nchan"))
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--http-port", type=int, default=0)
     parser.add_argument("--publish-key", default="")
@@ -255,6 +316,8 @@ def main() -> None:
         target = ViaPublisher(args.redis_url)
     elif args.target == "flask-sse":
         target = ViaFlaskSse(args.redis_url)
+    elif args.target == "nchan":
+        target = ViaNchan(args.http_port)
     else:
         target = ViaHttp(args.http_port, args.publish_key)
     print(json.dumps({"ready": True}), flush=True)

@@ -42,6 +42,11 @@ RUNTIME_DIRS = ("conf", "run", "log", "redis", "nginx")
 
 #: Open files wanted for supervisord and its children; lowered to the hard limit when not root.
 WANTED_FDS = 20000
+#: The stream pool's Unix socket (under the var dir), nginx's way in: cheaper per delivery than
+#: TCP loopback (docs/performance.md). The pool still listens on its loopback port as well.
+STREAM_SOCKET = "run/stream.sock"
+#: A Unix socket path longer than this (sun_path: 108 bytes with its NUL) cannot be bound.
+MAX_SOCKET_PATH = 100
 NGINX_CONNECTIONS_PER_WORKER = 8192
 
 #: Config field -> the EVENTGATE_* variable Config.from_env reads it from. Secrets are absent on
@@ -172,6 +177,7 @@ def render_stack(
         "stream_port": config.stream_port,
         "web_workers": web_workers,
         "stream_workers": stream_workers,
+        "stream_binds": " ".join(f"--bind {bind}" for bind in stream_binds(config, var)),
         "app_environment": environment,
         "relay_program": _relay_section(config, var, python_bin_dir, environment),
     }
@@ -180,6 +186,7 @@ def render_stack(
         "port": config.port,
         "web_port": config.web_port,
         "stream_port": config.stream_port,
+        "stream_servers": _stream_servers(stream_binds(config, var)),
         "user_directive": _nginx_user_directive(),
         "worker_connections": worker_connections,
         "worker_rlimit_nofile": 2 * worker_connections,
@@ -191,6 +198,25 @@ def render_stack(
     supervisord_conf = conf / "supervisord.conf"
     supervisord_conf.write_text(render_template(SUPERVISOR_TEMPLATE, supervisor_values))
     return supervisord_conf
+
+
+def stream_binds(config: Config, var: Path) -> list[str]:
+    """The stream pool's gunicorn binds: the loopback port (direct calls, /streams/metrics,
+    nginx's backup), then the Unix socket nginx proxies to, unless the var dir's path is too
+    long for one (then nginx uses the port)."""
+    binds = [f"127.0.0.1:{config.stream_port}"]
+    socket_path = var / STREAM_SOCKET
+    if len(str(socket_path)) <= MAX_SOCKET_PATH:
+        binds.append(f"unix:{socket_path}")
+    return binds
+
+
+def _stream_servers(binds: list[str]) -> str:
+    """nginx's servers for the stream pool: its Unix socket first, its port as the backup."""
+    if len(binds) == 1:
+        return f"        server {binds[0]};"
+    port, unix = binds
+    return f"        server {unix} max_fails=0;\n        server {port} backup;"
 
 
 class NginxSettings(Protocol):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian/Ubuntu packages the stack runs on, only those that are missing, without
 # questions (CI has no terminal). Uses sudo only when not root and only when it must install.
+# With --bench, also nginx's nchan module (the benchmark's comparison).
 # With --test, also what only the test suite needs: Debian's chromium (tests/browser drive it),
 # iproute2, procps, curl and openssl (the several-hosts tests and the production edge), and
 # PostgreSQL (the outbox tests).
@@ -11,6 +12,10 @@ has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/b
 missing=()
 has redis-server || missing+=(redis-server)
 has nginx || missing+=(nginx)
+if [ "${1:-}" = "--bench" ]; then
+    # The benchmark's comparison (bench/nginx_servers.py): nginx's nchan module.
+    [ -e /usr/lib/nginx/modules/ngx_nchan_module.so ] || missing+=(libnginx-mod-nchan)
+fi
 if [ "${1:-}" = "--test" ]; then
     has chromium || missing+=(chromium)
     # The several-hosts tests (tests/hosts.py): network namespaces, sysctls inside them, curl.

@@ -34,7 +34,7 @@ from werkzeug.http import parse_cookie
 
 from eventgate.shared import logformat
 from eventgate.shared.errors import EventgateError, RedisUnreachable, StreamFailed
-from eventgate.stream.opening import OsSocket, StreamOpener, StreamRequest
+from eventgate.stream.opening import OsSocket, StreamOpener, StreamRequest, no_delay
 
 log = logging.getLogger("eventgate.stream")
 
@@ -87,7 +87,7 @@ class Acceptor:
             # TCP_NODELAY set here is inherited by every accepted socket (Linux).
             sock = OsSocket(fileno=os.dup(listener.fileno()))
             sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            no_delay(sock)
             watcher = loop.io(sock.fileno(), 1)
             self._listeners.append((listener, sock, watcher))
 

@@ -42,6 +42,13 @@ from eventgate.stream.subscriber import Subscriber
 #: and a plain socket costs no libev watchers (less CPU per accept, less memory per stream).
 OsSocket = monkey.get_original("socket", "socket")
 
+
+def no_delay(sock: socket.socket) -> None:
+    """TCP_NODELAY on a TCP socket: every event leaves at once. A Unix socket (nginx in front,
+    on the same host) has no Nagle to turn off."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
 _HEAD = (
     b"HTTP/1.1 200 OK\r\n"
     b"Content-Type: text/event-stream; charset=utf-8\r\n"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from gunicorn.workers.base_async import ALREADY_HANDLED
@@ -28,7 +27,7 @@ from eventgate.shared.errors import (
 from eventgate.shared.history import next_link, read_history
 from eventgate.shared.names import validate_channel
 from eventgate.shared.primary import not_ready
-from eventgate.stream.opening import OsSocket, StreamRequest, refusal_headers
+from eventgate.stream.opening import OsSocket, StreamRequest, no_delay, refusal_headers
 from eventgate.stream.state import StreamState
 
 log = logging.getLogger("eventgate.stream")
@@ -98,7 +97,7 @@ def streams():
         # Our own descriptor for the connection: gunicorn closes its socket when the view returns.
         raw = OsSocket(fileno=os.dup(gunicorn_socket.fileno()))
         raw.setblocking(False)
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        no_delay(raw)
         return raw
 
     state.opener.open(ask, take_socket)

@@ -30,8 +30,11 @@ NO_RETRY_FALLBACK = (("error_page 502 503 504 = @stream_unavailable;", ""),)
 
 
 def pool_down(stack: Stack) -> Edits:
-    """The stream pool's upstream moved to a port nothing listens on: the pool as if stopped."""
-    return ((f"server 127.0.0.1:{stack.stream_port};", f"server 127.0.0.1:{free_port()};"),)
+    """The stream pool's upstream (its Unix socket, and its port as the backup) moved to a port
+    nothing listens on: the pool as if stopped."""
+    socket_path = stack.var_dir.resolve() / "run" / "stream.sock"
+    return ((f"server unix:{socket_path} max_fails=0;", f"server 127.0.0.1:{free_port()};"),
+            (f"server 127.0.0.1:{stack.stream_port} backup;", ""))
 
 
 def tls(certificate: Path, key: Path) -> Edits:

@@ -112,3 +112,17 @@ def locations(server: str) -> dict[str, list[str]]:
         name = match.group(1)
         found[name] = statements(nginx_block(server[match.start():].lstrip(), f"location {name}"))
     return found
+
+
+def longest_stream_head() -> bytes:
+    """The longest head the stream pool answers a stream with: its fixed head, CORS headers for
+    an origin with a 253-character host (DNS's longest) and a port, then the retry line and a
+    cursor position that share its first write."""
+    from types import SimpleNamespace
+
+    from eventgate.shared import sse
+    from eventgate.stream import opening
+
+    origin = "https://" + ".".join(["a" * 63] * 3 + ["b" * 61]) + ":65535"
+    cors = opening.StreamOpener.cors_headers(SimpleNamespace(cors_origins=(origin,)), origin)
+    return opening._HEAD + opening._header_lines(cors) + b"\r\n" + sse.retry(99999)

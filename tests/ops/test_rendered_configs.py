@@ -20,7 +20,13 @@ from gunicorn.workers.gthread import ThreadWorker
 from eventgate.deploy.render import ENV_NAMES, render_stack
 from eventgate.shared.config import Config, max_request_bytes
 from eventgate.shared.stackredis import StackRedis
-from tests.ops.configs import directives, gunicorn_settings, nginx_block, supervisor_options
+from tests.ops.configs import (
+    directives,
+    gunicorn_settings,
+    longest_stream_head,
+    nginx_block,
+    supervisor_options,
+)
 from tests.stack import REPO_ROOT
 
 GRACEFUL_TIMEOUT = 10
@@ -56,7 +62,8 @@ def test_stream_pool_keeps_streams_open(config):
     assert settings.worker_class_str == "gevent"
     assert settings.workers == 3
     assert settings.worker_connections >= 10000
-    assert settings.bind == [f"127.0.0.1:{config.stream_port}"]
+    # Its loopback port (direct calls, metrics), and the Unix socket nginx proxies to.
+    assert settings.bind == [f"127.0.0.1:{config.stream_port}", f"unix:{var}/run/stream.sock"]
     assert settings.graceful_timeout == GRACEFUL_TIMEOUT
     assert settings.control_socket == str(var / "run" / "stream.ctl")
     # Loaded as a module of the installed package (no checkout needed); the package __init__
@@ -239,7 +246,8 @@ def test_upstreams_and_listen_are_loopback_only(config):
         f"server 127.0.0.1:{config.web_port}", "keepalive 16", "keepalive_timeout 60s"
     ]
     assert directives(nginx_block(nginx, "upstream eventgate_stream")) == [
-        f"server 127.0.0.1:{config.stream_port}"
+        f"server unix:{config.var_dir.resolve()}/run/stream.sock max_fails=0",
+        f"server 127.0.0.1:{config.stream_port} backup",
     ]
     listens = re.findall(r"^\s*listen\s+([^;]+);", nginx, re.MULTILINE)
     assert listens == [f"127.0.0.1:{config.port}"]
@@ -248,6 +256,28 @@ def test_upstreams_and_listen_are_loopback_only(config):
     http = directives(nginx_block(nginx, "http"))
     assert f"client_max_body_size {max_request_bytes(config)}" in http
     assert "client_header_timeout 10s" in http
+
+
+def test_a_var_dir_too_deep_for_a_unix_socket_proxies_streams_over_loopback(config):
+    deep = dataclasses.replace(config, var_dir=config.var_dir / ("d" * 100))
+    conf = render(deep)
+    nginx = (conf.parent / "nginx.conf").read_text()
+    assert directives(nginx_block(nginx, "upstream eventgate_stream")) == [
+        f"server 127.0.0.1:{config.stream_port}"
+    ]
+    stream = gunicorn_settings(shlex.split(programs(conf)["stream"][1].command))
+    assert stream.bind == [f"127.0.0.1:{config.stream_port}"]
+
+
+def test_the_pools_longest_stream_head_fits_nginx_stream_buffer(config):
+    """Unbuffered, nginx holds one proxy_buffer_size buffer per stream and needs the whole
+    response head in it: kept small for memory, it must still take the longest head."""
+    nginx = (render(config).parent / "nginx.conf").read_text()
+    streams = directives(nginx_block(nginx, "location /streams"))
+    size = next(d for d in streams if d.startswith("proxy_buffer_size")).split()[1]
+    assert size.endswith("k")
+    head = longest_stream_head()
+    assert len(head) < int(size[:-1]) * 1024, len(head)
 
 
 def test_nginx_logs_never_hold_the_query_string(config):

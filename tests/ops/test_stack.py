@@ -83,7 +83,9 @@ def test_each_pool_answers_on_its_own_control_socket(stack):
     stream = gunicorn_config(stack, "stream")
     assert web["control_socket"] != stream["control_socket"]
     assert web["bind"] == [f"127.0.0.1:{stack.web_port}"]
-    assert stream["bind"] == [f"127.0.0.1:{stack.stream_port}"]
+    assert stream["bind"] == [
+        f"127.0.0.1:{stack.stream_port}", f"unix:{stack.var_dir.resolve()}/run/stream.sock"
+    ]
     assert "eventgate.web.worker.WebWorker" in web["worker_class"]  # gthread, see the module
     # The effective stream settings, stream/gunicorn_conf.py included.
     assert "GeventWorker" in stream["worker_class"]
