@@ -13,8 +13,7 @@
  *
  * With --sources N connection i binds to the loopback address --source-base + i % N before it
  * connects: one source address reaches one server port from ~28k ephemeral ports only, and a
- * server's per-address limits see N clients. More connections than the open-files limit allows
- * raise it (as root), so that 100k streams fit in one loadgen.
+ * server's per-address limits see N clients.
  *
  * Control: one command per line on stdin; each answers one JSON line on stdout.
  *   open N  open connections up to N (--start N opens that many at once; default all)
@@ -22,6 +21,8 @@
  *   reset   start a measurement window (latency histogram, gaps, duplicates, counts)
  *   report  the window so far, with latency percentiles
  *   arm     forget drop/resume times (before a planned server kill)
+ *   drop N  cut the next N streams (in turn over all connections), as a lost network would:
+ *           with --reconnect they come back with their Last-Event-ID (churn)
  *   close   close every connection (RST, so no TIME_WAIT piles up) and stop reconnecting
  *   quit    exit
  */
@@ -38,7 +39,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -524,6 +524,18 @@ static int on_stdin(void) {
             target = atoi(cmd + 5);
             if (target > nconns) target = nconns;
             printf("{\"ok\":true,\"target\":%d}\n", target);
+        } else if (!strncmp(cmd, "drop ", 5)) {
+            static int next_drop = 0;
+            int want = atoi(cmd + 5), dropped = 0;
+            for (int k = 0; k < nconns && dropped < want; k++) {
+                conn_t *c = &conns[next_drop];
+                next_drop = (next_drop + 1) % nconns;
+                if (c->state == S_BODY) {
+                    conn_close(c, 1);
+                    dropped++;
+                }
+            }
+            printf("{\"ok\":true,\"dropped\":%d}\n", dropped);
         } else if (!strcmp(cmd, "arm")) {
             first_drop_us = last_resume_us = 0;
             printf("{\"ok\":true}\n");
@@ -616,12 +628,6 @@ int main(int argc, char **argv) {
             fprintf(stderr, "loadgen: --sources would leave 127.0.0.0/8\n");
             return 2;
         }
-    }
-    struct rlimit fds;
-    if (getrlimit(RLIMIT_NOFILE, &fds) == 0 && fds.rlim_cur < (rlim_t)nconns + 64) {
-        fds.rlim_cur = (rlim_t)nconns + 64;
-        if (fds.rlim_max < fds.rlim_cur) fds.rlim_max = fds.rlim_cur; /* root only */
-        if (setrlimit(RLIMIT_NOFILE, &fds) < 0) perror("loadgen: setrlimit (fewer connections fit)");
     }
     if (target < 0 || target > nconns) target = nconns;
     load_paths(pathfile);

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import ipaddress
 import json
 import math
 import os
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import Process, build, log, wait_until  # noqa: E402
+from run import Process, build, wait_until  # noqa: E402
 
 from eventgate.deploy.stack import stack_processes  # noqa: E402
 from eventgate.shared.tokens import ChannelTokens  # noqa: E402
@@ -80,10 +81,10 @@ class Sizing:
         )
 
 
-def _replace(path: Path, pattern: str, new: str) -> None:
+def _replace(path: Path, pattern: str, new: str, times: int = 1) -> None:
     text = path.read_text()
     changed, count = re.subn(pattern, new, text, flags=re.MULTILINE)
-    if count != 1:
+    if count != times:
         raise RuntimeError(f"{path.name}: {pattern!r} matched {count} times (template changed?)")
     path.write_text(changed)
 
@@ -107,6 +108,9 @@ def apply_sizing(stack: Stack, sizing: Sizing) -> None:
              r"\1upstream eventgate_stream {")
     _replace(nginx, r"^(\s*)location /streams \{",
              r"\1location /streams {\n\1    proxy_bind $eventgate_upstream_source;")
+    # The stream locations log at crit only (a request line holds a token): here, where the
+    # tokens are the bench's own, why nginx answered a stream itself must show.
+    _replace(nginx, r"nginx-error\.log crit;", "nginx-error.log error;", times=2)
     supervisord = stack.var_dir / "conf" / "supervisord.conf"
     _replace(supervisord, r"--worker-connections \d+",
              f"--worker-connections {sizing.streams_per_stream_worker}")
@@ -191,6 +195,22 @@ def bench_dir(name: str) -> Path:
     return path
 
 
+def nginx_failures(stack: Stack) -> dict[str, int]:
+    """What went wrong between nginx and the pool, by kind (nginx's error log), and how many
+    streams nginx answered itself with the retry fallback (its access log)."""
+    kinds: dict[str, int] = {}
+    for line in stack.log("nginx-error").splitlines():
+        if "[error]" in line or "[crit]" in line or "[alert]" in line:
+            kind = re.sub(r"^.*?\*\d+ ", "", line).split(" while ")[0].split(", client")[0]
+            kind = re.sub(r"\d+\.\d+\.\d+\.\d+(:\d+)?", "<address>", kind)
+            kinds[kind] = kinds.get(kind, 0) + 1
+    fallback = sum(1 for line in stack.log("nginx-access").splitlines()
+                   if '"GET /streams HTTP/1.1" 200 13 ' in line)
+    if fallback:
+        kinds["streams answered with nginx's retry fallback"] = fallback
+    return kinds
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -199,23 +219,47 @@ def load_average() -> str:
 
 
 class Loadgen:
-    """bench/loadgen.c against the stack's nginx, from ``sources`` loopback addresses."""
+    """bench/loadgen.c against the stack's nginx, as many processes as its streams need: one
+    process may open no more files than any other (FD_LIMIT, which only CAP_SYS_RESOURCE could
+    raise). Each connects from its own loopback addresses, one per STREAMS_PER_SOURCE streams
+    (127.2.0.1 up). Answers are summed over the processes; latency percentiles are the
+    highest of theirs (the p99 of all the streams is at most the highest p99 of any part)."""
 
     def __init__(self, stack: Stack, workdir: Path, paths: list[str], conns: int, tag: str,
                  reconnect: bool = False, window: int = 256) -> None:
         binary = build(workdir)
         paths_file = workdir / f"paths-{tag}.txt"
         paths_file.write_text("\n".join(paths) + "\n")
-        sources = max(1, math.ceil(conns / STREAMS_PER_SOURCE))
-        args = [str(binary), "--port", str(stack.port), "--paths", str(paths_file),
-                "--conns", str(conns), "--window", str(window), "--start", "0",
-                "--sources", str(sources), "--source-base", CLIENT_SOURCE_BASE]
-        if reconnect:
-            args.append("--reconnect")
-        self.process = Process(f"loadgen-{tag}", args, workdir, stdin=True)
+        parts = math.ceil(conns / (FD_LIMIT - NGINX_SPARE_FDS))
+        base = int(ipaddress.IPv4Address(CLIENT_SOURCE_BASE))
+        self.processes = []
+        for part in range(parts):
+            count = conns // parts + (part < conns % parts)
+            sources = max(1, math.ceil(count / STREAMS_PER_SOURCE))
+            args = [str(binary), "--port", str(stack.port), "--paths", str(paths_file),
+                    "--conns", str(count), "--window", str(max(1, window // parts)),
+                    "--start", "0", "--sources", str(sources),
+                    "--source-base", str(ipaddress.IPv4Address(base))]
+            base += sources
+            if reconnect:
+                args.append("--reconnect")
+            self.processes.append(Process(f"loadgen-{tag}-{part}", args, workdir, stdin=True))
 
     def ask(self, command: str) -> dict:
-        return self.process.ask(command)
+        """``command`` to every process (``open N``: N in all); their answers combined."""
+        if command.startswith("open "):
+            wanted = int(command.split()[1])
+            parts = len(self.processes)
+            answers = [p.ask(f"open {wanted // parts + (i < wanted % parts)}")
+                       for i, p in enumerate(self.processes)]
+        elif command.startswith("drop "):
+            wanted = int(command.split()[1])
+            parts = len(self.processes)
+            answers = [p.ask(f"drop {wanted // parts + (i < wanted % parts)}")
+                       for i, p in enumerate(self.processes)]
+        else:
+            answers = [p.ask(command) for p in self.processes]
+        return combine(answers)
 
     def open(self, count: int, timeout: float) -> dict:
         """Open ``count`` streams and wait until each has its answer's head (or failed)."""
@@ -229,11 +273,29 @@ class Loadgen:
         return wait_until(settled, timeout, f"{count} streams to open", 1.0)
 
     def stop(self) -> None:
-        if self.process.popen.poll() is None:
-            with contextlib.suppress(OSError, RuntimeError):
-                self.process.ask("close")
-                self.process.tell("quit")
-        self.process.stop()
+        for process in self.processes:
+            if process.popen.poll() is None:
+                with contextlib.suppress(OSError, RuntimeError):
+                    process.ask("close")
+                    process.tell("quit")
+            process.stop()
+
+
+def combine(answers: list[dict]) -> dict:
+    """One answer from loadgens' answers to the same command."""
+    out: dict = {}
+    for key, value in answers[0].items():
+        values = [answer[key] for answer in answers]
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            out[key] = value
+        elif key.startswith("min_") or key == "first_drop_us":
+            present = [v for v in values if v >= 0 and (v or key != "first_drop_us")]
+            out[key] = min(present) if present else value
+        elif key.endswith(("_ms", "_s", "_us")) or key.startswith("max_"):
+            out[key] = max(values)
+        else:
+            out[key] = sum(values)
+    return out
 
 
 def stream_paths(stack: Stack, channels: list[str], ttl: int = 7200) -> list[str]:
@@ -306,6 +368,3 @@ class HttpPublisher:
             self._thread.join(30)
         self.complete_round()
 
-
-__all__ = ["FD_LIMIT", "HttpPublisher", "Loadgen", "Sizing", "apply_sizing", "bench_dir",
-           "load_average", "log", "sample", "sized_stack", "stream_paths", "totals"]
