@@ -128,6 +128,7 @@ def slopes(samples: list[dict], warmup_minutes: float) -> dict[str, dict]:
 def run(workdir: Path, minutes: float = MINUTES, streams: int = STREAMS,
         rate: float = RATE) -> dict:
     """The soak; returns its figures (``report``)."""
+    workdir.mkdir(parents=True, exist_ok=True)
     base = Sizing.for_streams(streams)
     sizing = replace(base, nginx_workers=max(2, base.nginx_workers),
                      stream_workers=max(2, base.stream_workers))
@@ -186,8 +187,8 @@ def report(rows: dict, command: str, minutes: float, before: str) -> str:
            f"{rows['final_seq']} | {'ok' if delivered else 'MISSED'} |",
            f"| delivery latency p50 / p99 / max | {got['p50_ms']:.0f} / {got['p99_ms']:.0f} / "
            f"{got['max_ms']:.0f} ms (replays after a reconnect included) | — | — |", "",
-           "| process | mean RSS MB | RSS first → last after warm-up, MB | slope KB/min | "
-           "flat if ≤ KB/min | verdict |", "|---|---|---|---|---|---|"]
+           "| process | mean RSS MiB | RSS first → last after warm-up, MiB | slope KiB/min | "
+           "flat if ≤ KiB/min | verdict |", "|---|---|---|---|---|---|"]
     for name, row in sorted(rows["slopes"].items()):
         out.append(f"| {name} | {row['mean_rss_kb'] / 1024:.1f} | {row['first_kb'] / 1024:.1f}"
                    f" → {row['last_kb'] / 1024:.1f} | {row['slope_kb_per_min']:+.1f} | "

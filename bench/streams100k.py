@@ -63,6 +63,7 @@ def broadcast(loadgen: Loadgen, publisher: HttpPublisher, held: int) -> dict:
 
 def run(workdir: Path, streams: int = STREAMS, broadcasts: int = BROADCASTS) -> dict:
     """Open ``streams``, measure the stack idle, broadcast; returns the figures (``report``)."""
+    workdir.mkdir(parents=True, exist_ok=True)
     sizing = Sizing.for_streams(streams)
     rows: dict = {"sizing": sizing.__dict__, "load_before": load_average()}
     log(f"S5: {streams} streams, {sizing}")
@@ -121,11 +122,11 @@ def report(rows: dict, command: str, minutes: float, before: str) -> str:
         out.append(f"| broadcast {number}: reached, p50 / p99 / max | {got['events']:,}; "
                    f"{got['p50_ms']:.0f} / {got['p99_ms']:.0f} / {got['max_ms']:.0f} ms | every "
                    f"stream, p99 ≤ {P99_BOUND_MS:.0f} ms | {'ok' if ok else 'MISSED'} |")
-    out.append(f"| memory of the stack, PSS (RSS) | {pss / 1024:,.0f} MB ({rss / 1024:,.0f} MB)"
-               f"; {pss * 1024 / max(held, 1) / 1000:.1f} KB per stream | ≤ 1 GB "
+    out.append(f"| memory of the stack, PSS (RSS) | {pss / 1024:,.0f} MiB ({rss / 1024:,.0f} MiB)"
+               f"; {pss / max(held, 1):.1f} KiB per stream | ≤ 1 GB "
                f"({MEMORY_BOUND_KB / 1024:,.0f} MiB) | "
-               f"{'ok' if pss <= MEMORY_BOUND_KB else f'MISSED by {over / 1024:,.0f} MB'} |")
-    out += ["", "| process | count | PSS MB | RSS MB | most open files in one |",
+               f"{'ok' if pss <= MEMORY_BOUND_KB else f'MISSED by {over / 1024:,.0f} MiB'} |")
+    out += ["", "| process | count | PSS MiB | RSS MiB | most open files in one |",
             "|---|---|---|---|---|"]
     for name, row in sorted(idle.items(), key=lambda item: -item[1]["pss_kb"]):
         out.append(f"| {name} | {row['count']} | {row['pss_kb'] / 1024:,.1f} | "
