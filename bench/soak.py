@@ -18,8 +18,10 @@ Memory: RSS and PSS of every process of the stack every SAMPLE_SECONDS; per proc
 squares slope of RSS over the samples after the warm-up (the first fifth of the run, at most
 two minutes), in KB/min. Verdict "flat": the slope is at most FLAT_KB_PER_MIN or FLAT_SHARE of
 the process's mean RSS per minute, whichever is larger. A process that restarted (a new pid)
-fails outright. Each channel retains 50 events (SETTINGS), so that Redis's size is steady
-after the warm-up too.
+fails outright. Each channel retains 50 events and idempotency records live 60 s (SETTINGS),
+so that Redis's size is steady after the warm-up too. A stream worker's memory follows the
+streams it holds (about 2 KiB each), and churn may move streams between workers: the table shows
+each process's open files beside its slope.
 """
 
 from __future__ import annotations
@@ -55,7 +57,13 @@ SETTLE_SECONDS = 60.0
 #: Each channel's retained log, capped low so that Redis reaches its steady size within the
 #: warm-up (at the shipped 10,000 it would grow, by design, for hours at this rate); far more
 #: than a reconnect's gap of a few seconds needs.
-SETTINGS = {"EVENTGATE_RETENTION_COUNT": "50"}
+#: Idempotency records (the publisher sends a key with each POST, so a retry is stored once)
+#: likewise expire within the warm-up instead of a day later.
+SETTINGS = {"EVENTGATE_RETENTION_COUNT": "50", "EVENTGATE_IDEMPOTENCY_SECONDS": "60"}
+#: Streams opened at once: a gentle start spreads them evenly over the stream workers (a burst
+#: lands mostly on whichever accepts first, and churn then moves streams, and memory, between
+#: workers for the whole run).
+OPEN_WINDOW = 32
 
 
 def slope_per_minute(points: list[tuple[float, float]]) -> float:
@@ -109,6 +117,7 @@ def slopes(samples: list[dict], warmup_minutes: float) -> dict[str, dict]:
             row["restarted"] |= row["started"] != entry["started"]
             if point["minute"] >= warmup_minutes:
                 row["points"].append((point["minute"], entry["rss_kb"]))
+                row.setdefault("fds", []).append(entry["fds"])
     last = set(samples[-1]["processes"]) if samples else set()
     out = {}
     for pid, row in series.items():
@@ -121,6 +130,7 @@ def slopes(samples: list[dict], warmup_minutes: float) -> dict[str, dict]:
             "role": row["role"], "mean_rss_kb": round(mean), "slope_kb_per_min": round(slope, 1),
             "bound_kb_per_min": round(bound, 1), "samples": len(values),
             "first_kb": values[0] if values else 0, "last_kb": values[-1] if values else 0,
+            "fds": (row["fds"][0], row["fds"][-1]) if row.get("fds") else (0, 0),
             "verdict": "RESTARTED" if gone else ("flat" if slope <= bound else "GROWING")}
     return out
 
@@ -138,7 +148,7 @@ def run(workdir: Path, minutes: float = MINUTES, streams: int = STREAMS,
     log(f"S6: {streams} streams, {minutes} min, {rate} events/s, {sizing}")
     with sized_stack(workdir, sizing, SETTINGS) as stack:
         loadgen = Loadgen(stack, workdir, stream_paths(stack, channels), streams, "s6",
-                          reconnect=True)
+                          reconnect=True, window=OPEN_WINDOW)
         publisher = HttpPublisher(stack, channels)
         try:
             rows["open_stats"] = loadgen.open(streams, 300)
@@ -187,11 +197,13 @@ def report(rows: dict, command: str, minutes: float, before: str) -> str:
            f"{rows['final_seq']} | {'ok' if delivered else 'MISSED'} |",
            f"| delivery latency p50 / p99 / max | {got['p50_ms']:.0f} / {got['p99_ms']:.0f} / "
            f"{got['max_ms']:.0f} ms (replays after a reconnect included) | — | — |", "",
-           "| process | mean RSS MiB | RSS first → last after warm-up, MiB | slope KiB/min | "
-           "flat if ≤ KiB/min | verdict |", "|---|---|---|---|---|---|"]
+           "| process | mean RSS MiB | RSS first → last after warm-up, MiB | open files "
+           "first → last | slope KiB/min | flat if ≤ KiB/min | verdict |",
+           "|---|---|---|---|---|---|---|"]
     for name, row in sorted(rows["slopes"].items()):
         out.append(f"| {name} | {row['mean_rss_kb'] / 1024:.1f} | {row['first_kb'] / 1024:.1f}"
-                   f" → {row['last_kb'] / 1024:.1f} | {row['slope_kb_per_min']:+.1f} | "
+                   f" → {row['last_kb'] / 1024:.1f} | {row['fds'][0]:,} → {row['fds'][1]:,} | "
+                   f"{row['slope_kb_per_min']:+.1f} | "
                    f"{row['bound_kb_per_min']:.0f} | {row['verdict']} |")
     return "\n".join(out)
 
