@@ -27,6 +27,7 @@ each process's open files beside its slope.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from dataclasses import replace
@@ -107,31 +108,52 @@ def wait_complete(loadgen: Loadgen, final_seq: int) -> dict:
         time.sleep(1)
 
 
+def beyond_peaks_kb(series: list[tuple[float, int, int]], warmup_minutes: float) -> float:
+    """Net RSS growth (KB) after warm-up between samples at which the process held no more
+    open files than at some earlier sample: growth that a new high of connections (the
+    allocator's high-water mark) does not explain. ``series``: (minute, RSS KB, open files)."""
+    grown, peak = 0.0, series[0][2] if series else 0
+    for (_, rss_before, _), (minute, rss, fds) in itertools.pairwise(series):
+        if minute >= warmup_minutes and fds <= peak:
+            grown += rss - rss_before
+        peak = max(peak, fds)
+    return grown
+
+
 def slopes(samples: list[dict], warmup_minutes: float) -> dict[str, dict]:
-    """Per process (role and pid): its samples' slope after warm-up, mean RSS, verdict."""
-    series: dict[int, dict] = {}
+    """Per process (role and pid): its slope after warm-up, mean RSS, verdict: "flat" (slope
+    within the bound), "follows its peak" (the RSS rose only while the process held more
+    connections than ever before: a stream worker that churn gives more streams), else
+    "GROWING"; "RESTARTED" when its pid went away or was reused."""
+    series: dict[str, dict] = {}
     for point in samples:
         for pid, entry in point["processes"].items():
-            row = series.setdefault(pid, {"role": entry["role"], "started": entry["started"],
-                                          "points": [], "restarted": False})
+            row = series.setdefault(str(pid), {"role": entry["role"], "started": entry["started"],
+                                               "all": [], "restarted": False})
             row["restarted"] |= row["started"] != entry["started"]
-            if point["minute"] >= warmup_minutes:
-                row["points"].append((point["minute"], entry["rss_kb"]))
-                row.setdefault("fds", []).append(entry["fds"])
-    last = set(samples[-1]["processes"]) if samples else set()
+            row["all"].append((point["minute"], entry["rss_kb"], entry["fds"]))
+    last = {str(pid) for pid in samples[-1]["processes"]} if samples else set()
     out = {}
     for pid, row in series.items():
-        values = [v for _, v in row["points"]]
+        after = [item for item in row["all"] if item[0] >= warmup_minutes]
+        values = [rss for _, rss, _ in after]
         mean = sum(values) / len(values) if values else 0.0
-        slope = slope_per_minute(row["points"])
+        slope = slope_per_minute([(minute, rss) for minute, rss, _ in after])
+        span = after[-1][0] - after[0][0] if len(after) > 1 else 1.0
+        beyond = beyond_peaks_kb(row["all"], warmup_minutes) / span
         bound = max(FLAT_KB_PER_MIN, FLAT_SHARE * mean)
-        gone = pid not in last or row["restarted"]
+        if pid not in last or row["restarted"]:
+            verdict = "RESTARTED"
+        elif slope <= bound:
+            verdict = "flat"
+        else:
+            verdict = "follows its peak" if beyond <= bound else "GROWING"
         out[f"{row['role']} {pid}"] = {
             "role": row["role"], "mean_rss_kb": round(mean), "slope_kb_per_min": round(slope, 1),
+            "beyond_peaks_kb_per_min": round(beyond, 1),
             "bound_kb_per_min": round(bound, 1), "samples": len(values),
             "first_kb": values[0] if values else 0, "last_kb": values[-1] if values else 0,
-            "fds": (row["fds"][0], row["fds"][-1]) if row.get("fds") else (0, 0),
-            "verdict": "RESTARTED" if gone else ("flat" if slope <= bound else "GROWING")}
+            "fds": (after[0][2], after[-1][2]) if after else (0, 0), "verdict": verdict}
     return out
 
 
@@ -198,12 +220,12 @@ def report(rows: dict, command: str, minutes: float, before: str) -> str:
            f"| delivery latency p50 / p99 / max | {got['p50_ms']:.0f} / {got['p99_ms']:.0f} / "
            f"{got['max_ms']:.0f} ms (replays after a reconnect included) | — | — |", "",
            "| process | mean RSS MiB | RSS first → last after warm-up, MiB | open files "
-           "first → last | slope KiB/min | flat if ≤ KiB/min | verdict |",
-           "|---|---|---|---|---|---|---|"]
+           "first → last | slope KiB/min | of it beyond peaks, KiB/min | flat if ≤ KiB/min | "
+           "verdict |", "|---|---|---|---|---|---|---|---|"]
     for name, row in sorted(rows["slopes"].items()):
         out.append(f"| {name} | {row['mean_rss_kb'] / 1024:.1f} | {row['first_kb'] / 1024:.1f}"
                    f" → {row['last_kb'] / 1024:.1f} | {row['fds'][0]:,} → {row['fds'][1]:,} | "
-                   f"{row['slope_kb_per_min']:+.1f} | "
+                   f"{row['slope_kb_per_min']:+.1f} | {row['beyond_peaks_kb_per_min']:+.1f} | "
                    f"{row['bound_kb_per_min']:.0f} | {row['verdict']} |")
     return "\n".join(out)
 
@@ -213,7 +235,17 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=MINUTES)
     parser.add_argument("--streams", type=int, default=STREAMS)
     parser.add_argument("--rate", type=float, default=RATE, help="events/s published")
+    parser.add_argument("--again", type=Path, metavar="DIR",
+                        help="report a finished run again from its raw results (s6.json and "
+                        "s6-samples.json in DIR), with this version's verdicts")
     args = parser.parse_args()
+    if args.again:
+        rows = json.loads((args.again / "s6.json").read_text())
+        samples = json.loads((args.again / "s6-samples.json").read_text())
+        rows["slopes"] = slopes(samples, min(2.0, rows["minutes"] / 5))
+        print(report(rows, f"bench/soak.py (again from {args.again})", rows["minutes"],
+                     f"load average {rows['load_before']} before"))
+        return
     started = time.monotonic()
     before = f"load average {load_average()}"
     workdir = bench_dir("s6")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from run import log
 from wholestack import (
+    FALLBACK,
     HttpPublisher,
     Loadgen,
     Sizing,
@@ -106,6 +107,9 @@ def report(rows: dict, command: str, minutes: float, before: str) -> str:
     pss = sum(r["pss_kb"] for r in idle.values())
     rss = sum(r["rss_kb"] for r in idle.values())
     over = pss - MEMORY_BOUND_KB
+    # nginx's retry fallback is a 200 too: loadgen holds it open like a stream (it does not
+    # read the answer's end), so any of them fails the check.
+    fallback = (rows.get("nginx_failures") or {}).get(FALLBACK, 0)
     out = [f"eventgate S5 — {command} — {minutes:.1f} min", f"machine: {before}",
            f"Whole stack (supervisord, Redis, web ×2, stream ×{sizing['stream_workers']} with "
            f"at most {sizing['streams_per_stream_worker']} streams each, nginx "
@@ -115,8 +119,9 @@ def report(rows: dict, command: str, minutes: float, before: str) -> str:
            "helpers share the machine).", "",
            "| check | measured | bound | verdict |", "|---|---|---|---|",
            f"| streams held | {held:,} of {streams:,} (opened in {rows['open_seconds']} s; "
-           f"{rows['held_after']:,} after the broadcasts) | all | "
-           f"{'ok' if held == streams == rows['held_after'] else 'MISSED'} |"]
+           f"{rows['held_after']:,} after the broadcasts; {fallback:,} of them nginx's retry "
+           "fallback) | all | "
+           f"{'ok' if held == streams == rows['held_after'] and not fallback else 'MISSED'} |"]
     for number, got in enumerate(rows["broadcasts"], 1):
         ok = got["events"] >= streams and got["p99_ms"] <= P99_BOUND_MS
         out.append(f"| broadcast {number}: reached, p50 / p99 / max | {got['events']:,}; "

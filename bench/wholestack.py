@@ -195,6 +195,9 @@ def bench_dir(name: str) -> Path:
     return path
 
 
+FALLBACK = "streams answered with nginx's retry fallback"
+
+
 def nginx_failures(stack: Stack) -> dict[str, int]:
     """What went wrong between nginx and the pool, by kind (nginx's error log), and how many
     streams nginx answered itself with the retry fallback (its access log)."""
@@ -207,7 +210,7 @@ def nginx_failures(stack: Stack) -> dict[str, int]:
     fallback = sum(1 for line in stack.log("nginx-access").splitlines()
                    if '"GET /streams HTTP/1.1" 200 13 ' in line)
     if fallback:
-        kinds["streams answered with nginx's retry fallback"] = fallback
+        kinds[FALLBACK] = fallback
     return kinds
 
 
