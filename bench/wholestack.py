@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import Process, build, wait_until  # noqa: E402
+from run import Process, build, cpu_seconds, wait_until  # noqa: E402
 
 from eventgate.deploy.stack import stack_processes  # noqa: E402
 from eventgate.shared.tokens import ChannelTokens  # noqa: E402
@@ -172,8 +172,19 @@ def sample(stack: Stack) -> dict[int, dict]:
             found[pid] = {"role": role(process.command, parent.command if parent else ""),
                           "rss_kb": smaps["Rss"],
                           "pss_kb": smaps["Pss"], "fds": len(os.listdir(f"/proc/{pid}/fd")),
+                          "cpu_s": cpu_seconds(pid),
                           "started": process.started}
     return found
+
+
+def cpu_by_role(before: dict[int, dict], after: dict[int, dict]) -> dict[str, float]:
+    """CPU seconds each role used between two samples (processes present in both)."""
+    used: dict[str, float] = {}
+    for pid, entry in after.items():
+        if pid in before and before[pid]["started"] == entry["started"]:
+            role_name = entry["role"]
+            used[role_name] = used.get(role_name, 0.0) + entry["cpu_s"] - before[pid]["cpu_s"]
+    return {name: round(seconds, 2) for name, seconds in used.items()}
 
 
 def totals(processes: dict[int, dict]) -> dict[str, dict]:
