@@ -1,14 +1,15 @@
 """The ``eventgate`` command: init dev secrets, publish, mint tokens, tail streams; for ops,
-``status`` (the stream workers, Redis, the logs), ``replay`` (a channel's log after an id) and
-``migrate`` (every log copied to another Redis, ids kept).
+``status`` (the stream workers, Redis, the logs), ``replay`` (a channel's log after an id),
+``migrate`` (every log copied to another Redis, ids kept) and ``doctor`` (a deployment checked
+through its proxy chain, as a browser meets it).
 
 The commands are written once, as a click group (Flask's own command-line library), and run two
 ways: ``eventgate …`` reads its settings with ``Config.from_env()`` (the environment, then
 ``var/eventgate.env``); ``flask eventgate …`` is the same group added to a Flask app's command
 line by ``EventGate.init_app``, with that EventGate's Config. Expected failures print one line on
 stderr and exit non-zero — 2 for a mistake in the command or the settings, 1 when a server
-(Redis, the stream pool) is not there, 3 when ``migrate`` left logs it could not copy — never a
-traceback.
+(Redis, the stream pool) is not there or ``doctor`` found a fault, 3 when ``migrate`` left
+logs it could not copy — never a traceback.
 
 Importing this module needs only the base install: ``tail``, ``status``, ``replay`` and
 ``relay`` import what the ``server`` extra (and, for ``relay``, the ``outbox`` extra) brings when
@@ -26,12 +27,21 @@ from importlib import import_module
 from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import click
 import redis
 
+from eventgate import doctor as checkup
 from eventgate import migration
-from eventgate.shared.config import Config, var_dir_from_env, write_dev_env
+from eventgate.probe import Site
+from eventgate.shared.config import (
+    ENV_FILE_NAME,
+    Config,
+    read_env_file,
+    var_dir_from_env,
+    write_dev_env,
+)
 from eventgate.shared.errors import (
     ConfigError,
     EventgateError,
@@ -41,6 +51,7 @@ from eventgate.shared.errors import (
 )
 from eventgate.shared.names import validate_channel
 from eventgate.shared.publisher import Publisher
+from eventgate.shared.publishkeys import parse_publish_key
 from eventgate.shared.redisconn import connect
 from eventgate.shared.tokens import ChannelTokens
 
@@ -325,6 +336,99 @@ def migrate(
         )
 
 
+@click.command("doctor")
+@click.argument("url")
+@click.option("--publish-key", metavar="KEY",
+              help="the deployment's publisher key (default: $EVENTGATE_PUBLISH_KEY, then "
+                   "var/eventgate.env); prefer the variable, which ps does not show")
+@click.option("--origin", metavar="ORIGIN",
+              help="check CORS for a page on this origin (https://app.example.com)")
+@click.option("--channel", default=checkup.DEFAULT_CHANNEL, show_default=True, metavar="C",
+              help="the channel the probe events go to (the key must allow it)")
+@click.option("--idle-seconds", type=click.FloatRange(min=0, min_open=True),
+              default=checkup.DEFAULT_IDLE_SECONDS, show_default=True, metavar="N",
+              help="how long the idle check holds a stream with no events: above "
+                   "EVENTGATE_HEARTBEAT and the longest idle timeout you want proven")
+@click.option("--wait-seconds", type=click.FloatRange(min=0, min_open=True),
+              default=checkup.DEFAULT_WAIT_SECONDS, show_default=True, metavar="N",
+              help="how long to wait for an event before calling it held back")
+@click.option("--pool-down", is_flag=True,
+              help="the stream pool is stopped on purpose: check the retry fallback instead "
+                   "of delivery")
+@click.option("--cacert", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="trust this CA for https:// (a private CA; default: the system's)")
+@click.option("--json", "as_json", is_flag=True,
+              help="one JSON object per check: check, status, detail")
+def doctor(
+    url: str, publish_key: str | None, origin: str | None, channel: str, idle_seconds: float,
+    wait_seconds: float, pool_down: bool, cacert: str | None, as_json: bool,
+) -> None:
+    """Check a deployment through its proxy chain, as a browser sees it.
+
+    URL is the site's public address (https://events.example.com). One verdict per line:
+    events arrive unbuffered (publish to arrival), heartbeats keep an idle stream open past the
+    timeouts on the way, Last-Event-ID reaches the stream pool, the HTTP version at the edge,
+    CORS for --origin, and the retry fallback (only with --pool-down: stop the stream pool
+    first). Each FAIL says what to change. It publishes two small events on --channel.
+    Exit status 0 when nothing failed, 1 when a check failed, 2 for a mistake in the command."""
+    try:
+        site = Site(url, cafile=cacert)
+        channel = validate_channel(channel)
+    except InvalidName as error:  # a ValueError too
+        raise CommandError(f"--channel: {error.message}") from None
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    if origin is not None and not _is_origin(origin):
+        raise CommandError(
+            f"--origin must be a page's origin, scheme://host[:port], not {origin!r}."
+        )
+    options = checkup.Options(
+        publish_key=_doctor_key(publish_key), channel=channel, origin=origin,
+        idle_seconds=idle_seconds, wait_seconds=wait_seconds, pool_down=pool_down,
+    )
+    if not as_json and not pool_down:
+        click.echo(f"eventgate doctor: {site.origin} (the idle check takes {idle_seconds:g} s)",
+                   err=True)
+    failed = False
+    for verdict in checkup.Doctor(site, options).run():
+        failed = failed or verdict.status == checkup.FAIL
+        if as_json:
+            click.echo(json.dumps({"check": verdict.check, "status": verdict.status,
+                                   "detail": verdict.detail}, ensure_ascii=False))
+        else:
+            click.echo(verdict.line())
+    if failed:
+        raise click.exceptions.Exit(EXIT_UNAVAILABLE)
+
+
+def _doctor_key(given: str | None) -> str:
+    """The publisher key for ``doctor``: the option, else the settings' first key (a scoped
+    entry's key part). A remote check needs no signing secret, so a Config that cannot load
+    is no error here: the variable or the env file is read alone."""
+    if given:
+        return given
+    try:
+        keys = current_config().publish_keys
+    except CommandError:
+        settings = {**read_env_file(var_dir_from_env() / ENV_FILE_NAME), **os.environ}
+        keys = tuple(k for k in settings.get("EVENTGATE_PUBLISH_KEY", "").split(",") if k.strip())
+    if not keys:
+        raise CommandError(
+            "no publisher key: set EVENTGATE_PUBLISH_KEY (or pass --publish-key) to the "
+            "deployment's key."
+        )
+    try:
+        return parse_publish_key(keys[0]).key
+    except ConfigError as error:
+        raise CommandError(error.message) from None
+
+
+def _is_origin(text: str) -> bool:
+    parts = urlsplit(text)
+    return (parts.scheme in ("http", "https") and bool(parts.netloc)
+            and parts.path in ("", "/") and not parts.query and not parts.fragment)
+
+
 def _progress_line(enabled: bool) -> Callable[[migration.Totals | None], None]:
     """A progress callback: at most one line a second on stderr, rewritten in place on a
     terminal; None ends it."""
@@ -359,7 +463,7 @@ def command_group(load_config: Callable[[], Config]) -> click.Group:
         """eventgate: publish events and watch SSE streams."""
         click.get_current_context().meta[_LOAD_CONFIG] = load_config
 
-    for command in (init, publish, token, tail, status, relay, replay, migrate):
+    for command in (init, publish, token, tail, status, relay, replay, migrate, doctor):
         group.add_command(command)
     return group
 

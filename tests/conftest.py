@@ -1,11 +1,11 @@
 """Shared fixtures: real redis-server, PostgreSQL, stream pools and whole stacks on free loopback
-ports; configs, tokens, a publisher, unique channel names."""
+ports, the production edge (TLS, HTTP/2) in front of a stack; configs, tokens, a publisher,
+unique channel names."""
 
 from __future__ import annotations
 
 import itertools
 import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -16,12 +16,15 @@ import pytest
 from eventgate.shared.config import Config
 from eventgate.shared.publisher import Publisher
 from eventgate.shared.tokens import ChannelTokens
+from tests.chromium import chromium_context
 from tests.hosts import Host, Network, unavailable
+from tests.ops.production import StackEdge, edge_nginx, served_by
 from tests.postgres import PostgresServer
 from tests.rediscluster import RedisClusterSet
-from tests.servers import Program, RedisServer, SentinelSet, child_env
+from tests.servers import LOOPBACK, Program, RedisServer, SentinelSet, child_env
 from tests.stack import Stack
 from tests.stream.pool import StreamPool, pool_settings
+from tests.testca import LocalCA, make_local_ca
 
 _counter = itertools.count()
 
@@ -201,38 +204,22 @@ def channel() -> str:
     return f"test.{next(_counter)}.{secrets.token_hex(4)}"
 
 
-# -- a browser ----------------------------------------------------------------------------------
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
+# -- a browser, TLS ------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """A real headless Chromium context (its own user-data-dir) for one test module;
-    ``browser.new_page()`` opens a tab.
-
-    Debian's ``chromium``, driven by Playwright's Python package: Playwright's own browser
-    download is never used. ``make test`` installs chromium (deploy/system-deps.sh --test);
-    without it these tests fail with that hint rather than skip, so CI cannot pass without them.
-    """
-    if not shutil.which("chromium"):
-        pytest.fail("Debian's chromium is missing: run `make test-deps` (or apt-get install "
-                    "chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-        )
-        context.set_default_timeout(15000)
+    ``browser.new_page()`` opens a tab (tests/chromium.py)."""
+    with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
         yield context
-        context.close()
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory) -> LocalCA:
+    """A test CA and a leaf certificate for 127.0.0.1 and localhost signed by it
+    (tests/testca.py), for every TLS server of the session."""
+    return make_local_ca(tmp_path_factory.mktemp("test-ca"))
 
 
 @pytest.fixture
@@ -315,3 +302,16 @@ def make_stack(tmp_path_factory):
     yield make
     for running in started:
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def stack_edge(stack, test_ca, tmp_path_factory) -> Iterator[StackEdge]:
+    """deploy/production/'s edge rendered for loopback, run by the system's nginx, its upstreams
+    the module's stack's web and stream pools, its certificate the test CA's leaf."""
+    with edge_nginx(
+        tmp_path_factory.mktemp("stack-edge"),
+        web_nodes=(f"{LOOPBACK}:{stack.web_port}",),
+        stream_nodes=(f"{LOOPBACK}:{stack.stream_port}",),
+        **served_by(test_ca),
+    ) as (production, nginx):
+        yield StackEdge(production, nginx)

@@ -6,15 +6,13 @@ leave some tabs hanging."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Error as PlaywrightError
 
 from eventgate.web.demo import DEMO_CHANNEL
 from tests.browser.demo import kill_stream_worker_while_publishing, publish_all, shown
+from tests.browser.tabs import TABS, live, open_tabs, status, wait_all_live
 from tests.servers import wait_for
 
 pytestmark = pytest.mark.stack(
@@ -22,51 +20,11 @@ pytestmark = pytest.mark.stack(
     settings={"EVENTGATE_RETRY_MS": "400", "EVENTGATE_HEARTBEAT": "1"},
 )
 
-TABS = 10
-
-
-@contextlib.contextmanager
-def open_tabs(browser, url: str, count: int = TABS, *, waiting: bool = False) -> Iterator[list]:
-    """``count`` tabs navigating to ``url`` at once (a navigation is started, not awaited: a tab
-    that cannot get a connection would block the next ones), closed at the end even when the
-    test fails: a tab left open would hold its stream's lock into the next test. ``waiting``:
-    some tabs may still wait for a connection; close them without waiting (that can hang)."""
-    pages = [browser.new_page() for _ in range(count)]
-    try:
-        for page in pages:
-            page.evaluate("url => { location.href = url; }", url)
-        yield pages
-    finally:
-        for page in pages:
-            if not page.is_closed():
-                page.close(run_before_unload=waiting)
-
-
-def status(page, attribute: str) -> str | None:
-    """An attribute of the tab's status line; None while the tab has no document (it waits for
-    a connection: asking without a timeout would wait with it)."""
-    try:
-        return page.get_attribute("#status", attribute, timeout=100)
-    except PlaywrightError:  # no #status yet (a timeout), or between documents
-        return None
-
-
-def live(pages) -> list:
-    return [page for page in pages if status(page, "data-state") == "live"]
-
 
 def leader(pages):
     found = [page for page in pages if status(page, "data-leader") == "true"]
     assert len(found) == 1, f"{len(found)} leaders"
     return found[0]
-
-
-def wait_all_live(pages, timeout: float = 15.0) -> None:
-    try:
-        wait_for(lambda: len(live(pages)) == len(pages), timeout, f"{len(pages)} live tabs")
-    except AssertionError as error:
-        states = [(status(page, "data-state"), status(page, "data-leader")) for page in pages]
-        raise AssertionError(f"{error}\ntabs (state, leader): {states}") from None
 
 
 def assert_every_tab_shows(pages, expected: list[str], timeout: float = 20.0) -> None:

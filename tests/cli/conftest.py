@@ -1,7 +1,9 @@
 """Fixtures for the command-line tests: ``make_app``, a user's Flask app with an EventGate in an
 environment whose EVENTGATE_* settings point elsewhere; ``start_relay``, ``eventgate relay`` as a
-program, and ``outbox`` on a SQLite ``database`` for it to relay (the session's redis, configs and
-``run_cli`` are in tests/conftest.py)."""
+program, and ``outbox`` on a SQLite ``database`` for it to relay; ``nginx_variant``, a second
+nginx in front of the module's stack from an edited copy of its config (``eventgate doctor``'s
+broken proxies) (the session's redis, configs, ``run_cli``, ``test_ca`` and ``stack_edge`` are
+in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from sqlalchemy import create_engine
 
 from eventgate.shared.outbox import Outbox
 from eventgate.web.extension import EventGate
+from tests.cli.nginxvariants import Edits, start_variant
 from tests.servers import Program, child_env, eventgate_env, free_port
 
 
@@ -62,3 +65,24 @@ def outbox(database, publisher):
     box.create_tables()
     yield box
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def nginx_variant(stack, tmp_path_factory):
+    """``nginx_variant(name, edits, listen_options="")``: the base URL of a second nginx in
+    front of the module's stack's pools, its config the stack's own with ``edits``
+    (tests/cli/nginxvariants.py); started once per name for the module, stopped at its end."""
+    started: dict[str, tuple[Program, str]] = {}
+    root = tmp_path_factory.mktemp("nginx-variants")
+
+    def variant(name: str, edits: Edits, listen_options: str = "") -> str:
+        if name not in started:
+            nginx = start_variant(stack, root / name, edits, listen_options)
+            scheme = "https" if "ssl" in listen_options else "http"
+            started[name] = (nginx, f"{scheme}://127.0.0.1:{nginx.port}")
+        return started[name][1]
+
+    yield variant
+    for nginx, _ in started.values():
+        nginx.stop()
+

@@ -4,7 +4,6 @@ targets run in (``make_env``)."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
 
@@ -15,7 +14,6 @@ from eventgate.shared.config import Config
 from tests.ops.makefile import make
 from tests.ops.production import (
     ORIGIN,
-    PATH,
     Edge,
     StreamNode,
     loopback_production,
@@ -43,13 +41,12 @@ def production(tmp_path) -> Production:
 
 
 @pytest.fixture(scope="module")
-def edge(tmp_path_factory) -> Iterator[Edge]:
+def edge(tmp_path_factory, test_ca) -> Iterator[Edge]:
     """The rendered edge under the system's nginx, with tight per-address limits; its web node
-    is an Echo, its stream node a port nothing listens on."""
-    if shutil.which("nginx", path=PATH) is None:
-        pytest.skip("nginx is not installed")
+    is an Echo, its stream node a port nothing listens on; its certificate the test CA's leaf."""
     with running_edge(
         tmp_path_factory.mktemp("edge"),
+        ca=test_ca,
         stream_nodes=(f"{LOOPBACK}:{free_port()}",),  # nothing listens there
         cors_origins=(ORIGIN,), max_event_bytes=1024, max_batch_events=10,
         connections_per_address=3, stream_connect_rate=1, stream_connect_burst=2,
@@ -58,15 +55,14 @@ def edge(tmp_path_factory) -> Iterator[Edge]:
 
 
 @pytest.fixture(scope="module")
-def streaming_edge(tmp_path_factory) -> Iterator[tuple[Edge, StreamNode]]:
+def streaming_edge(tmp_path_factory, test_ca) -> Iterator[tuple[Edge, StreamNode]]:
     """An edge whose one stream node answers (a StreamNode)."""
-    if shutil.which("nginx", path=PATH) is None:
-        pytest.skip("nginx is not installed")
     node = StreamNode()
     threading.Thread(target=node.serve_forever, daemon=True).start()
     try:
         with running_edge(tmp_path_factory.mktemp("streaming-edge"),
-                          stream_nodes=(f"{LOOPBACK}:{node.server_address[1]}",)) as running:
+                          stream_nodes=(f"{LOOPBACK}:{node.server_address[1]}",),
+                          ca=test_ca) as running:
             yield running, node
     finally:
         node.release.set()

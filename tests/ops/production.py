@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import ssl
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from supervisor.options import ServerOptions
 
 from eventgate.deploy.render import Production, render_production
@@ -28,6 +30,7 @@ from eventgate.shared.config import ENV_FILE_NAME, Config, max_request_bytes
 from tests.clients import Answer, build, connect, read_answer
 from tests.ops.configs import blocks, nginx_block, supervisor_options
 from tests.servers import LOOPBACK, Program, free_port, port_open, wait_for
+from tests.testca import LocalCA
 
 #: A clean PATH for nginx (no venv, no user directories).
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -37,13 +40,15 @@ HOLD_SECONDS = 30.0
 
 
 def loopback_production(tmp_path: Path, **overrides) -> Production:
-    """Loopback nodes and every path under tmp_path, so that nginx can run as anyone."""
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=eventgate.test", "-keyout", str(tmp_path / "tls.key"),
-         "-out", str(tmp_path / "tls.crt")],
-        check=True, capture_output=True, timeout=60,
-    )
+    """Loopback nodes and every path under tmp_path, so that nginx can run as anyone; a
+    self-signed certificate unless ``overrides`` name one (``tls_certificate``…)."""
+    if "tls_certificate" not in overrides:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=eventgate.test", "-keyout", str(tmp_path / "tls.key"),
+             "-out", str(tmp_path / "tls.crt")],
+            check=True, capture_output=True, timeout=60,
+        )
     for name in ("nginx-log", "nginx-run", "nginx-temp", "log"):
         (tmp_path / name).mkdir()
     settings = dict(
@@ -61,6 +66,31 @@ def loopback_production(tmp_path: Path, **overrides) -> Production:
         nginx_temp_dir=str(tmp_path / "nginx-temp"),
     )
     return Production(**{**settings, **overrides})
+
+
+def require_nginx() -> None:
+    """Fail (never skip) without the system's nginx: ``make test`` installs it
+    (deploy/system-deps.sh), so a skip could only hide the edge's tests."""
+    if shutil.which("nginx", path=PATH) is None:
+        pytest.fail("nginx is missing: run `make test-deps` (or apt-get install nginx-light)")
+
+
+def curl_http2() -> str:
+    """The path of a curl that speaks HTTP/2; fails (never skips) without one: ``make test``
+    installs Debian's curl, built with nghttp2 (deploy/system-deps.sh --test)."""
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.fail("curl is missing: run `make test-deps` (or apt-get install curl)")
+    features = subprocess.run([curl, "-V"], capture_output=True, text=True, check=False).stdout
+    if "HTTP2" not in features.split():
+        pytest.fail(f"{curl} lacks HTTP/2 (no nghttp2): install Debian's curl")
+    return curl
+
+
+def served_by(ca: LocalCA) -> dict[str, str]:
+    """The Production settings that make the edge serve ``ca``'s leaf certificate."""
+    return {"tls_certificate": str(ca.leaf_certificate),
+            "tls_certificate_key": str(ca.leaf_key)}
 
 
 def rendered(production: Production, out: Path) -> str:
@@ -172,6 +202,9 @@ class Edge:
     production: Production
     echo: Echo
     nginx: Program
+    #: The CA whose leaf the edge serves: ``open`` verifies the certificate against it (without
+    #: one, the edge's certificate is self-signed and taken unverified).
+    ca: LocalCA | None = None
 
     @property
     def port(self) -> int:
@@ -195,6 +228,8 @@ class Edge:
         raw = connect(port or self.port, source)
         if port is not None:
             return raw
+        if self.ca is not None:
+            return self.ca.client_context().wrap_socket(raw, server_hostname=LOOPBACK)
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -211,6 +246,19 @@ class Edge:
                  "the access log to be flushed")
         return "".join((log_dir / name).read_text(errors="replace")
                        for name in ("access.log", "error.log"))
+
+
+@dataclass
+class StackEdge:
+    """The rendered production edge, running in front of a real stack's pools (tests/stack.py):
+    its certificate the test CA's leaf (tests/testca.py)."""
+
+    production: Production
+    nginx: Program
+
+    def url(self, path: str = "/") -> str:
+        """An HTTPS URL through the edge (the leaf certificate's name: 127.0.0.1)."""
+        return f"https://{LOOPBACK}:{self.production.https_port}{path}"
 
 
 class StreamNode(ThreadingHTTPServer):
@@ -244,14 +292,34 @@ class _StreamHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def running_edge(tmp: Path, **settings) -> Iterator[Edge]:
+def running_edge(tmp: Path, ca: LocalCA | None = None, **settings) -> Iterator[Edge]:
     """The edge rendered for loopback with ``settings`` (its web node an Echo), run by the
-    system's nginx until the block ends."""
+    system's nginx until the block ends; it serves ``ca``'s leaf certificate when given."""
     echo = Echo()
     threading.Thread(target=echo.serve_forever, daemon=True).start()
+    if ca is not None:
+        settings.update(served_by(ca))
+    try:
+        with edge_nginx(tmp, web_nodes=(f"{LOOPBACK}:{echo.server_address[1]}",),
+                        **settings) as (production, nginx):
+            try:
+                yield Edge(production, echo, nginx, ca)
+            finally:
+                echo.release.set()  # before nginx stops: no held request in its way
+    finally:
+        echo.release.set()
+        echo.shutdown()
+        echo.server_close()
+
+
+@contextlib.contextmanager
+def edge_nginx(tmp: Path, **settings) -> Iterator[tuple[Production, Program]]:
+    """The production edge rendered for loopback with ``settings`` (its own free ports), run by
+    the system's nginx until the block ends: (its Production, the nginx Program)."""
+    require_nginx()
     production = loopback_production(
-        tmp, web_nodes=(f"{LOOPBACK}:{echo.server_address[1]}",), listen_address=LOOPBACK,
-        http_port=free_port(), https_port=free_port(), streams_per_nginx_worker=256, **settings,
+        tmp, listen_address=LOOPBACK, http_port=free_port(), https_port=free_port(),
+        streams_per_nginx_worker=256, **settings,
     )
     render_production(production, tmp / "out")
     nginx = Program(
@@ -262,9 +330,6 @@ def running_edge(tmp: Path, **settings) -> Iterator[Edge]:
     try:
         nginx.wait_until(lambda: port_open(production.https_port)
                          and port_open(production.http_port), 15, "the edge nginx to listen")
-        yield Edge(production, echo, nginx)
+        yield production, nginx
     finally:
-        echo.release.set()
         nginx.stop()
-        echo.shutdown()
-        echo.server_close()

@@ -1,8 +1,9 @@
 """The production edge, run: deploy/production/ rendered for loopback (its own ports, loopback
 upstreams), started with the system's nginx, and asked over TLS what docs/security.md promises.
 
-The web node is a small echo server (it shows what nginx passed on, and can hold a request open);
-the stream node is a port nothing listens on, so every stream falls back to nginx's own answer.
+Its certificate is the test CA's leaf (tests/testca.py). The web node is a small echo server (it
+shows what nginx passed on, and can hold a request open); the stream node is a port nothing
+listens on, so every stream falls back to nginx's own answer.
 Each test that meets a per-address limit connects from its own loopback source address.
 """
 
@@ -10,14 +11,13 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
 import subprocess
 import time
 
 import pytest
 
 from tests.clients import Answer, build, read_answer
-from tests.ops.production import ORIGIN
+from tests.ops.production import ORIGIN, curl_http2
 from tests.servers import LOOPBACK, wait_for
 
 #: A stream token stand-in: it must never reach a log.
@@ -50,19 +50,18 @@ def test_stream_fallback_is_a_200_retry_with_cors(edge):
     assert "access-control-allow-credentials" not in other.headers
 
 
-def test_stream_fallback_over_http2(edge):
-    curl = shutil.which("curl")
-    if curl is None or "HTTP2" not in subprocess.run(
-            [curl, "-V"], capture_output=True, text=True, check=False).stdout:
-        pytest.skip("no curl with HTTP/2")
+def test_stream_fallback_over_http2(edge, test_ca):
+    # No -k: the edge serves the test CA's leaf, which must verify for 127.0.0.1.
     result = subprocess.run(
-        [curl, "--http2", "-sk", "-D", "-", "--max-time", "10", "--interface", "127.0.0.32",
+        [curl_http2(), "--http2", "--cacert", str(test_ca.ca_certificate), "-sS", "-D", "-",
+         "--max-time", "10", "--interface", "127.0.0.32", "-w", "%{http_version}",
          "-H", f"Origin: {ORIGIN}", f"https://{LOOPBACK}:{edge.port}/streams?token={TOKEN}"],
         capture_output=True, text=True, timeout=30, check=False,
     )
-    assert result.stdout.startswith("HTTP/2 200"), result
+    assert result.returncode == 0 and result.stdout.startswith("HTTP/2 200"), result
     assert f"access-control-allow-origin: {ORIGIN}" in result.stdout.lower()
-    assert result.stdout.endswith("retry: 2000\n\n")
+    # The body, then what -w wrote: the HTTP version.
+    assert result.stdout.endswith("retry: 2000\n\n2"), result
 
 
 def test_streams_pass_x_accel_buffering_on_unbuffered(streaming_edge):
