@@ -11,12 +11,18 @@
  * With --reconnect a closed connection comes back like an EventSource: after the server's
  * `retry:` delay, with `Last-Event-ID: <last id it dispatched>`.
  *
+ * With --sources N connection i binds to the loopback address --source-base + i % N before it
+ * connects: one source address reaches one server port from ~28k ephemeral ports only, and a
+ * server's per-address limits see N clients.
+ *
  * Control: one command per line on stdin; each answers one JSON line on stdout.
  *   open N  open connections up to N (--start N opens that many at once; default all)
  *   stats   counters of the connections (how many open, answered, got an event, ...)
  *   reset   start a measurement window (latency histogram, gaps, duplicates, counts)
  *   report  the window so far, with latency percentiles
  *   arm     forget drop/resume times (before a planned server kill)
+ *   drop N  cut the next N streams (in turn over all connections), as a lost network would:
+ *           with --reconnect they come back with their Last-Event-ID (churn)
  *   close   close every connection (RST, so no TIME_WAIT piles up) and stop reconnecting
  *   quit    exit
  */
@@ -68,6 +74,8 @@ static int nconns;
 static char **paths;
 static int npaths;
 static struct sockaddr_in addr;
+static uint32_t source_base; /* host order; 0: let the kernel pick (127.0.0.1) */
+static int nsources = 0;
 static int ep;
 static int window = 256;
 static int window_on_connect = 0; /* release the window slot once the request is written */
@@ -143,6 +151,18 @@ static void conn_start(conn_t *c) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (nsources) {
+        /* the port is picked at connect(), per 4-tuple, not per source address */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl(source_base + (uint32_t)((c - conns) % nsources));
+        if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
+            close(fd);
+            t_connect_err++;
+            c->state = S_DONE;
+            return;
+        }
+    }
     c->fd = fd;
     c->state = S_CONNECTING;
     c->in_window = 1;
@@ -504,6 +524,18 @@ static int on_stdin(void) {
             target = atoi(cmd + 5);
             if (target > nconns) target = nconns;
             printf("{\"ok\":true,\"target\":%d}\n", target);
+        } else if (!strncmp(cmd, "drop ", 5)) {
+            static int next_drop = 0;
+            int want = atoi(cmd + 5), dropped = 0;
+            for (int k = 0; k < nconns && dropped < want; k++) {
+                conn_t *c = &conns[next_drop];
+                next_drop = (next_drop + 1) % nconns;
+                if (c->state == S_BODY) {
+                    conn_close(c, 1);
+                    dropped++;
+                }
+            }
+            printf("{\"ok\":true,\"dropped\":%d}\n", dropped);
         } else if (!strcmp(cmd, "arm")) {
             first_drop_us = last_resume_us = 0;
             printf("{\"ok\":true}\n");
@@ -554,8 +586,9 @@ int main(int argc, char **argv) {
         {"host", 1, 0, 'h'},      {"port", 1, 0, 'p'},     {"paths", 1, 0, 'P'},
         {"conns", 1, 0, 'n'},     {"window", 1, 0, 'w'},   {"window-on-connect", 0, 0, 'W'},
         {"reconnect", 0, 0, 'r'}, {"retry-ms", 1, 0, 'R'}, {"max-retry-ms", 1, 0, 'M'},
-        {"start", 1, 0, 's'},
+        {"start", 1, 0, 's'},     {"sources", 1, 0, 'S'},  {"source-base", 1, 0, 'B'},
         {0, 0, 0, 0}};
+    const char *source = "127.2.0.1";
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -569,17 +602,32 @@ int main(int argc, char **argv) {
         case 'R': default_retry_ms = (uint32_t)atoi(optarg); break;
         case 'M': max_retry_ms = (uint32_t)atoi(optarg); break;
         case 's': target = atoi(optarg); break;
+        case 'S': nsources = atoi(optarg); break;
+        case 'B': source = optarg; break;
         default: fprintf(stderr, "loadgen: bad option\n"); return 2;
         }
     }
     if (!port || !pathfile || nconns <= 0) {
         fprintf(stderr, "usage: loadgen --port P --paths FILE --conns N [--window N] "
-                        "[--window-on-connect] [--reconnect] [--retry-ms N] [--max-retry-ms N] [--start N]\n");
+                        "[--window-on-connect] [--reconnect] [--retry-ms N] [--max-retry-ms N] [--start N] "
+                        "[--sources N] [--source-base 127.A.B.C]\n");
         return 2;
     }
     if (strncmp(host, "127.", 4) != 0) {
         fprintf(stderr, "loadgen: loopback addresses only\n");
         return 2;
+    }
+    if (nsources) {
+        struct in_addr a;
+        if (strncmp(source, "127.", 4) != 0 || inet_pton(AF_INET, source, &a) != 1) {
+            fprintf(stderr, "loadgen: --source-base must be a loopback address\n");
+            return 2;
+        }
+        source_base = ntohl(a.s_addr);
+        if (((source_base + (uint32_t)nsources - 1) >> 24) != 127) {
+            fprintf(stderr, "loadgen: --sources would leave 127.0.0.0/8\n");
+            return 2;
+        }
     }
     if (target < 0 || target > nconns) target = nconns;
     load_paths(pathfile);
