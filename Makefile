@@ -20,7 +20,7 @@ RENDER := $(PYTHON) -m eventgate.deploy.stack render \
 	--web-workers $(EVENTGATE_WEB_WORKERS) --stream-workers $(EVENTGATE_STREAM_WORKERS)
 
 .PHONY: deps system-deps test-deps init run up down status restart reload test test-latest lint bench \
-	bench-nchan
+	bench-nchan soak
 
 ## deps: apt packages (redis-server, nginx) when missing, and the .venv with the project
 deps: system-deps $(VENV)/.installed
@@ -119,6 +119,11 @@ lint: deps
 ## Installs what only the comparisons need first: flask-sse (the bench extra) and nchan.
 bench: deps $(VENV)/.bench-installed bench-nchan
 	$(PYTHON) bench/run.py $(if $(QUICK),--quick)
+
+## soak: S6, 10,000 streams for 10 minutes with churn through the whole stack (bench/soak.py;
+## MINUTES=N for another length): every event delivered, each process's memory slope.
+soak: deps $(VENV)/.bench-installed
+	$(PYTHON) bench/soak.py $(if $(MINUTES),--minutes $(MINUTES))
 
 # nchan is nginx's own pub/sub module (Debian's libnginx-mod-nchan), loaded only by the bench's
 # nginx config; the stack's nginx never loads it.

@@ -1086,9 +1086,10 @@ def print_report(text: str, raw: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few-minute subset, 1 repeat")
-    parser.add_argument("--only", default="S1,S2,S3,S4,publish,presence",
-                        help="comma-separated scenarios (default: all but scale and outbox, "
-                        "bench/scaling.py's and bench/outbox.py's, also run on their own)")
+    parser.add_argument("--only", default="S1,S2,S3,S4,publish,presence,S5",
+                        help="comma-separated scenarios (default: all but scale, outbox and the "
+                        "10-minute soak S6 — bench/scaling.py's, bench/outbox.py's and "
+                        "bench/soak.py's, also run on their own; `make soak`)")
     parser.add_argument("--servers", default=",".join(SERVERS),
                         help="comma-separated, of: " + ", ".join(SERVERS))
     parser.add_argument("--redis-core", choices=(SERVER_CORE, LOAD_CORE), default=SERVER_CORE,
@@ -1156,6 +1157,18 @@ def main() -> None:
             started_presence = time.monotonic()
             presence_rows = presence_opens.run(workdir, 2.0 if args.quick else 4.0)
             presence_minutes = (time.monotonic() - started_presence) / 60
+        if "s5" in only:  # 100k streams through the whole stack (bench/streams100k.py)
+            import streams100k
+
+            started_s5 = time.monotonic()
+            s5_rows = streams100k.run(workdir / "s5", 25_000 if args.quick else 100_000)
+            s5_minutes = (time.monotonic() - started_s5) / 60
+        if "s6" in only:  # the soak (bench/soak.py)
+            import soak
+
+            started_s6 = time.monotonic()
+            s6_rows = soak.run(workdir / "s6", 2.0 if args.quick else 10.0)
+            s6_minutes = (time.monotonic() - started_s6) / 60
     finally:
         bench.redis.stop()
         (workdir / "results.json").write_text(json.dumps(bench.results, indent=1))
@@ -1164,7 +1177,7 @@ def main() -> None:
     print(f"eventgate bench — {command} — {plan.repeats} repeat(s), {minutes:.1f} min")
     print(f"machine: {before}")
     print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-    if only - {"scale", "outbox", "presence"}:
+    if only - {"scale", "outbox", "presence", "s5", "s6"}:
         if "full" in kinds:
             print(full_path_table(bench.results, kinds, plan))
             print()
@@ -1179,6 +1192,12 @@ def main() -> None:
         print(presence_opens.report(presence_rows, f"{command} (presence)", presence_minutes,
                                     before))
         print(f"raw results: {workdir / 'presence.json'}")
+    if "s5" in only:
+        print(streams100k.report(s5_rows, f"{command} (S5)", s5_minutes, before))
+        print(f"raw results: {workdir / 's5'}")
+    if "s6" in only:
+        print(soak.report(s6_rows, f"{command} (S6)", s6_minutes, before))
+        print(f"raw results: {workdir / 's6'}")
 
 
 if __name__ == "__main__":

@@ -47,9 +47,6 @@ STREAM_SPARE_FDS = 500
 #: Share of a worker's capacity the sizing fills: the kernel spreads connections over workers
 #: by hash (nginx's reuseport) or by who accepts first (gunicorn), never exactly evenly.
 FILL = 0.8
-#: One source address reaches one port from the ephemeral range only (~28k ports): nginx's
-#: upstream connections to the pool are spread over this many loopback source addresses.
-UPSTREAM_SOURCES = 16
 CLIENT_SOURCE_BASE = "127.2.0.1"
 #: Streams per client source address: below EVENTGATE_CONNECTIONS_PER_ADDRESS (2000) and the
 #: connect burst (1000), so that the stack's per-address limits stay as shipped.
@@ -100,17 +97,11 @@ def apply_sizing(stack: Stack, sizing: Sizing) -> None:
     # hash, where a shared socket lets whichever worker wakes first take a whole burst.
     _replace(nginx, rf"^(\s*)listen {re.escape(LOOPBACK)}:{stack.port};",
              rf"\1listen {LOOPBACK}:{stack.port} reuseport;")
-    sources = "\n".join(f"        {100 / UPSTREAM_SOURCES:.2f}% 127.3.0.{i + 1};"
-                        for i in range(UPSTREAM_SOURCES - 1))
-    _replace(nginx, r"^(\s*)upstream eventgate_stream \{",
-             "    split_clients \"$remote_addr$remote_port\" $eventgate_upstream_source {\n"
-             f"{sources}\n        * 127.3.0.{UPSTREAM_SOURCES};\n    }}\n\n"
-             r"\1upstream eventgate_stream {")
-    _replace(nginx, r"^(\s*)location /streams \{",
-             r"\1location /streams {\n\1    proxy_bind $eventgate_upstream_source;")
-    # The stream locations log at crit only (a request line holds a token): here, where the
+    # nginx reaches the pool on its Unix socket (the port only backs it up): no ephemeral-port
+    # limit per source address on that side, so no proxy_bind spread is needed.
+    # The stream locations log at alert only (a request line holds a token): here, where the
     # tokens are the bench's own, why nginx answered a stream itself must show.
-    _replace(nginx, r"nginx-error\.log crit;", "nginx-error.log error;", times=2)
+    _replace(nginx, r"nginx-error\.log alert;", "nginx-error.log error;", times=2)
     supervisord = stack.var_dir / "conf" / "supervisord.conf"
     _replace(supervisord, r"--worker-connections \d+",
              f"--worker-connections {sizing.streams_per_stream_worker}")

@@ -39,7 +39,8 @@ def test_the_sized_stack_is_one_nginx_accepts(tmp_path):
     assert "worker_processes 13;" in nginx
     assert f"worker_rlimit_nofile {bench['FD_LIMIT']};" in nginx
     assert f"listen 127.0.0.1:{stack.port} reuseport;" in nginx
-    assert "proxy_bind $eventgate_upstream_source;" in nginx
+    assert "stream.sock" in nginx  # the pool on its Unix socket: no ephemeral ports to spread
+    assert "nginx-error.log error;" in nginx
     assert "--worker-connections 19500" in (conf / "supervisord.conf").read_text()
     result = subprocess.run(
         ["nginx", "-t", "-c", str(conf / "nginx.conf"), "-p", str(stack.var_dir / "nginx")],
