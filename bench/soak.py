@@ -204,7 +204,7 @@ def report(rows: dict, command: str, minutes: float, before: str) -> str:
            f"Whole stack (supervisord, Redis, web ×2, stream ×{sizing['stream_workers']}, "
            f"nginx ×{sizing['nginx_workers']}), nothing pinned, loadgen and the publisher on "
            f"the same two cores; load average during the run {loads[0]} … {loads[-1]}, "
-           f"{rows['load_after']} after (other helpers share the machine).", "",
+           f"{rows['load_after']} after.", "",
            f"{stats['conns']:,} streams on {rows['channels']} channels for "
            f"{rows['minutes']:g} min; {rows['published']:,} events POSTed through nginx at "
            f"{rows['rate']:g}/s ({rows['publish_retries']} retried); "

@@ -120,8 +120,7 @@ def report(rows: dict, command: str, minutes: float, before: str) -> str:
            f"at most {sizing['streams_per_stream_worker']} streams each, nginx "
            f"×{sizing['nginx_workers']} with worker_connections {sizing['nginx_connections']}), "
            "nothing pinned, loadgen on the same two cores; load average "
-           f"{rows['load_idle']} idle, {rows['load_after']} after the broadcasts (other "
-           "helpers share the machine).", "",
+           f"{rows['load_idle']} idle, {rows['load_after']} after the broadcasts.", "",
            "| check | measured | bound | verdict |", "|---|---|---|---|",
            f"| streams held | {held:,} of {streams:,} (opened in {rows['open_seconds']} s; "
            f"{rows['held_after']:,} after the broadcasts; {fallback:,} of them nginx's retry "
