@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -36,11 +35,13 @@ from urllib.parse import quote
 
 import redis
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run as base  # noqa: E402  - bench/run.py: ports, CPU from /proc, Redis, the cores
+from run import LOOPBACK, cpu_seconds, free_port, wait_until  # noqa: E402
 
 from eventgate.shared.tokens import ChannelTokens  # noqa: E402
 
-LOOPBACK = "127.0.0.1"
 ROUNDS = 5
 CLIENTS = 8
 SUBJECTS = 50
@@ -63,18 +64,7 @@ CASES = {
 }
 BASELINE = "presence off (before)"
 #: The stream worker alone on one core; redis-server and the clients (this process) on the other.
-SERVER_CORE, LOAD_CORE = 0, 1
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+SERVER_CORE, LOAD_CORE = int(base.SERVER_CORE), int(base.LOAD_CORE)
 
 
 def redis_cpu(client: redis.Redis) -> float:
@@ -114,15 +104,8 @@ def run_case(workdir: Path, redis_url: str, client: redis.Redis, name: str, seco
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{LOOPBACK}:{port}/streams/healthz", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_until(lambda: urllib.request.urlopen(
+            f"http://{LOOPBACK}:{port}/streams/healthz", timeout=1), 15, "the stream pool")
         (worker,) = [int(p) for p in subprocess.run(
             ["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()]
         os.sched_setaffinity(worker, {SERVER_CORE})
@@ -165,35 +148,23 @@ def run_case(workdir: Path, redis_url: str, client: redis.Redis, name: str, seco
 def run(workdir: Path, seconds: float = 4.0, subject_limit: str = "0") -> dict:
     """Every case, ROUNDS rounds in turn, against one redis-server started here; returns the
     rows (``bench/run.py --only presence`` and ``main``)."""
-    port = free_port()
-    server = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server",
-                               "--port", str(port), "--bind", LOOPBACK, "--save", "",
-                               "--dir", str(workdir)], stdout=subprocess.DEVNULL)
-    os.sched_setaffinity(server.pid, {LOAD_CORE})
+    redis_server = base.Redis(workdir)  # pinned to the load core, the stack's persistence
     cores = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {LOAD_CORE})
     rows: dict = {"seconds": seconds, "subject_limit": subject_limit,
                   "cases": {name: [] for name in CASES}}
     try:
-        client = redis.Redis(host=LOOPBACK, port=port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         names = list(CASES)
         for round_number in range(ROUNDS):
             # each round in another order: a drift or a warm-up must not favour one case
             for name in names[round_number:] + names[:round_number]:
                 rate, worker_us, redis_us = run_case(
-                    workdir, f"redis://{LOOPBACK}:{port}/0", client, name, seconds, subject_limit)
+                    workdir, redis_server.url, redis_server.client, name, seconds, subject_limit)
                 rows["cases"][name].append(
                     {"opens_per_s": rate, "worker_us": worker_us, "redis_us": redis_us})
     finally:
         os.sched_setaffinity(0, cores)
-        server.terminate()
-        server.wait(10)
+        redis_server.stop()
     (workdir / "presence.json").write_text(json.dumps(rows, indent=1))
     return rows
 

@@ -163,6 +163,7 @@ def render_stack(
         (var / name).mkdir(parents=True, exist_ok=True)
     fds = _open_files_limit()
     worker_connections = min(NGINX_CONNECTIONS_PER_WORKER, fds // 2)
+    binds = stream_binds(config, var)
     redis = redis_programs(config, var, python_bin_dir,
                            _program("redis-server", "/usr/bin/redis-server"))
     environment = supervisor_environment(app_environment(config, var))
@@ -177,7 +178,7 @@ def render_stack(
         "stream_port": config.stream_port,
         "web_workers": web_workers,
         "stream_workers": stream_workers,
-        "stream_binds": " ".join(f"--bind {bind}" for bind in stream_binds(config, var)),
+        "stream_binds": " ".join(f"--bind {bind}" for bind in binds),
         "app_environment": environment,
         "relay_program": _relay_section(config, var, python_bin_dir, environment),
     }
@@ -186,7 +187,7 @@ def render_stack(
         "port": config.port,
         "web_port": config.web_port,
         "stream_port": config.stream_port,
-        "stream_servers": _stream_servers(stream_binds(config, var)),
+        "stream_servers": _stream_servers(binds),
         "user_directive": _nginx_user_directive(),
         "worker_connections": worker_connections,
         "worker_rlimit_nofile": 2 * worker_connections,

@@ -100,19 +100,10 @@ class Stream:
         library's socket file refuses every read after a timeout. So a caller's deadline must
         be the end of what it waits for, never a pause in the middle."""
         while not self._ready:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.closed or self.expired:
+            if deadline <= time.monotonic() or self.closed or self.expired:
                 return None
-            try:
-                self._connection.sock.settimeout(remaining)
-                chunk = self._response.read1(READ_BYTES)
-            except TimeoutError:
-                self.expired = True
-                return None
-            except (OSError, http.client.HTTPException, AttributeError):
-                chunk = b""  # reset, or a chunked body cut short: the proxy dropped the stream
+            chunk = self._read(deadline)
             if not chunk:
-                self.closed = True
                 return None
             self._parse(chunk, time.monotonic())
         return self._ready.pop(0)
@@ -122,18 +113,24 @@ class Stream:
         retry fallback)."""
         data = b""
         while not (self.closed or self.expired) and time.monotonic() < deadline:
-            try:
-                self._connection.sock.settimeout(max(deadline - time.monotonic(), 0.01))
-                chunk = self._response.read1(READ_BYTES)
-            except TimeoutError:
-                self.expired = True
-                break
-            except (OSError, http.client.HTTPException, AttributeError):
-                chunk = b""
-            if not chunk:
-                self.closed = True
-            data += chunk
+            data += self._read(deadline)
         return data
+
+    def _read(self, deadline: float) -> bytes:
+        """What has arrived, waiting until ``deadline`` at most; b"" when the stream ended
+        (``closed``: a reset, or a chunked body cut short, is the proxy dropping the stream) or
+        the deadline passed during the read (``expired``)."""
+        try:
+            self._connection.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            chunk = self._response.read1(READ_BYTES)
+        except TimeoutError:
+            self.expired = True
+            return b""
+        except (OSError, http.client.HTTPException, AttributeError):
+            chunk = b""
+        if not chunk:
+            self.closed = True
+        return chunk
 
     def close(self) -> None:
         self._connection.close()
