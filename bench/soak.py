@@ -33,6 +33,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import redis
 from run import log
 from wholestack import (
     HttpPublisher,
@@ -82,19 +83,50 @@ def churn_and_sample(stack, loadgen: Loadgen, streams: int, minutes: float) -> l
     """Until ``minutes`` have passed: drop CHURN_PER_MINUTE of the streams per minute, spread
     over CHURN_SECONDS ticks, and sample every process's memory every SAMPLE_SECONDS."""
     samples = []
+    redis_client = stack.redis()
     start = time.monotonic()
     dropped = 0
     next_sample = start
     while (elapsed := time.monotonic() - start) < minutes * 60:
         if time.monotonic() >= next_sample:
             samples.append({"minute": elapsed / 60, "processes": sample(stack),
-                            "load": load_average(), "stats": loadgen.ask("stats")})
+                            "load": load_average(), "stats": loadgen.ask("stats"),
+                            "redis": redis_memory(redis_client)})
             next_sample += SAMPLE_SECONDS
         due = int(streams * CHURN_PER_MINUTE * elapsed / 60)
         if due > dropped:
             dropped += loadgen.ask(f"drop {due - dropped}")["dropped"]
         time.sleep(CHURN_SECONDS)
+    redis_client.close()
     return samples
+
+
+def redis_memory(client: redis.Redis) -> dict:
+    """What Redis itself counts (INFO): its data, what it holds for clients and the AOF, and
+    its key count. Beside its RSS this tells data that grows from an allocator that settles."""
+    try:
+        info = client.info()
+    except (redis.RedisError, OSError):
+        return {}
+    keys = sum(db.get("keys", 0) for name, db in info.items()
+               if name.startswith("db") and isinstance(db, dict))
+    return {"used_kb": info["used_memory"] // 1024,
+            "dataset_kb": info.get("used_memory_dataset", 0) // 1024,
+            "clients_kb": info.get("mem_clients_normal", 0) // 1024,
+            "aof_kb": info.get("mem_aof_buffer", 0) // 1024, "keys": keys}
+
+
+def redis_growth(samples: list[dict], warmup_minutes: float) -> dict:
+    """Slopes after warm-up (KB/min) of what Redis counts, with first and last values."""
+    after = [point for point in samples
+             if point["minute"] >= warmup_minutes and point.get("redis")]
+    out = {}
+    for name in ("used_kb", "dataset_kb", "clients_kb", "aof_kb", "keys"):
+        points = [(point["minute"], point["redis"][name]) for point in after]
+        out[name] = {"first": points[0][1] if points else 0,
+                     "last": points[-1][1] if points else 0,
+                     "slope": round(slope_per_minute(points), 1)}
+    return out
 
 
 def wait_complete(loadgen: Loadgen, final_seq: int) -> dict:
@@ -188,6 +220,7 @@ def run(workdir: Path, minutes: float = MINUTES, streams: int = STREAMS,
                 final_seq=final_seq, expected=streams * final_seq, report=got, stats=stats,
                 load_after=load_average(),
                 slopes=slopes(samples, min(2.0, minutes / 5)),
+                redis=redis_growth(samples, min(2.0, minutes / 5)),
                 loads=[point["load"] for point in samples])
     (workdir / "s6-samples.json").write_text(json.dumps(samples))
     (workdir / "s6.json").write_text(json.dumps(rows, indent=1))
@@ -227,6 +260,15 @@ def report(rows: dict, command: str, minutes: float, before: str) -> str:
                    f" → {row['last_kb'] / 1024:.1f} | {row['fds'][0]:,} → {row['fds'][1]:,} | "
                    f"{row['slope_kb_per_min']:+.1f} | {row['beyond_peaks_kb_per_min']:+.1f} | "
                    f"{row['bound_kb_per_min']:.0f} | {row['verdict']} |")
+    if rows.get("redis"):
+        grown = rows["redis"]
+        parts = ", ".join(
+            f"{label} {grown[key]['first']:,} → {grown[key]['last']:,} KiB "
+            f"({grown[key]['slope']:+.1f} KiB/min)"
+            for label, key in (("all it counts", "used_kb"), ("data", "dataset_kb"),
+                               ("client buffers", "clients_kb"), ("AOF buffer", "aof_kb")))
+        out += ["", f"Redis's own count after warm-up (INFO memory): {parts}; keys "
+                f"{grown['keys']['first']:,} → {grown['keys']['last']:,}."]
     return "\n".join(out)
 
 
@@ -243,6 +285,7 @@ def main() -> None:
         rows = json.loads((args.again / "s6.json").read_text())
         samples = json.loads((args.again / "s6-samples.json").read_text())
         rows["slopes"] = slopes(samples, min(2.0, rows["minutes"] / 5))
+        rows["redis"] = redis_growth(samples, min(2.0, rows["minutes"] / 5))
         print(report(rows, f"bench/soak.py (again from {args.again})", rows["minutes"],
                      f"load average {rows['load_before']} before"))
         return
