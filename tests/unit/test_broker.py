@@ -147,7 +147,9 @@ def test_a_channel_wanted_while_the_broker_connects_is_subscribed(
 
     monkeypatch.setattr(redis.client.PubSub, "execute_command", yielding_write)
     resume = Resume(hub, make_broker(), client)
-    writing.wait(WAIT)  # the broker is inside its first write on the new connection
+    # The broker is inside its first write on the new connection (redis-py's subscribe goes
+    # through PubSub.execute_command: were it not, this test would prove nothing).
+    assert writing.wait(WAIT), "the broker wrote nothing through PubSub.execute_command"
     subscriber, peer = make_subscriber([channel])
 
     resume.open(subscriber, {channel: START}, timeout=WAIT)
