@@ -239,9 +239,18 @@ class Broker:
         pubsub = self._pubsub_client.pubsub(ignore_subscribe_messages=False)
         with self._lock:
             self._pubsub = pubsub
-            # One control channel keeps the connection in subscribed mode even with no clients.
-            names = [keys.live_channel(name) for name in self._active]
-            pubsub.subscribe(keys.CONTROL_CHANNEL, *names)
+        # One control channel keeps the connection in subscribed mode even with no clients.
+        self._write("subscribe", keys.CONTROL_CHANNEL)
+        # Writing yields (the connect, the sends): a channel made active meanwhile (a stream
+        # opening, e.g. one that queued while this worker booted) saw the broker not yet
+        # connected and left its SUBSCRIBE to this loop. Nothing yields between the last look
+        # at ``_active`` and ``connected``; later channels write their own. Were one left out,
+        # every stream on it would wait for a confirmation that never comes, for as long as
+        # the channel keeps a local subscriber.
+        sent: set[str] = set()
+        while pending := self._active.keys() - sent:
+            self._write("subscribe", *[keys.live_channel(name) for name in pending])
+            sent |= pending
         self._last_pong = time.monotonic()
         self.connected = True
 

@@ -353,6 +353,9 @@ class EventSourceClient:
         #: which a server that is starting delays for every waiting client alike.
         self.connect_times: list[float] = []
         self.failed_status: int | None = None
+        #: The last bytes of each connection that ended, in order: how the server ended it
+        #: (a ``retry:``, a comment such as "redis unavailable, retry", or the last event).
+        self.endings: list[bytes] = []
         self.retry_ms = 3000
         self._stop = threading.Event()
         self.current: StreamClient | None = None
@@ -386,6 +389,7 @@ class EventSourceClient:
             if client.parser.retry is not None:
                 self.retry_ms = client.parser.retry
             client.close()
+            self.endings.append(client.raw[-100:])
             self._stop.wait(self.retry_ms / 1000)
 
     def _take(self, client: StreamClient, seen: int) -> int:
@@ -415,6 +419,18 @@ class EventSourceClient:
             wait_for(lambda: len(self.data(event_type)) >= len(expected), timeout,
                      f"{len(expected)} {event_type} events")
         return self.data(event_type)
+
+    def story(self, since: float = 0.0) -> str:
+        """What this client went through, for a failure message: its connections, when each
+        attempt began and was answered (seconds after the monotonic time ``since``), how each
+        ended, its cursor and what it received."""
+        def times(values: list[float]) -> list[float]:
+            return [round(t - since, 2) for t in values]
+
+        return (f"connections={self.connections} failed_status={self.failed_status} "
+                f"attempts={times(self.attempt_times)} answered={times(self.connect_times)} "
+                f"last_event_id={self.last_event_id!r} events={len(self.events)} "
+                f"endings={self.endings}")
 
     def stop(self) -> None:
         self._stop.set()
