@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian/Ubuntu packages the stack runs on, only those that are missing, without
 # questions (CI has no terminal). Uses sudo only when not root and only when it must install.
-# With --bench, also nginx's nchan module (the benchmark's comparison).
+# With --bench, also nginx's nchan module (the benchmark's comparison) and perf.
 # With --test, also what only the test suite needs: Debian's chromium (tests/browser drive it),
 # iproute2, procps, curl and openssl (the several-hosts tests and the production edge), and
 # PostgreSQL (the outbox tests).
@@ -15,6 +15,8 @@ has nginx || missing+=(nginx)
 if [ "${1:-}" = "--bench" ]; then
     # The benchmark's comparison (bench/nginx_servers.py): nginx's nchan module.
     [ -e /usr/lib/nginx/modules/ngx_nchan_module.so ] || missing+=(libnginx-mod-nchan)
+    # bench/relay_profile.py: where a delivery's CPU goes, by system call.
+    has perf || missing+=(linux-perf)
 fi
 if [ "${1:-}" = "--test" ]; then
     has chromium || missing+=(chromium)
