@@ -5,7 +5,8 @@ A worker that holds its most streams must not refuse a stream another worker has
 when every worker is full a browser must be told to come back (nginx's 200 ``retry:``
 fallback), never given a 503 its EventSource would not retry. Clients that ask the pool
 directly still get the JSON 503 with ``Retry-After``; real refusals (401, 403, 400, 429) pass
-through nginx as they are.
+through nginx as they are. The production edge (deploy/production, TLS) in front of the same
+pool answers the same fallback.
 """
 
 from __future__ import annotations
@@ -152,6 +153,22 @@ def test_real_refusals_pass_through_nginx_as_they_are(stack, channel):
             assert answer.status == status, (code, answer)
             assert answer.json()["error"] == code and answer.json()["message"], answer
             assert "x-accel-redirect" not in answer.headers
+    finally:
+        for client in held:
+            client.close()
+
+
+def test_the_production_edge_tells_a_browser_to_come_back_too(stack, stack_edge, channel):
+    tokens = tokens_of(stack)
+    token = tokens.issue([channel])[0]
+    port = stack_edge.production.https_port
+    held = [StreamClient(port, stream_path(token), tls=True).start() for _ in range(2 * CAP)]
+    try:
+        assert all(is_pool_stream(c) for c in held), [c.status for c in held]
+        fallback = StreamClient(port, stream_path(token), tls=True).start()
+        assert is_retry_fallback(fallback), (fallback.status, fallback.raw)
+        refused = StreamClient(port, stream_path("not-a-token"), tls=True).start()
+        assert refused.status == 401 and refused.json()["error"] == "invalid_token"
     finally:
         for client in held:
             client.close()
