@@ -217,7 +217,7 @@ def _stream_servers(binds: list[str]) -> str:
     if len(binds) == 1:
         return f"        server {binds[0]};"
     port, unix = binds
-    return f"        server {unix} max_fails=0;\n        server {port} backup;"
+    return f"        server {unix} max_fails=0;\n        server {port} backup max_fails=0;"
 
 
 class NginxSettings(Protocol):

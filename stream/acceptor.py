@@ -10,6 +10,13 @@ head, a body, a header the fast path does not vouch for — is left untouched in
 handed to gunicorn's own handler, which parses it and runs the Flask app as before. Both paths
 run the same checks (stream/opening.py), so a request's outcome does not depend on the door.
 
+A full worker (``max_streams_per_worker`` streams) stops watching its listeners (``pause``):
+the workers share them, so a new connection goes to a worker with room instead of being
+refused here while another could hold it. Only what still waits after ``full_accept_seconds``
+— every worker full, then — is taken: a stream request is refused (503, which nginx turns into
+a retry for an EventSource), a health check is answered, and nothing waits for a stream to end.
+A stream closing resumes the watch at once.
+
 The parser is deliberately narrow: ASCII, no control characters, token-only header names (no
 ``_``: gunicorn drops those), no duplicates of the headers that matter, no obs-fold. Being
 narrow costs nothing but the fast path for odd requests, and it keeps request smuggling and
@@ -34,17 +41,31 @@ from werkzeug.http import parse_cookie
 
 from eventgate.shared import logformat
 from eventgate.shared.errors import EventgateError, RedisUnreachable, StreamFailed
-from eventgate.stream.opening import OsSocket, StreamOpener, StreamRequest, no_delay
+from eventgate.stream.opening import (
+    RETRY_LOCATION_HEADER,
+    OsSocket,
+    StreamOpener,
+    StreamRequest,
+    no_delay,
+)
 
 log = logging.getLogger("eventgate.stream")
 
 _NAME = re.compile(r"[A-Za-z0-9-]+")
 #: Headers whose duplicates would make the request ambiguous: left to gunicorn and Flask.
-_SINGLE = frozenset({"last-event-id", "origin", "cookie", "x-request-id", "host"})
+_SINGLE = frozenset({"last-event-id", "origin", "cookie", "x-request-id", "host",
+                     RETRY_LOCATION_HEADER.lower()})
 #: Headers that mean something the fast path does not do (a body, an upgrade, a continue).
 _DECLINE = frozenset({"content-length", "transfer-encoding", "expect", "upgrade", "http2-settings"})
 
 Handler = Callable[[object, object, object], None]
+
+#: How long a full worker leaves waiting connections to workers with room before it takes them
+#: itself (to refuse a stream, or answer a health check): long enough for a worker with room
+#: to have taken them, short enough that nothing seems to hang when every worker is full.
+FULL_ACCEPT_SECONDS = 0.1
+#: The most connections a full worker takes per ``FULL_ACCEPT_SECONDS`` and listener.
+WAITING_ACCEPT = 100
 
 
 class Acceptor:
@@ -67,6 +88,7 @@ class Acceptor:
         max_accept: int = 100,
         fallback_connections: int = 1000,
         first_byte_timeout: float = 30.0,
+        full_accept_seconds: float = FULL_ACCEPT_SECONDS,
     ) -> None:
         self.opener = opener
         self.fallback = fallback
@@ -79,9 +101,12 @@ class Acceptor:
         self.max_accept = max_accept
         self.first_byte_timeout = first_byte_timeout
         self.accepting = False
+        #: Whether this worker is full and leaves new connections to the others (``pause``).
+        self.paused = False
         self._fallbacks = gevent.pool.Pool(fallback_connections)
         self._listeners = []
         loop = gevent.get_hub().loop
+        self._waited = loop.timer(full_accept_seconds, full_accept_seconds)
         for listener in listeners:
             # Our own handle on the listening socket (the OS's class: no gevent watchers).
             # TCP_NODELAY set here is inherited by every accepted socket (Linux).
@@ -93,23 +118,53 @@ class Acceptor:
 
     def start(self) -> Acceptor:
         self.accepting = True
-        for listener, sock, watcher in self._listeners:
-            watcher.start(self._on_acceptable, listener, sock)
+        if not self.paused:
+            self._watch()
         return self
+
+    def pause(self) -> None:
+        """This worker is full: leave new connections to the workers with room; take only what
+        still waits every ``full_accept_seconds``. Never blocks (a libev callback may call it)."""
+        if self.paused:
+            return
+        self.paused = True
+        for _, _, watcher in self._listeners:
+            watcher.stop()
+        if self.accepting:
+            self._waited.start(self._take_waiting)
+
+    def resume(self) -> None:
+        """This worker has room again: accept as before. Never blocks."""
+        if not self.paused:
+            return
+        self.paused = False
+        self._waited.stop()
+        if self.accepting:
+            self._watch()
 
     def close(self, graceful_timeout: float = 0.0) -> None:
         """Stop accepting; give requests already on the ordinary path ``graceful_timeout``
         seconds to finish (streams are not waited for: the worker ends them itself)."""
         self.accepting = False
+        self._waited.stop()
         for _, sock, watcher in self._listeners:
             watcher.stop()
             sock.close()
         self._listeners = []
         self._fallbacks.join(timeout=graceful_timeout)
 
-    def _on_acceptable(self, listener: object, sock: socket.socket) -> None:
+    def _watch(self) -> None:
+        for listener, sock, watcher in self._listeners:
+            watcher.start(self._on_acceptable, listener, sock)
+
+    def _take_waiting(self) -> None:
+        # In gevent's hub, while full: what waited this long, no worker with room took.
+        for listener, sock, _ in self._listeners:
+            self._on_acceptable(listener, sock, WAITING_ACCEPT)
+
+    def _on_acceptable(self, listener: object, sock: socket.socket, most: int = 0) -> None:
         # In gevent's hub (a libev callback): accept what is waiting, never block.
-        for _ in range(self.max_accept):
+        for _ in range(most or self.max_accept):
             try:
                 fd, addr = sock._accept()
             except BlockingIOError:
@@ -149,7 +204,8 @@ class Acceptor:
             except RedisUnreachable:
                 pass  # no answer at all: the proxy tries another node (see RedisUnreachable)
             except EventgateError as error:
-                _answer(conn, self.opener.refusal_response(error, ask.origin))
+                _answer(conn, self.opener.refusal_response(error, ask.origin,
+                                                           ask.retry_location))
             except Exception:
                 log.exception("unhandled error opening a stream")
                 if not taken:
@@ -229,6 +285,7 @@ def parse_stream_request(
         last_event_id=headers.get("last-event-id") or _first(args, "lastEventId"),
         origin=headers.get("origin"),
         rewind=_first(args, "rewind"),
+        retry_location=headers.get(RETRY_LOCATION_HEADER.lower()),
     )
     return ask, end + 4, headers.get("x-request-id")
 

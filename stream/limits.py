@@ -25,6 +25,10 @@ When Redis cannot be reached neither the subject limit nor revocation is enforce
 would end at once anyway with a retry, and a Redis outage must not turn into refusals an
 EventSource never retries.
 Nothing here blocks inside a libev callback: ``release`` only queues work for the keeper.
+
+A worker that reaches ``max_streams_per_worker`` says so (``watch_room``): its acceptor
+(stream/acceptor.py) then leaves new connections to the workers that still have room, so that a
+503 is the answer only when every worker is full.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import gevent.event
@@ -120,6 +124,14 @@ class StreamLimits:
         self.presence = PresenceLeases(
             PresenceScript(client, config), config.presence_grace_seconds
         )
+        self._on_full: Callable[[], None] = _nothing
+        self._on_room: Callable[[], None] = _nothing
+
+    def watch_room(self, full: Callable[[], None], room: Callable[[], None]) -> None:
+        """Call ``full()`` when this worker comes to hold ``max_streams_per_worker`` streams
+        (counted from admission on), ``room()`` when it holds fewer again. Either may be called
+        in any context, a libev callback too: neither may block."""
+        self._on_full, self._on_room = full, room
 
     def admit(
         self, subject: str | None, issued_at: float = 0.0, channels: Sequence[str] = ()
@@ -138,6 +150,8 @@ class StreamLimits:
         # Counted before any Redis round trip (a greenlet switch), so that concurrent admissions
         # in this worker cannot all pass the check above.
         self.open += 1
+        if self.open == self.per_worker:
+            self._on_full()
         lease = Lease()
         if subject is None:
             return self._present(lease, subject, channels)
@@ -194,15 +208,20 @@ class StreamLimits:
 
     def _refuse(self, lease: Lease) -> None:
         """Undo the count of a stream refused at admission."""
-        self.open -= 1
         lease.released = True
+        self._uncount()
+
+    def _uncount(self) -> None:
+        self.open -= 1
+        if self.per_worker and self.open == self.per_worker - 1:
+            self._on_room()
 
     def release(self, lease: Lease) -> None:
         """The stream of ``lease`` closed. Never blocks: the keeper removes it from Redis."""
         if lease.released:
             return
         lease.released = True
-        self.open -= 1
+        self._uncount()
         if lease.presence:
             idle = self.presence.flush_at is None
             self.presence.closed(lease.presence, lease.channels)
@@ -297,6 +316,10 @@ class StreamLimits:
         self._client.script_load(_RENEW)
         self.presence.script.load()
         return True
+
+
+def _nothing() -> None:
+    pass
 
 
 def _revoked() -> TokenRevoked:

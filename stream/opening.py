@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,12 @@ def no_delay(sock: socket.socket) -> None:
     if sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+#: The request header of a stream request through nginx (deploy/nginx, deploy/production):
+#: the named location where nginx itself answers a stream that should come back later, with a
+#: 200 holding only ``retry:``. A browser's EventSource never retries after a non-200 answer.
+RETRY_LOCATION_HEADER = "X-Eventgate-Retry-Location"
+_LOCATION = re.compile(r"@[A-Za-z0-9_]{1,64}")
+
 _HEAD = (
     b"HTTP/1.1 200 OK\r\n"
     b"Content-Type: text/event-stream; charset=utf-8\r\n"
@@ -61,15 +68,18 @@ _HEAD = (
 @dataclass(frozen=True)
 class StreamRequest:
     """What a stream request asks for, however it arrived: the token (query, else cookie), the
-    requested channel names, the resume cursor (header, else ``lastEventId``), the Origin, and
+    requested channel names, the resume cursor (header, else ``lastEventId``), the Origin,
     ``rewind`` as the query gave it (how many retained events a stream without a cursor starts
-    with)."""
+    with), and where the proxy answers a stream to retry (``retry_location``)."""
 
     token: str | None
     channels: Sequence[str]
     last_event_id: str | None
     origin: str | None
     rewind: str | None = None
+    #: Its RETRY_LOCATION_HEADER: set by nginx, which answers there what we refuse for now
+    #: (the fast path's refusals; the Flask door's error handler reads the header itself).
+    retry_location: str | None = None
 
 
 class StreamOpener:
@@ -179,16 +189,19 @@ class StreamOpener:
             "Vary": "Origin",
         }
 
-    def refusal_response(self, error: EventgateError, origin: str | None) -> bytes:
+    def refusal_response(
+        self, error: EventgateError, origin: str | None, retry_location: str | None = None
+    ) -> bytes:
         """A whole HTTP response refusing a stream, for the fast path (the Flask app renders
         the same status, headers and body through stream/views.py)."""
         body = json.dumps(
             {"error": error.code, "message": error.message}, separators=(",", ":")
         ).encode() + b"\n"
+        extra = refusal_headers(error, retry_location)
         headers = {
-            "Content-Type": "application/json",
+            **({} if "X-Accel-Redirect" in extra else {"Content-Type": "application/json"}),
             "Content-Length": str(len(body)),
-            **refusal_headers(error),
+            **extra,
             **self.cors_headers(origin),
             "Connection": "close",
         }
@@ -202,15 +215,25 @@ def jittered(retry_ms: int) -> int:
     return int(retry_ms * random.uniform(0.5, 1.5))
 
 
-def refusal_headers(error: EventgateError) -> dict[str, str]:
+def refusal_headers(error: EventgateError, retry_location: str | None = None) -> dict[str, str]:
     """The headers a refusal carries besides its JSON body: how to authenticate after a 401,
-    when to come back after a 429/503."""
+    when to come back after a 429/503.
+
+    A stream refused *for now* (503: every worker full, Redis out of reach) whose proxy named a
+    ``retry_location`` (RETRY_LOCATION_HEADER) names it back in ``X-Accel-Redirect``: nginx
+    tries its other servers first (``proxy_next_upstream http_503``), then answers from there,
+    so that a browser comes back. Such an answer goes without Content-Type (the caller leaves
+    it out): nginx would keep ours on its own answer, and an EventSource takes nothing but
+    ``text/event-stream``. Nobody sees its body. A client asking the pool directly gets the
+    JSON 503; every other refusal (401, 403, 400, 429) passes through nginx as it is."""
     headers = {}
     if error.status == 401:
         code = "token_expired" if isinstance(error, TokenExpired) else "invalid_token"
         headers["WWW-Authenticate"] = f'Bearer error="{code}"'
     if isinstance(error, TooBusy):
         headers["Retry-After"] = str(error.retry_after)
+    if error.status == 503 and retry_location and _LOCATION.fullmatch(retry_location):
+        headers["X-Accel-Redirect"] = retry_location
     return headers
 
 

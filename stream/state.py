@@ -120,8 +120,11 @@ class StreamState:
 
     def take_listeners(self, worker: object) -> None:
         """Serve the gunicorn ``worker``'s listeners through the accept fast path (its
-        post_worker_init hook: before the worker builds its own servers)."""
+        post_worker_init hook: before the worker builds its own servers); while this worker is
+        full, it leaves new connections to the others."""
         self.acceptor = acceptor.install(self.opener, worker)
+        if self.acceptor is not None:
+            self.limits.watch_room(self.acceptor.pause, self.acceptor.resume)
 
     def shutdown(self, graceful_timeout: float) -> None:
         """End the worker: stop accepting (ordinary requests get ``graceful_timeout`` seconds),

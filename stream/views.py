@@ -27,7 +27,13 @@ from eventgate.shared.errors import (
 from eventgate.shared.history import next_link, read_history
 from eventgate.shared.names import validate_channel
 from eventgate.shared.primary import not_ready
-from eventgate.stream.opening import OsSocket, StreamRequest, no_delay, refusal_headers
+from eventgate.stream.opening import (
+    RETRY_LOCATION_HEADER,
+    OsSocket,
+    StreamRequest,
+    no_delay,
+    refusal_headers,
+)
 from eventgate.stream.state import StreamState
 
 log = logging.getLogger("eventgate.stream")
@@ -198,7 +204,13 @@ def readyz():
 def _eventgate_error(error: EventgateError) -> Response:
     response = jsonify(error=error.code, message=error.message)
     response.status_code = error.status
-    response.headers.update(refusal_headers(error))
+    retry_location = None
+    if request.endpoint == "stream.streams":
+        retry_location = request.headers.get(RETRY_LOCATION_HEADER)
+    extra = refusal_headers(error, retry_location)
+    if "X-Accel-Redirect" in extra:
+        del response.headers["Content-Type"]  # see refusal_headers
+    response.headers.update(extra)
     return response
 
 

@@ -34,7 +34,7 @@ def pool_down(stack: Stack) -> Edits:
     nothing listens on: the pool as if stopped."""
     socket_path = stack.var_dir.resolve() / "run" / "stream.sock"
     return ((f"server unix:{socket_path} max_fails=0;", f"server 127.0.0.1:{free_port()};"),
-            (f"server 127.0.0.1:{stack.stream_port} backup;", ""))
+            (f"server 127.0.0.1:{stack.stream_port} backup max_fails=0;", ""))
 
 
 def tls(certificate: Path, key: Path) -> Edits:

@@ -95,7 +95,10 @@ def test_edge_sizes_and_upstreams(production, tmp_path):
     streams = directives(nginx_block(nginx, "location /streams"))
     for wanted in ("proxy_buffering off", "proxy_pass_header X-Accel-Buffering",
                    "proxy_read_timeout 1h", "gzip off",
-                   "error_page 502 503 504 = @stream_unavailable"):
+                   "error_page 502 503 504 = @stream_unavailable",
+                   # a full node's 503: the next node, then the fallback (named to the node)
+                   "proxy_next_upstream error timeout http_502 http_503",
+                   "proxy_set_header X-Eventgate-Retry-Location @stream_unavailable"):
         assert wanted in streams
     proxy = (tmp_path / "out" / "nginx" / "eventgate-proxy.conf").read_text()
     assert "proxy_set_header X-Request-ID $eventgate_request_id;" in proxy

@@ -228,6 +228,9 @@ def test_streams_location_passes_events_through_at_once(config):
         "proxy_read_timeout 1h",
         "proxy_send_timeout 1h",
         "error_page 502 503 504 = @stream_unavailable",
+        # a full worker's 503: the pool's other listener, then the fallback (named to the pool)
+        "proxy_next_upstream error timeout http_503",
+        "proxy_set_header X-Eventgate-Retry-Location @stream_unavailable",
     ):
         assert wanted in streams, wanted
     headers = [d for d in streams if d.startswith("proxy_set_header")]
@@ -247,7 +250,7 @@ def test_upstreams_and_listen_are_loopback_only(config):
     ]
     assert directives(nginx_block(nginx, "upstream eventgate_stream")) == [
         f"server unix:{config.var_dir.resolve()}/run/stream.sock max_fails=0",
-        f"server 127.0.0.1:{config.stream_port} backup",
+        f"server 127.0.0.1:{config.stream_port} backup max_fails=0",
     ]
     listens = re.findall(r"^\s*listen\s+([^;]+);", nginx, re.MULTILINE)
     assert listens == [f"127.0.0.1:{config.port}"]

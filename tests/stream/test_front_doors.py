@@ -114,3 +114,36 @@ def test_a_connection_that_never_asks_is_closed_after_the_timeout(make_pool, tok
     token, _ = tokens.issue([channel])  # the worker still serves everyone else
     answer = request(pool.port, "GET", "/streams?token=" + token)
     assert answer.status == 200
+
+
+RETRY_AT = {"X-Eventgate-Retry-Location": "@stream_unavailable"}
+
+
+def test_a_full_worker_refuses_the_same_through_either_door(make_pool, tokens, channel):
+    pool = make_pool(max_streams_per_worker="1")
+    token, _ = tokens.issue([channel])
+    held = StreamClient(pool.port, stream_path(token)).start().wait_open()
+    try:
+        answers = {}
+        for asked in ({}, RETRY_AT, {"X-Eventgate-Retry-Location": "/elsewhere"}):
+            for extra in ({}, FLASK_DOOR):
+                answer = request(pool.port, "GET", stream_path(token), {**asked, **extra})
+                answers[(asked.get("X-Eventgate-Retry-Location"), _door(answer))] = answer
+        for (location, door), answer in answers.items():
+            assert answer.status == 503, (location, door, answer)
+            assert answer.json()["error"] == "server_busy" and answer.json()["message"]
+            assert answer.headers["retry-after"] == "1"
+            # Told where nginx answers a stream to retry, the worker names it back, with no
+            # Content-Type (nginx would keep it on its own answer); nothing else is redirected.
+            if location == "@stream_unavailable":
+                assert answer.headers["x-accel-redirect"] == location, (door, answer)
+                assert "content-type" not in answer.headers, (door, answer)
+            else:
+                assert "x-accel-redirect" not in answer.headers, (location, door, answer)
+                assert answer.is_json, (location, door, answer)
+        assert {door for _, door in answers} == {"fast", "flask"}
+        # A real refusal is never redirected.
+        refused = request(pool.port, "GET", stream_path("not-a-token"), RETRY_AT)
+        assert refused.status == 401 and "x-accel-redirect" not in refused.headers
+    finally:
+        held.close()

@@ -48,6 +48,14 @@ def test_percent_encoding_and_first_value_like_flask():
     assert list(ask.channels) == ["a.b"]
 
 
+def test_the_proxys_retry_location_is_kept_and_a_second_one_declined():
+    ask, _, _ = parse(head("/streams", "X-Eventgate-Retry-Location: @stream_unavailable"))
+    assert ask.retry_location == "@stream_unavailable"
+    assert parse(head("/streams"))[0].retry_location is None
+    assert parse(head("/streams", "X-Eventgate-Retry-Location: @a",
+                      "x-eventgate-retry-location: @b")) is None
+
+
 def test_no_token_is_still_a_stream_request_and_refused_later():
     ask, _, _ = parse(head("/streams"))
     assert ask.token is None and list(ask.channels) == []
