@@ -168,20 +168,28 @@ def entry_fields(entry_id: bytes | str, fields: dict) -> tuple[str, str, bytes |
 
 def read_heads(client: redis.Redis, channels: list[str]) -> dict[str, str]:
     """The id of the newest event of each channel (its log's last generated id), ``0-0`` for a
-    channel that never had one. One round trip, plus one more only for emptied logs."""
+    channel that never had one. One round trip, plus one more only for emptied logs.
+
+    The first round trip also asks whether each log exists: a channel with no log at all (never
+    published to, or its log expired — most channels of a quiet site) is ``0-0`` at once,
+    without the second round trip; only a log that exists with no entry (emptied) needs it."""
     if not channels:
         return {}
     pipe = client.pipeline(transaction=False)
     for name in channels:
-        pipe.xrevrange(keys.log_key(name), count=1)
+        key = keys.log_key(name)
+        pipe.xrevrange(key, count=1)
+        pipe.exists(key)
+    replies = pipe.execute()
     heads: dict[str, str] = {}
     emptied = []
-    for name, newest in zip(channels, pipe.execute(), strict=True):
+    for name, newest, exists in zip(channels, replies[::2], replies[1::2], strict=True):
         if newest:
             heads[name] = _text(newest[0][0])
         else:
             heads[name] = START
-            emptied.append(name)
+            if exists:
+                emptied.append(name)
     if emptied:
         pipe = client.pipeline(transaction=False)
         for name in emptied:

@@ -30,7 +30,7 @@ from eventgate.shared.redisconn import (
 )
 from eventgate.shared.redisurl import parse_cluster_url
 from eventgate.shared.tokens import ChannelTokens
-from eventgate.stream import acceptor, heartbeat, status
+from eventgate.stream import acceptor, heartbeat, readiness, status
 from eventgate.stream import metrics as stream_metrics
 from eventgate.stream.acceptor import Acceptor
 from eventgate.stream.broker import Broker
@@ -83,6 +83,7 @@ class StreamState:
         # Under Sentinel one Primary for the worker: its pools, broker and metrics agree on
         # where the primary is and count each failover once.
         primary = primary_for(config)
+        readiness.install()  # redis-py's check at every command, without a hub switch
         client = connect(config, pool_wait_seconds=STORM_POOL_WAIT_SECONDS, primary=primary)
         hub = Hub()
         if parse_cluster_url(config.redis_url) is not None:

@@ -51,6 +51,18 @@ def test_a_connection_starts_at_its_cursor_or_else_at_the_log_end(
     }
 
 
+def test_a_channel_without_a_log_starts_at_0_0_in_one_round_trip(resume, client, channel):
+    # XINFO STREAM (the second round trip) only for a log that exists with no entry.
+    def xinfo_calls() -> int:
+        return client.info("commandstats").get("cmdstat_xinfo|stream", {}).get("calls", 0)
+
+    before = xinfo_calls()
+    assert resume.positions([channel + ".never", channel + ".nor"], {}) == {
+        channel + ".never": "0-0", channel + ".nor": "0-0",
+    }
+    assert xinfo_calls() == before
+
+
 def test_a_channel_the_hub_follows_starts_where_the_hub_stands(
     hub, make_broker, make_subscriber, client, publisher, channel
 ):
