@@ -176,11 +176,25 @@ def read_heads(client: redis.Redis, channels: list[str]) -> dict[str, str]:
     if not channels:
         return {}
     pipe = client.pipeline(transaction=False)
+    queue_heads(pipe, channels)
+    return heads_from(client, channels, pipe.execute())
+
+
+def queue_heads(pipe: redis.client.Pipeline, channels: list[str]) -> None:
+    """Queue ``read_heads``'s first round trip on ``pipe`` (a caller that sends commands of its
+    own in the same round trip); ``heads_from`` reads its replies, in the same order."""
     for name in channels:
         key = keys.log_key(name)
         pipe.xrevrange(key, count=1)
         pipe.exists(key)
-    replies = pipe.execute()
+
+
+def heads_from(client: redis.Redis, channels: list[str], replies: list) -> dict[str, str]:
+    """``read_heads``'s answer from the replies of what ``queue_heads`` queued (raises the
+    first of them that is an error); the second round trip, for emptied logs, on ``client``."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
     heads: dict[str, str] = {}
     emptied = []
     for name, newest, exists in zip(channels, replies[::2], replies[1::2], strict=True):

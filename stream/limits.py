@@ -16,7 +16,8 @@ within ``lease_seconds``.
 The same round trip checks the subject's revocation (shared/revocations.py): the admission
 script reads it before taking a lease, so a stream open with a subject costs no extra Redis
 round trip (with the subject limit off, it costs one GET). Streams without a subject have no
-revocation and cost nothing.
+revocation and cost nothing. What else the open must read before its first byte (the log heads
+it starts at, stream/resume.py) rides along in that round trip (``Rider``).
 
 The same keeper sends this worker's presence leases (stream/presence.py, shared/presence.py):
 one lease per stream and channel, added, renewed and released in the pipelines above.
@@ -39,6 +40,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import gevent.event
 import redis
@@ -85,6 +87,17 @@ for i, key in ipairs(KEYS) do
 end
 return #KEYS
 """
+
+
+class Rider(Protocol):
+    """Commands of another part of an open that go to Redis in the admission's round trip
+    (stream/resume.py's Start: the log heads). ``queue`` them on the pipeline; ``take`` gets
+    their replies (errors among them as exceptions), or ``fail`` the error that lost them all.
+    Neither is called when the admission makes no round trip (no subject) or under Cluster."""
+
+    def queue(self, pipe: redis.client.Pipeline) -> None: ...
+    def take(self, replies: list) -> None: ...
+    def fail(self, error: BaseException) -> None: ...
 
 
 @dataclass(eq=False)
@@ -134,12 +147,17 @@ class StreamLimits:
         self._on_full, self._on_room = full, room
 
     def admit(
-        self, subject: str | None, issued_at: float = 0.0, channels: Sequence[str] = ()
+        self,
+        subject: str | None,
+        issued_at: float = 0.0,
+        channels: Sequence[str] = (),
+        rider: Rider | None = None,
     ) -> Lease:
         """A lease for a new stream of ``subject`` with a token signed at ``issued_at``, on
         ``channels`` (its presence); raises TooBusy (503) when this worker is full, TokenRevoked
         (401) when the subject was revoked since the token was signed, and TooManyStreams (429)
-        when the subject is full. Call ``release`` exactly once after."""
+        when the subject is full. Call ``release`` exactly once after. ``rider``'s commands go
+        in the same round trip as the admission's, if it makes one (see Rider)."""
         if self.per_worker and self.open >= self.per_worker:
             self.refused_worker += 1
             raise TooBusy(
@@ -156,16 +174,28 @@ class StreamLimits:
         if subject is None:
             return self._present(lease, subject, channels)
         if not self.per_subject:
-            self._check_revoked(subject, issued_at, lease)
+            self._check_revoked(subject, issued_at, lease, rider)
             return self._present(lease, subject, channels)
         key = keys.subject_streams_key(subject)
         lease.member = secrets.token_hex(8)
         lease_ms = int(self.lease_seconds * 1000)
+        script_keys = [key, keys.revoked_key(subject)]
+        script_args = [lease.member, self.per_subject, lease_ms, repr(float(issued_at))]
+        rider = self._rides(rider)
         try:
-            admitted = self._admit(
-                keys=[key, keys.revoked_key(subject)],
-                args=[lease.member, self.per_subject, lease_ms, repr(float(issued_at))],
-            )
+            if rider is None:
+                admitted = self._admit(keys=script_keys, args=script_args)
+            else:
+                admitted = self._along(
+                    lambda pipe: pipe.evalsha(self._admit.sha, 2, *script_keys, *script_args),
+                    rider,
+                )
+                if isinstance(admitted, redis.exceptions.NoScriptError):
+                    # A Redis that never saw the script (restarted, failed over): the Script
+                    # object loads it and runs it again.
+                    admitted = self._admit(keys=script_keys, args=script_args)
+                elif isinstance(admitted, Exception):
+                    raise admitted
         except (redis.RedisError, OSError) as error:
             log.warning("per-subject stream limit not checked, Redis failed: %s", error)
             return self._present(lease, subject, channels)
@@ -194,11 +224,40 @@ class StreamLimits:
                 self._wake.set()  # so that the keeper waits for the flush delay
         return lease
 
-    def _check_revoked(self, subject: str, issued_at: float, lease: Lease) -> None:
+    def _rides(self, rider: Rider | None) -> Rider | None:
+        # Under Cluster the admission's key and the rider's would be on other nodes (and the
+        # Cluster client pipelines no script): the rider reads on its own.
+        return None if self.presence.script.sharded else rider
+
+    def _along(self, command: Callable[[redis.client.Pipeline], object], rider: Rider) -> object:
+        """The reply to the admission's one ``command`` (an exception object if it alone
+        failed), sent with ``rider``'s commands in one round trip. Raises what lost the round
+        trip, after telling the rider."""
+        pipe = self._client.pipeline(transaction=False)
+        command(pipe)
+        rider.queue(pipe)
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except BaseException as error:
+            rider.fail(error)
+            raise
+        rider.take(replies[1:])
+        return replies[0]
+
+    def _check_revoked(
+        self, subject: str, issued_at: float, lease: Lease, rider: Rider | None = None
+    ) -> None:
         """Without the subject limit: raise TokenRevoked if the subject's revocation covers a
         token signed at ``issued_at`` (one GET; not checked when Redis fails)."""
+        key = keys.revoked_key(subject)
+        rider = self._rides(rider)
         try:
-            revoked_at = self._client.get(keys.revoked_key(subject))
+            if rider is None:
+                revoked_at = self._client.get(key)
+            else:
+                revoked_at = self._along(lambda pipe: pipe.get(key), rider)
+                if isinstance(revoked_at, Exception):
+                    raise revoked_at
         except (redis.RedisError, OSError) as error:
             log.warning("token revocation not checked, Redis failed: %s", error)
             return

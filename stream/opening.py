@@ -119,8 +119,10 @@ class StreamOpener:
         requested = cursor.parse(ask.last_event_id, channels)
         rewind = 0 if ask.rewind is None else parse_rewind(ask.rewind)
         limits, hub = self.limits, self.hub
+        # The log heads it starts at ride along in the admission's round trip (if it makes one).
+        start = self.resume.start(channels, requested, rewind)
         # 503 worker full / 401 subject revoked / 429 subject full
-        lease = limits.admit(grant.subject, grant.issued_at, channels)
+        lease = limits.admit(grant.subject, grant.issued_at, channels, start.rider())
 
         def closed(subscriber: Subscriber) -> None:
             hub.remove(subscriber)
@@ -142,7 +144,7 @@ class StreamOpener:
             limits.release(lease)  # no connection will ever close it (e.g. out of descriptors)
             raise
         try:
-            positions = self.resume.positions(channels, requested, rewind)
+            positions = start.positions()
         except Unavailable:
             positions = None
         opening = (

@@ -15,7 +15,15 @@ import gevent
 import redis
 
 from eventgate.shared import sse
-from eventgate.shared.events import READ_BATCH, entry_fields, id_key, read_from, read_heads
+from eventgate.shared.events import (
+    READ_BATCH,
+    entry_fields,
+    heads_from,
+    id_key,
+    queue_heads,
+    read_from,
+    read_heads,
+)
 from eventgate.shared.history import rewind_positions
 from eventgate.shared.sse import event_body_bytes
 from eventgate.stream.broker import Broker
@@ -35,6 +43,79 @@ class Unavailable(Exception):
     is no refusal: the client reconnects and resumes from its cursor)."""
 
 
+class Start:
+    """Where a new connection starts on each channel: the client's cursor, or for channels it
+    names no position for, the log's current end — or, for a stream without a cursor that
+    asked for ``rewind`` events, before the last ``rewind`` events the log retains (the replay
+    then sends them, and the hand-off goes on live as after any resume). Take ``positions``
+    before the response head goes out, so that every event published after the client saw its
+    200 is delivered.
+
+    A channel this worker already follows live (its broker connected) starts where the hub
+    stands when the Start is made, with no round trip: every later event reaches the
+    connection live or, should the hub move on or drop the channel before the connection joins
+    it, through the replay of ``Resume.open``. The hub may stand a few in-flight events behind
+    the log's end; the client then gets those too, which is no gap and no duplicate.
+
+    The log heads of the other channels are one round trip. An open makes one to Redis anyway
+    before this (its admission: revocation, subject limit), so the Start rides along as a
+    ``Rider`` (``queue``, ``take``, ``fail``): one round trip where there were two."""
+
+    def __init__(
+        self, resume: Resume, channels: list[str], requested: dict[str, str], rewind: int
+    ) -> None:
+        self.resume = resume
+        self.channels = channels
+        self.requested = requested
+        self.rewind = rewind if not requested else 0
+        self.following: dict[str, str] = {}
+        if not self.rewind and resume.broker.connected:
+            for name in channels:
+                position = None if name in requested else resume._live_position(name)
+                if position is not None:
+                    self.following[name] = position
+        #: The channels whose log heads are to be read (none for a rewind: it reads its own).
+        self.unread = [] if self.rewind else [
+            name for name in channels if name not in requested and name not in self.following
+        ]
+        self._replies: list | None = None
+        self._error: BaseException | None = None
+
+    def rider(self) -> Start | None:
+        """Itself, if it has heads to read in another's round trip; else None."""
+        return self if self.unread else None
+
+    def queue(self, pipe: redis.client.Pipeline) -> None:
+        queue_heads(pipe, self.unread)
+
+    def take(self, replies: list) -> None:
+        self._replies = replies
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+
+    def positions(self) -> dict[str, str]:
+        """Raises Unavailable when Redis could not be read (in the round trip it rode along,
+        or in its own)."""
+        client = self.resume.client
+        try:
+            if self._error is not None:
+                raise self._error
+            if self.rewind:
+                return rewind_positions(client, self.channels, self.rewind)
+            if self._replies is not None:
+                heads = heads_from(client, self.unread, self._replies)
+            else:
+                heads = read_heads(client, self.unread)
+        except (redis.RedisError, OSError) as error:
+            raise Unavailable(str(error)) from None
+        requested, following = self.requested, self.following
+        return {
+            name: requested.get(name) or following.get(name) or heads[name]
+            for name in self.channels
+        }
+
+
 class Resume:
     """How one worker brings new connections to live: ``positions`` before the response head
     goes out, then ``open``. Built once per worker over its hub, broker and Redis client."""
@@ -47,38 +128,15 @@ class Resume:
     def positions(
         self, channels: list[str], requested: dict[str, str], rewind: int = 0
     ) -> dict[str, str]:
-        """Where the connection starts on each channel: the client's cursor, or for channels it
-        names no position for, the log's current end — or, for a stream without a cursor that
-        asked for ``rewind`` events, before the last ``rewind`` events the log retains (the
-        replay then sends them, and the hand-off goes on live as after any resume). Call it
-        before the response head goes out, so that every event published after the client saw
-        its 200 is delivered. Raises Unavailable when Redis cannot be read.
+        """Where the connection starts on each channel (see Start); reads Redis now. Raises
+        Unavailable when Redis cannot be read."""
+        return self.start(channels, requested, rewind).positions()
 
-        A channel this worker already follows live (its broker connected) starts where the hub
-        stands, with no round trip: every later event reaches the connection live. The hub may
-        stand a few in-flight events behind the log's end; the client then gets those too,
-        which is no gap and no duplicate."""
-        if rewind and not requested:
-            try:
-                return rewind_positions(self.client, channels, rewind)
-            except (redis.RedisError, OSError) as error:
-                raise Unavailable(str(error)) from None
-        following = {}
-        if self.broker.connected:
-            for name in channels:
-                position = None if name in requested else self._live_position(name)
-                if position is not None:
-                    following[name] = position
-        try:
-            heads = read_heads(
-                self.client,
-                [name for name in channels if name not in requested and name not in following],
-            )
-        except (redis.RedisError, OSError) as error:
-            raise Unavailable(str(error)) from None
-        return {
-            name: requested.get(name) or following.get(name) or heads[name] for name in channels
-        }
+    def start(self, channels: list[str], requested: dict[str, str], rewind: int = 0) -> Start:
+        """Where a new connection will start (``Start.positions``): what the hub and the
+        client's cursor say now, and which log heads still have to be read — in the admission's
+        round trip (stream/limits.py takes the Start as its rider), else in one of their own."""
+        return Start(self, channels, requested, rewind)
 
     def open(self, subscriber: Subscriber, positions: dict[str, str], timeout: float) -> None:
         """Register ``subscriber``, subscribe its channels, replay the log after ``positions``
