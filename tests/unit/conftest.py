@@ -2,25 +2,29 @@
 runs here): a hub, subscribers on socketpairs, a broker and Resume on the session's real Redis, a
 started StreamState; a private var dir. Publisher tests: publishers with overrides, a Redis
 client to inspect with, raw pub/sub subscriptions, a private primary with a replica. Token
-tests: a hand-set clock and a key. The session's redis, configs, tokens and publisher are in
-tests/conftest.py."""
+tests: a hand-set clock and a key. Readiness tests: gevent's ``poll`` as a stream worker has it.
+The session's redis, configs, tokens and publisher are in tests/conftest.py."""
 
 from __future__ import annotations
 
 import contextlib
 import secrets
+import select
 import socket
 from pathlib import Path
 from types import SimpleNamespace
 
 import gevent
+import gevent.select
 import pytest
 from itsdangerous import TimestampSigner
+from redis._parsers import hiredis
 
 import eventgate.shared.tokens as tokens_module
 from eventgate.shared.publisher import Publisher
 from eventgate.shared.redisconn import connect, connect_pubsub
 from eventgate.shared.tokens import ChannelTokens
+from eventgate.stream import readiness
 from eventgate.stream.broker import Broker
 from eventgate.stream.hub import Hub
 from eventgate.stream.resume import Resume
@@ -233,3 +237,16 @@ def key() -> str:
 def channel_tokens(key, clock) -> ChannelTokens:
     """ChannelTokens with ``key``, on ``clock``."""
     return ChannelTokens([key])
+
+
+@pytest.fixture
+def patched_worker(monkeypatch):
+    """A socketpair, with ``select.poll`` gevent's, as in a stream worker, and redis-py's
+    readiness check installed (stream/readiness.py); both are undone after."""
+    monkeypatch.setattr(select, "poll", gevent.select.poll)
+    monkeypatch.setattr(hiredis, "select", hiredis.select)
+    assert readiness.install()
+    pair = socket.socketpair()
+    yield pair
+    for sock in pair:
+        sock.close()

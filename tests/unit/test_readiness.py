@@ -1,30 +1,16 @@
 """stream/readiness.py: redis-py's readiness check at every command, under gevent's ``poll``
 (as in a monkey-patched stream worker), asks the OS when it must not wait — no switch to the
-hub — and still waits cooperatively when it may."""
+hub — and still waits cooperatively when it may. The ``patched_worker`` fixture
+(tests/unit/conftest.py) sets gevent's ``poll`` up as a stream worker has it."""
 
 from __future__ import annotations
 
 import select
-import socket
 
 import gevent
-import gevent.select
-import pytest
 from redis._parsers import hiredis
 
 from eventgate.stream import readiness
-
-
-@pytest.fixture
-def patched_worker(monkeypatch):
-    """``select.poll`` is gevent's, as in a stream worker; install's change is undone after."""
-    monkeypatch.setattr(select, "poll", gevent.select.poll)
-    monkeypatch.setattr(hiredis, "select", hiredis.select)
-    assert readiness.install()
-    pair = socket.socketpair()
-    yield pair
-    for sock in pair:
-        sock.close()
 
 
 def test_a_check_that_must_not_wait_does_not_switch_to_the_hub(patched_worker):
