@@ -37,6 +37,10 @@ SUPERVISOR_TEMPLATE = TEMPLATES / "supervisor" / "supervisord.conf.tmpl"
 REDIS_PROGRAM_TEMPLATE = TEMPLATES / "supervisor" / "redis-program.conf.tmpl"
 RELAY_PROGRAM_TEMPLATE = TEMPLATES / "supervisor" / "relay-program.conf.tmpl"
 NGINX_TEMPLATE = TEMPLATES / "nginx" / "nginx.conf.tmpl"
+#: The proxy settings every proxied location shares: one template, rendered beside the
+#: development nginx.conf and beside the production edge's, and included by both.
+NGINX_PROXY_TEMPLATE = TEMPLATES / "nginx" / "eventgate-proxy.conf.tmpl"
+NGINX_PROXY_CONF = "eventgate-proxy.conf"
 PRODUCTION_TEMPLATES = TEMPLATES / "production"
 RUNTIME_DIRS = ("conf", "run", "log", "redis", "nginx")
 
@@ -48,6 +52,12 @@ STREAM_SOCKET = "run/stream.sock"
 #: A Unix socket path longer than this (sun_path: 108 bytes with its NUL) cannot be bound.
 MAX_SOCKET_PATH = 100
 NGINX_CONNECTIONS_PER_WORKER = 8192
+#: The base reconnection delay of nginx's retry fallback (``location @stream_unavailable``, the
+#: answer to a stream no worker took): shorter than the pool's own EVENTGATE_RETRY_MS, as the
+#: pool is most often back within a restart. Jittered like the pool's (fallback_retry_map).
+FALLBACK_RETRY_MS = 2000
+#: The last character of nginx's $request_id (random hex, per request) picks the delay.
+_HEX_DIGITS = "0123456789abcdef"
 
 #: Config field -> the EVENTGATE_* variable Config.from_env reads it from. Secrets are absent on
 #: purpose; a test checks that every other field is here, so a new setting cannot be forgotten.
@@ -145,7 +155,8 @@ def render_stack(
     web_workers: int = 2,
     stream_workers: int = 2,
 ) -> Path:
-    """Write ``<var>/conf/supervisord.conf`` and ``<var>/conf/nginx.conf``; return the first.
+    """Write ``<var>/conf/supervisord.conf``, ``<var>/conf/nginx.conf`` and the proxy settings
+    that nginx.conf includes (``<var>/conf/eventgate-proxy.conf``); return the first.
 
     ``root``: where a relative ``config.var_dir`` is taken from (the Makefile's working
     directory). Every program runs in the var dir, not in ``root``: gunicorn puts its working
@@ -192,10 +203,13 @@ def render_stack(
         "worker_connections": worker_connections,
         "worker_rlimit_nofile": 2 * worker_connections,
         "extra_temp_paths": _nginx_extra_temp_paths(var, supervisor_values["nginx_bin"]),
+        "conf_dir": var / "conf",
         **nginx_limits(config),
+        **fallback_retry_map(),
     }
     conf = var / "conf"
     (conf / "nginx.conf").write_text(render_template(NGINX_TEMPLATE, nginx_values))
+    (conf / NGINX_PROXY_CONF).write_text(render_template(NGINX_PROXY_TEMPLATE, nginx_values))
     supervisord_conf = conf / "supervisord.conf"
     supervisord_conf.write_text(render_template(SUPERVISOR_TEMPLATE, supervisor_values))
     return supervisord_conf
@@ -273,6 +287,24 @@ def nginx_limits(config: NginxSettings, zone_size: str = "10m") -> dict[str, str
         # The app's own limit: nginx refuses first, with JSON (see shared/config.py).
         "client_max_body_size": max_request_bytes(config),
     }
+
+
+def fallback_retry_delays(base_ms: int = FALLBACK_RETRY_MS) -> list[int]:
+    """The retry fallback's reconnection delays, one per hex digit, evenly over
+    [base/2, base*3/2]: the spread the pool draws its own ``retry:`` from (stream/opening.py,
+    ``jittered``), so that browsers turned away together (the pool down, every worker full)
+    do not all come back in the same instant."""
+    last = len(_HEX_DIGITS) - 1
+    return [round(base_ms * (0.5 + index / last)) for index in range(len(_HEX_DIGITS))]
+
+
+def fallback_retry_map() -> dict[str, str]:
+    """Both nginx templates' ``map $request_id $eventgate_stream_retry``: plain nginx has no
+    random numbers, but $request_id is random per request, and its last hex digit picks one of
+    ``fallback_retry_delays``."""
+    entries = "".join(f'\n        "~{digit}$" {delay};'
+                      for digit, delay in zip(_HEX_DIGITS, fallback_retry_delays(), strict=True))
+    return {"fallback_retry_ms": str(FALLBACK_RETRY_MS), "fallback_retry_map": entries}
 
 
 def render_template(template: Path, values: Mapping[str, object]) -> str:
@@ -462,6 +494,7 @@ def render_production(production: Production, out: Path) -> list[Path]:
     nginx_values = {
         **{k: v for k, v in values.items() if not k.startswith("nginx_")},
         **nginx_limits(production, zone_size=production.limit_zone_size),
+        **fallback_retry_map(),
         "http_listen": _listen(production.listen_address, production.http_port, ""),
         "https_listen": _listen(production.listen_address, production.https_port, " ssl http2"),
         "https_port_suffix": "" if production.https_port == 443 else f":{production.https_port}",
@@ -491,14 +524,16 @@ def render_production(production: Production, out: Path) -> list[Path]:
     }
     written = []
     for template, target, filled in (
-        ("supervisor/eventgate.conf.tmpl", "supervisor/eventgate.conf", supervisor_values),
-        ("nginx/nginx.conf.tmpl", "nginx/nginx.conf", nginx_values),
-        ("nginx/eventgate-proxy.conf.tmpl", "nginx/eventgate-proxy.conf", nginx_values),
-        ("nginx/eventgate-errors.conf.tmpl", "nginx/eventgate-errors.conf", nginx_values),
+        (PRODUCTION_TEMPLATES / "supervisor" / "eventgate.conf.tmpl",
+         "supervisor/eventgate.conf", supervisor_values),
+        (PRODUCTION_TEMPLATES / "nginx" / "nginx.conf.tmpl", "nginx/nginx.conf", nginx_values),
+        (NGINX_PROXY_TEMPLATE, f"nginx/{NGINX_PROXY_CONF}", nginx_values),
+        (PRODUCTION_TEMPLATES / "nginx" / "eventgate-errors.conf.tmpl",
+         "nginx/eventgate-errors.conf", nginx_values),
     ):
         path = out / target
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_template(PRODUCTION_TEMPLATES / template, filled))
+        path.write_text(render_template(template, filled))
         written.append(path)
     return written
 

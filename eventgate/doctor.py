@@ -45,7 +45,7 @@ HELD_BACK = "not checked: the stream is held back on the way (see above)"
 FALLBACK_FIX = (
     "add `error_page 502 503 504 = @stream_unavailable;` to the /streams location, with "
     '`location @stream_unavailable { default_type text/event-stream; return 200 "retry: '
-    '2000\\n\\n"; }` (eventgate\'s nginx template has both)'
+    '2000\\n\\n"; }` (eventgate\'s nginx template has both, and jitters that delay)'
 )
 
 

@@ -20,6 +20,7 @@ import pytest
 from eventgate.shared.status import read_records
 from eventgate.shared.tokens import ChannelTokens
 from tests.clients import EventSourceClient, StreamClient, request, stream_path
+from tests.fallback import FALLBACK_BODY, in_bounds
 from tests.servers import wait_for
 
 CAP = 4
@@ -52,10 +53,13 @@ def is_pool_stream(client: StreamClient) -> bool:
 
 
 def is_retry_fallback(client: StreamClient) -> bool:
-    """nginx's @stream_unavailable: a 200 event stream holding only ``retry:``, then its end."""
+    """nginx's @stream_unavailable: a 200 event stream holding only a jittered ``retry:``, then
+    its end."""
     client.ended.wait(5)
+    _, separator, body = client.raw.partition(b"\r\n\r\n")
+    found = FALLBACK_BODY.fullmatch(body) if separator else None
     return (client.is_stream and client.response_headers.get("content-length") is not None
-            and client.raw.endswith(b"\r\n\r\nretry: 2000\n\n"))
+            and found is not None and in_bounds(int(found.group(1))))
 
 
 def tokens_of(stack) -> ChannelTokens:

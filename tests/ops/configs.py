@@ -9,6 +9,8 @@ from pathlib import Path
 from gunicorn.config import Config as GunicornConfig
 from supervisor.options import ServerOptions
 
+from tests.fallback import in_bounds
+
 
 def supervisor_options(conf: Path) -> ServerOptions:
     """``conf`` as supervisord reads it (its includes, %-expansion and validation)."""
@@ -26,6 +28,13 @@ def gunicorn_settings(argv: list[str]) -> GunicornConfig:
         if value is not None and key != "args":
             settings.set(key.lower(), value)
     return settings
+
+
+def with_includes(text: str) -> str:
+    """An nginx config with every ``include FILE;`` line replaced by the file's text, as nginx
+    reads it (the rendered configs include by absolute path)."""
+    return re.sub(r"^\s*include (\S+);$", lambda m: Path(m.group(1)).read_text(), text,
+                  flags=re.MULTILINE)
 
 
 def nginx_block(text: str, opening: str) -> str:
@@ -112,6 +121,37 @@ def locations(server: str) -> dict[str, list[str]]:
         name = match.group(1)
         found[name] = statements(nginx_block(server[match.start():].lstrip(), f"location {name}"))
     return found
+
+
+def assert_error_pages_json(found: dict[str, list[str]], fallbacks: dict[str, str]) -> None:
+    """A location that sets any error_page inherits none of the server's: each of ``found``
+    (``locations``, includes inlined) that sets one must map nginx's own refusals to JSON itself,
+    and its 5xx to its fallback in ``fallbacks`` (location name -> fallback location)."""
+    for name, body in found.items():
+        if not any(d.startswith("error_page") for d in body):
+            continue
+        assert name in fallbacks, f"{name} sets error_page: add it to this test"
+        for wanted in ("error_page 400 = @bad_request", "error_page 413 = @too_large",
+                       "error_page 429 = @too_many_requests",
+                       f"error_page 502 503 504 = {fallbacks[name]}"):
+            assert wanted in body, (name, wanted)
+
+
+def assert_fallback_map(nginx: str) -> None:
+    """The retry fallback's ``map $request_id $eventgate_stream_retry``, read as nginx applies
+    it (regexes in order, the first match wins) to a request id ending in each hex digit (nginx's
+    $request_id: 32 lowercase ones): 16 different delays, each within 0.5–1.5 x the base."""
+    entries = [statement.rsplit(" ", 1)
+               for statement in statements(nginx_block(nginx, "map $request_id "
+                                                              "$eventgate_stream_retry"))]
+    default = next(int(value) for key, value in entries if key == "default")
+    patterns = [(re.compile(key.strip('"')[1:]), int(value))
+                for key, value in entries if key.startswith('"~')]
+    delays = [next((value for pattern, value in patterns if pattern.search("0" * 31 + digit)),
+                   default)
+              for digit in "0123456789abcdef"]
+    assert all(in_bounds(delay) for delay in [default, *delays]), (default, delays)
+    assert len(set(delays)) == 16, delays
 
 
 def longest_stream_head() -> bytes:

@@ -28,7 +28,7 @@ from supervisor.options import ServerOptions
 from eventgate.deploy.render import Production, render_production
 from eventgate.shared.config import ENV_FILE_NAME, Config, max_request_bytes
 from tests.clients import Answer, build, connect, read_answer
-from tests.ops.configs import blocks, nginx_block, supervisor_options
+from tests.ops.configs import blocks, nginx_block, supervisor_options, with_includes
 from tests.servers import LOOPBACK, Program, free_port, port_open, wait_for
 from tests.testca import LocalCA
 
@@ -96,9 +96,7 @@ def served_by(ca: LocalCA) -> dict[str, str]:
 def rendered(production: Production, out: Path) -> str:
     """The edge's nginx.conf with every ``include`` replaced by the rendered file it names."""
     render_production(production, out)
-    text = (out / "nginx" / "nginx.conf").read_text()
-    return re.sub(r"^\s*include (\S+);$", lambda m: Path(m.group(1)).read_text(), text,
-                  flags=re.MULTILINE)
+    return with_includes((out / "nginx" / "nginx.conf").read_text())
 
 
 def edge_servers(text: str) -> tuple[str, str]:

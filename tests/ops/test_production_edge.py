@@ -17,6 +17,7 @@ import time
 import pytest
 
 from tests.clients import Answer, build, read_answer
+from tests.fallback import FALLBACK_BODY, assert_spread, fallback_delay
 from tests.ops.production import ORIGIN, curl_http2
 from tests.servers import LOOPBACK, wait_for
 
@@ -39,7 +40,7 @@ def test_stream_fallback_is_a_200_retry_with_cors(edge):
                           source="127.0.0.31")
     assert answer.status == 200, answer
     assert answer.headers["content-type"].startswith("text/event-stream")
-    assert answer.body == b"retry: 2000\n\n"
+    fallback_delay(answer.body)
     assert answer.headers["cache-control"] == "no-cache"
     assert answer.headers["access-control-allow-origin"] == ORIGIN
     assert answer.headers["access-control-allow-credentials"] == "true"
@@ -60,8 +61,20 @@ def test_stream_fallback_over_http2(edge, test_ca):
     )
     assert result.returncode == 0 and result.stdout.startswith("HTTP/2 200"), result
     assert f"access-control-allow-origin: {ORIGIN}" in result.stdout.lower()
-    # The body, then what -w wrote: the HTTP version.
-    assert result.stdout.endswith("retry: 2000\n\n2"), result
+    # The head's end, the body, then what -w wrote: the HTTP version.
+    body = re.search(r"\n\n(retry: [0-9]+\n\n)2\Z", result.stdout)
+    assert body, result
+    fallback_delay(body.group(1).encode())
+
+
+def test_stream_fallback_delays_are_spread(edge):
+    """Every browser the edge turns away at once (no node up, every node full) must not come
+    back at once: the fallback's retry is jittered over 0.5–1.5 x its base, per answer."""
+    # Two streams from each of 32 addresses (127.0.2.x: this test's own), within burst 2.
+    answers = [edge.request("GET", f"/streams?token={TOKEN}", source=f"127.0.2.{host}")
+               for host in range(1, 33) for _ in range(2)]
+    assert all(a.status == 200 and FALLBACK_BODY.fullmatch(a.body) for a in answers), answers
+    assert_spread(fallback_delay(answer.body) for answer in answers)
 
 
 def test_streams_pass_x_accel_buffering_on_unbuffered(streaming_edge):

@@ -30,12 +30,15 @@ from eventgate.deploy.render import (
 )
 from eventgate.shared.config import Config, max_request_bytes
 from tests.ops.configs import (
+    assert_error_pages_json,
+    assert_fallback_map,
     blocks,
     directives,
     gunicorn_settings,
     locations,
     nginx_block,
     statements,
+    with_includes,
 )
 from tests.ops.production import (
     ORIGIN,
@@ -53,7 +56,8 @@ SHARED_LOCATIONS = ("@too_many_requests", "@bad_request", "= /.eventgate/uri-too
                     "@too_large", "@unavailable", "@stream_unavailable")
 SHARED_MAPS = ("map $http_x_request_id $eventgate_request_id",
                "map $http_origin $eventgate_cors_origin",
-               "map $eventgate_cors_origin $eventgate_cors_credentials")
+               "map $eventgate_cors_origin $eventgate_cors_credentials",
+               "map $request_id $eventgate_stream_retry")
 LEAKY_LOG_VARIABLES = ("$request ", "$request\"", "$request'", "$request_uri", "$args",
                        "$query_string", "$arg_", "$http_referer", "$request_body")
 
@@ -176,14 +180,7 @@ def test_every_location_with_its_own_error_pages_keeps_them_json(production, tmp
     fallbacks = {"/streams": "@stream_unavailable", "= /streams/healthz": "@unavailable",
                  "= /streams/readyz": "@unavailable", "= /streams/history": "@unavailable",
                  "/": "@unavailable"}
-    for name, body in found.items():
-        if not any(d.startswith("error_page") for d in body):
-            continue
-        assert name in fallbacks, f"{name} sets error_page: add it to this test"
-        for wanted in ("error_page 400 = @bad_request", "error_page 413 = @too_large",
-                       "error_page 429 = @too_many_requests",
-                       f"error_page 502 503 504 = {fallbacks[name]}"):
-            assert wanted in body, (name, wanted)
+    assert_error_pages_json(found, fallbacks)
     # Every path the public may not see answers a JSON 404 with no error_page of its own, so
     # the server's (413 JSON) stay in force there.
     metrics = found["~ ^/(metrics(/|$)|streams/metrics$)"]
@@ -198,11 +195,13 @@ def test_every_location_with_its_own_error_pages_keeps_them_json(production, tmp
 
 
 def test_stream_fallback_is_a_200_retry_never_a_5xx(production, tmp_path):
-    _, tls = edge_servers(rendered(production, tmp_path / "out"))
+    nginx = rendered(production, tmp_path / "out")
+    _, tls = edge_servers(nginx)
     fallback = locations(tls)["@stream_unavailable"]
     assert "default_type text/event-stream" in fallback
-    assert fallback[-1] == 'return 200 "retry: 2000\\n\\n"'
+    assert fallback[-1] == 'return 200 "retry: $eventgate_stream_retry\\n\\n"'
     assert not any(re.match(r"return [45]", d) for d in fallback)
+    assert_fallback_map(nginx)
 
 
 def test_error_blocks_are_the_development_templates(production, tmp_path):
@@ -214,7 +213,7 @@ def test_error_blocks_are_the_development_templates(production, tmp_path):
                     stream_connect_burst=production.stream_connect_burst)
     dev_conf = render_stack(config, root=REPO_ROOT, python_bin_dir=Path(sys.executable).parent,
                             foreground=False)
-    dev = (dev_conf.parent / "nginx.conf").read_text()
+    dev = with_includes((dev_conf.parent / "nginx.conf").read_text())
     (dev_server,) = blocks(nginx_block(dev, "http"), "server")
     prod = rendered(production, tmp_path / "out")
     _, tls = edge_servers(prod)

@@ -21,11 +21,15 @@ from eventgate.deploy.render import ENV_NAMES, render_stack
 from eventgate.shared.config import Config, max_request_bytes
 from eventgate.shared.stackredis import StackRedis
 from tests.ops.configs import (
+    assert_error_pages_json,
+    assert_fallback_map,
     directives,
     gunicorn_settings,
+    locations,
     longest_stream_head,
     nginx_block,
     supervisor_options,
+    with_includes,
 )
 from tests.stack import REPO_ROOT
 
@@ -37,6 +41,11 @@ def render(config: Config, foreground: bool = False, **workers: int) -> Path:
         config, root=REPO_ROOT, python_bin_dir=Path(sys.executable).parent,
         foreground=foreground, **workers,
     )
+
+
+def rendered_nginx(conf: Path) -> str:
+    """The nginx.conf beside ``conf`` (render's supervisord.conf), includes inlined."""
+    return with_includes((conf.parent / "nginx.conf").read_text())
 
 
 def programs(conf: Path) -> dict:
@@ -102,7 +111,7 @@ def test_web_pool_is_blocking_threads_with_its_own_control_socket(config):
     # (gunicorn's gthread, serving a busy kept-alive connection on one thread: web/worker.py)
     assert web.worker_class_str == "eventgate.web.worker.WebWorker" and web.threads == 4
     assert issubclass(web.worker_class, ThreadWorker)
-    nginx = (conf.parent / "nginx.conf").read_text()
+    nginx = rendered_nginx(conf)
     upstream = directives(nginx_block(nginx, "upstream eventgate_web"))
     timeout = next(d for d in upstream if d.startswith("keepalive_timeout")).split()[1]
     assert web.keepalive > int(timeout.removesuffix("s"))
@@ -215,7 +224,7 @@ def test_no_secret_is_rendered(config):
 
 
 def test_streams_location_passes_events_through_at_once(config):
-    nginx = (render(config).parent / "nginx.conf").read_text()
+    nginx = rendered_nginx(render(config))
     streams = directives(nginx_block(nginx, "location /streams"))
     for wanted in (
         "proxy_pass http://eventgate_stream",
@@ -239,12 +248,37 @@ def test_streams_location_passes_events_through_at_once(config):
 
     fallback = directives(nginx_block(nginx, "location @stream_unavailable"))
     assert "default_type text/event-stream" in fallback
-    assert 'return 200 "retry: 2000\\n\\n"' in fallback
+    assert 'return 200 "retry: $eventgate_stream_retry\\n\\n"' in fallback
     assert 'add_header Cache-Control "no-cache" always' in fallback
+    assert_fallback_map(nginx)
+
+
+def test_proxied_locations_share_one_include_and_keep_errors_json(config):
+    """The proxy settings every proxied location shares are written once, in the
+    eventgate-proxy.conf rendered beside nginx.conf (the production edge's own template), and
+    a location with its own error_page still answers nginx's refusals as JSON."""
+    conf = render(config)
+    own = (conf.parent / "nginx.conf").read_text()
+    include = f"include {conf.parent}/eventgate-proxy.conf"
+    proxied = {name: body for name, body in locations(nginx_block(own, "server")).items()
+               if any(d.startswith("proxy_pass") for d in body)}
+    assert set(proxied) == {"= /streams/healthz", "= /streams/readyz", "= /streams/history",
+                            "/streams", "/"}
+    for name, body in proxied.items():
+        assert include in body, name
+        assert not any(d.startswith(("proxy_http_version", "proxy_connect_timeout"))
+                       for d in body), name
+    assert "X-Request-ID $eventgate_request_id" not in own
+    inlined = locations(nginx_block(rendered_nginx(conf), "server"))
+    assert_error_pages_json(
+        {name: inlined[name] for name in proxied},
+        {"/streams": "@stream_unavailable", "= /streams/healthz": "@unavailable",
+         "= /streams/readyz": "@unavailable", "= /streams/history": "@unavailable",
+         "/": "@unavailable"})
 
 
 def test_upstreams_and_listen_are_loopback_only(config):
-    nginx = (render(config).parent / "nginx.conf").read_text()
+    nginx = rendered_nginx(render(config))
     assert directives(nginx_block(nginx, "upstream eventgate_web")) == [
         f"server 127.0.0.1:{config.web_port}", "keepalive 16", "keepalive_timeout 60s"
     ]
@@ -264,7 +298,7 @@ def test_upstreams_and_listen_are_loopback_only(config):
 def test_a_var_dir_too_deep_for_a_unix_socket_proxies_streams_over_loopback(config):
     deep = dataclasses.replace(config, var_dir=config.var_dir / ("d" * 100))
     conf = render(deep)
-    nginx = (conf.parent / "nginx.conf").read_text()
+    nginx = rendered_nginx(conf)
     assert directives(nginx_block(nginx, "upstream eventgate_stream")) == [
         f"server 127.0.0.1:{config.stream_port}"
     ]
@@ -275,7 +309,7 @@ def test_a_var_dir_too_deep_for_a_unix_socket_proxies_streams_over_loopback(conf
 def test_the_pools_longest_stream_head_fits_nginx_stream_buffer(config):
     """Unbuffered, nginx holds one proxy_buffer_size buffer per stream and needs the whole
     response head in it: kept small for memory, it must still take the longest head."""
-    nginx = (render(config).parent / "nginx.conf").read_text()
+    nginx = rendered_nginx(render(config))
     streams = directives(nginx_block(nginx, "location /streams"))
     size = next(d for d in streams if d.startswith("proxy_buffer_size")).split()[1]
     assert size.endswith("k")
@@ -284,7 +318,7 @@ def test_the_pools_longest_stream_head_fits_nginx_stream_buffer(config):
 
 
 def test_nginx_logs_never_hold_the_query_string(config):
-    nginx = (render(config).parent / "nginx.conf").read_text()
+    nginx = rendered_nginx(render(config))
     log_format = re.search(r"log_format\s+eventgate\s+(.*?);", nginx, re.DOTALL).group(1)
     assert "$uri" in log_format
     for leaky in ("$request ", "$request\"", "$request_uri", "$args", "$query_string", "$arg_",
@@ -298,7 +332,7 @@ def test_nginx_logs_never_hold_the_query_string(config):
 
 def test_nginx_file_limits_cover_its_connections(config):
     conf = render(config)
-    nginx = (conf.parent / "nginx.conf").read_text()
+    nginx = rendered_nginx(conf)
     main = directives(nginx)
     rlimit = int(next(d for d in main if d.startswith("worker_rlimit_nofile")).split()[1])
     connections = int(directives(nginx_block(nginx, "events"))[0].split()[1])
