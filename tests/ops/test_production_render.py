@@ -35,7 +35,7 @@ def test_supervisor_reads_the_conf_d_file(production, tmp_path):
         assert program.stdout_logfile.startswith(production.log_dir)
         assert program.stdout_logfile_maxbytes > 0 and program.stdout_logfile_backups > 0
     stream = gunicorn_settings(shlex.split(programs["eventgate-stream"].command))
-    assert stream.worker_class_str == "gevent"
+    assert stream.worker_class_str == "eventgate.stream.worker.StreamWorker"
     assert stream.workers == production.stream_workers
     assert stream.worker_connections == production.worker_streams
     assert stream.max_requests == 0 and not stream.preload_app

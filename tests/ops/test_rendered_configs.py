@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.gthread import ThreadWorker
 
 from eventgate.deploy.render import ENV_NAMES, render_stack
@@ -68,7 +69,8 @@ def test_stream_pool_keeps_streams_open(config):
     assert "--preload" not in argv and settings.preload_app is False
     assert settings.max_requests == 0  # a recycled worker would cut every stream it holds
     assert settings.keepalive == 0
-    assert settings.worker_class_str == "gevent"
+    assert settings.worker_class_str == "eventgate.stream.worker.StreamWorker"
+    assert issubclass(settings.worker_class, GeventWorker)  # see stream/worker.py
     assert settings.workers == 3
     assert settings.worker_connections >= 10000
     # Its loopback port (direct calls, metrics), and the Unix socket nginx proxies to.
@@ -97,7 +99,7 @@ def test_stream_gunicorn_conf_does_not_undo_the_flags():
     values = runpy.run_path(str(REPO_ROOT / "stream" / "gunicorn_conf.py"))
     assert not values.get("preload_app", False)
     assert values.get("max_requests", 0) == 0
-    assert values.get("worker_class", "gevent") == "gevent"
+    assert values.get("worker_class") == "eventgate.stream.worker.StreamWorker"
 
 
 def test_web_pool_is_blocking_threads_with_its_own_control_socket(config):

@@ -88,7 +88,7 @@ def test_each_pool_answers_on_its_own_control_socket(stack):
     ]
     assert "eventgate.web.worker.WebWorker" in web["worker_class"]  # gthread, see the module
     # The effective stream settings, stream/gunicorn_conf.py included.
-    assert "GeventWorker" in stream["worker_class"]
+    assert "eventgate.stream.worker.StreamWorker" in stream["worker_class"]  # gevent's
     assert stream["workers"] == stack.stream_workers
     assert stream["max_requests"] == 0
     assert stream["preload_app"] is False

@@ -135,7 +135,8 @@ def test_the_installed_stream_pool_serves_a_stream(server_venv, serve, redis_ser
                                                    publish_key, channel):
     env = settings(redis_server, secret_keys, publish_key, server_venv.home)
     pool = serve("eventgate.stream.wsgi:app", "python:eventgate.stream.gunicorn_conf",
-                 "--worker-class", "gevent", "--keep-alive", "0", "--max-requests", "0", **env)
+                 "--worker-class", "eventgate.stream.worker.StreamWorker", "--keep-alive", "0",
+                 "--max-requests", "0", **env)
     pool.ready(lambda: json.loads(http_get(f"{pool.url}/streams/healthz")[2])["redis_connected"],
               "the stream pool of the server venv")
     token = server_venv.python(

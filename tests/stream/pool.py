@@ -46,7 +46,8 @@ class StreamPool:
         argv = [
             venv_tool("gunicorn"), "eventgate.stream.wsgi:app",
             "-c", "python:eventgate.stream.gunicorn_conf",
-            "--worker-class", "gevent", "--bind", f"{self.address}:{self.port}",
+            "--worker-class", "eventgate.stream.worker.StreamWorker",
+            "--bind", f"{self.address}:{self.port}",
             "--workers", str(workers), "--keep-alive", "0", "--max-requests", "0",
             "--timeout", str(timeout), "--graceful-timeout", "5",
             "--control-socket", str(workdir / f"{name}.ctl"),
