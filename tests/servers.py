@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import select
 import shutil
 import socket
 import subprocess
@@ -82,6 +83,24 @@ def wait_for(
         time.sleep(0.05)  # on purpose: the poll interval
     why = reason or f"timed out after {timeout}s"
     raise AssertionError(f"{why} waiting for {what} ({last_error!r}){log_tail(log)}")
+
+
+def wait_exit(process: subprocess.Popen, timeout: float) -> int:
+    """``process.wait(timeout)``, returning as the process exits: Popen's own wait with a timeout
+    looks every 50 ms (sleeping in between), and every test stops several programs. Here the
+    kernel says when (a pidfd becomes readable at the exit). Raises ``TimeoutExpired``."""
+    if process.poll() is not None:
+        return process.returncode
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except OSError:  # no pidfds here: Popen's poll
+        return process.wait(timeout)
+    try:
+        if not select.select([pidfd], [], [], max(timeout, 0))[0]:
+            raise subprocess.TimeoutExpired(process.args, timeout)
+    finally:
+        os.close(pidfd)
+    return process.wait()  # exited: reaps at once
 
 
 def log_tail(log: Path | None, chars: int = 4000) -> str:
@@ -163,7 +182,7 @@ class Program:
         """Wait for the program to exit on its own; its exit status."""
         assert self.process is not None, "not started"
         try:
-            return self.process.wait(timeout)
+            return wait_exit(self.process, timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(
                 f"{self.argv[0]} still running after {timeout}s{log_tail(self.log)}") from None
@@ -190,7 +209,7 @@ class Program:
                 request()
                 remaining = deadline - time.monotonic()
                 try:
-                    process.wait(min(remaining, self.ask_again_seconds or remaining))
+                    wait_exit(process, min(remaining, self.ask_again_seconds or remaining))
                     break
                 except subprocess.TimeoutExpired:
                     if time.monotonic() >= deadline:
