@@ -1,5 +1,5 @@
 """What both gunicorn pools share: their loggers, the JSON error page, the bad-config refusal,
-and Prometheus's multiprocess directory with its hooks.
+Prometheus's multiprocess directory with its hooks, and a quick process exit.
 
 The one module of shared/ that imports gunicorn or prometheus_client (tests/unit/test_layering.py
 keeps it so): the apps' own modules and a publishing-only install never need either.
@@ -27,6 +27,13 @@ when it exits (``mark_process_dead``); counters of dead workers stay, so totals 
 Exposition is meant for loopback scrapers only: ``is_proxied`` lets the apps refuse a scrape
 that came through nginx (the public server also answers 404 for /metrics itself).
 
+**Exit.** A pool process that has finished its work (a worker after its ``worker_exit`` hook,
+the master in ``on_exit``) would spend the interpreter's final garbage collections on a heap the
+OS takes back anyway: 0.1-0.3 s of CPU per process on every stop, deploy and test (measured
+with bench/pool_stop.py). ``exit_without_collecting`` freezes the heap instead (``gc.freeze``):
+atexit handlers still run, files and logs are still flushed, what refcounting frees is still
+freed; only the cycle collector leaves the frozen objects alone.
+
 **Hook handles.** A pool's gunicorn hooks find what they start and stop in the loaded app's
 ``app.extensions`` under the keys below: the conf modules cannot import the app modules that
 register them (the master must stay light), so both sides take the key from here.
@@ -34,6 +41,7 @@ register them (the master must stay light), so both sides take the key from here
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -198,3 +206,10 @@ def forget_process(pid: int) -> None:
     """gunicorn ``child_exit`` hook body: drop the live gauges of a worker that exited."""
     if multiprocess_dir() is not None:
         multiprocess.mark_process_dead(pid)
+
+
+def exit_without_collecting() -> None:
+    """The end of a pool process's last hook (``worker_exit`` in the worker, ``on_exit`` in the
+    master): skip the final garbage collections (see Exit above). Only there: a process that
+    goes on would never collect the frozen objects' cycles."""
+    gc.freeze()

@@ -7,8 +7,6 @@ app and only call it: what a worker does as it starts serving and as it exits is
 
 from __future__ import annotations
 
-import gc
-
 from eventgate.shared import pools
 
 # gevent's worker, leaving its idle loop at once on SIGTERM (stream/worker.py); the command
@@ -45,21 +43,12 @@ def worker_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signa
     state = _stream_state(worker)
     if state is not None:
         state.shutdown(graceful_timeout=server.cfg.graceful_timeout)
-        _exit_without_collecting()
+        pools.exit_without_collecting()  # this worker's last act
 
 
 def on_exit(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
     """In the master, its workers gone, just before it exits."""
-    _exit_without_collecting()
-
-
-def _exit_without_collecting() -> None:
-    """The process is about to exit, its work done: spare it the interpreter's final garbage
-    collections. Collecting a gevent worker's heap at exit took 0.2-0.3 s of CPU (the master's
-    about 0.1 s) on every stop, for memory the OS takes back anyway (bench/pool_stop.py).
-    Frozen objects are only left out of the cycle collector: atexit handlers still run, files
-    and logs are still flushed, and what refcounting frees is still freed."""
-    gc.freeze()
+    pools.exit_without_collecting()
 
 
 def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature

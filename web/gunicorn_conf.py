@@ -8,6 +8,7 @@ the master must stay light, and ``kill -HUP`` must load fresh code into new work
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -66,3 +67,15 @@ def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signatur
     feed = getattr(worker.wsgi, "extensions", {}).get(pools.STATUS_FEED_KEY)
     if feed is not None:
         feed.start()
+
+
+def worker_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    """In the worker, as it exits; the master calls it too for a worker already gone, and goes
+    on: only the worker skips the final garbage collections (shared/pools.py)."""
+    if worker.pid == os.getpid():
+        pools.exit_without_collecting()
+
+
+def on_exit(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    """In the master, its workers gone, just before it exits."""
+    pools.exit_without_collecting()
