@@ -1,12 +1,13 @@
 """How long a stream pool takes to stop: SIGTERM to the gunicorn master until it has exited.
 
-    .venv/bin/python bench/pool_stop.py [stops: 10] [workers: 1] [streams: 0] [signal: TERM]
+    .venv/bin/python bench/pool_stop.py [stops: 10] [workers: 1] [streams: 0] [how: TERM]
 
 Each round starts a pool exactly as the tests do (tests/stream/pool.py: the supervisor
 template's flags) on a throwaway redis-server, waits until its worker holds its pub/sub
 connection and ``streams`` open streams (which must each end with their ``retry:``), then sends
-the signal to the master alone (``TERM``, what the tests send) or to the master and its workers
-together (``TERMGROUP``: supervisord's ``stopasgroup=true``) and times the master's exit. Prints
+SIGTERM to the master alone (``TERM``, what the tests send), to the master and its workers
+together (``TERMGROUP``: supervisord's ``stopasgroup=true``), or SIGQUIT to the master (``QUIT``,
+gunicorn's quick stop), and times the master's exit. Prints
 every stop and the median, in seconds. Stopping is what the test suite does after almost every
 stream test, and what a deploy or ``make restart`` waits for.
 """
@@ -31,7 +32,7 @@ from tests.servers import RedisServer  # noqa: E402
 from tests.stream.pool import StreamPool, pool_settings  # noqa: E402
 
 
-def stop_once(pool: StreamPool, streams: int, group: bool) -> float:
+def stop_once(pool: StreamPool, streams: int, how: str) -> float:
     """Seconds from the signal to the master's exit; every open stream must have ended with a
     ``retry:`` by then."""
     pool.start()
@@ -39,9 +40,9 @@ def stop_once(pool: StreamPool, streams: int, group: bool) -> float:
     token, _ = ChannelTokens(keys).issue([f"bench.stop.{secrets.token_hex(4)}"])
     clients = [StreamClient(pool.port, stream_path(token)).start(timeout=10).wait_open()
                for _ in range(streams)]
-    workers = pool.worker_pids() if group else []
+    workers = pool.worker_pids() if how == "TERMGROUP" else []
     began = time.monotonic()
-    pool.signal(signal.SIGTERM)
+    pool.signal(signal.SIGQUIT if how == "QUIT" else signal.SIGTERM)
     for pid in workers:
         os.kill(pid, signal.SIGTERM)
     pool.program.wait(30)
@@ -58,7 +59,8 @@ def main() -> None:
     stops = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     workers = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     streams = int(sys.argv[3]) if len(sys.argv) > 3 else 0
-    group = (sys.argv[4] if len(sys.argv) > 4 else "TERM") == "TERMGROUP"
+    how = sys.argv[4] if len(sys.argv) > 4 else "TERM"
+    assert how in ("TERM", "TERMGROUP", "QUIT"), how
     with tempfile.TemporaryDirectory(prefix="pool-stop-") as tmp:
         workdir = Path(tmp)
         redis_server = RedisServer(workdir / "redis")
@@ -68,13 +70,13 @@ def main() -> None:
                                 secrets.token_urlsafe(32), workdir / "var")
             times = []
             for _ in range(stops):
-                took = stop_once(StreamPool(workdir, env, workers), streams, group)
+                took = stop_once(StreamPool(workdir, env, workers), streams, how)
                 times.append(took)
                 print(f"stop {took:.3f} s", flush=True)
         finally:
             redis_server.stop()
     print(f"median of {stops} stops ({workers} worker(s), {streams} stream(s), "
-          f"{'master and workers' if group else 'master'} signalled): "
+          f"{how}): "
           f"{statistics.median(times):.3f} s; loadavg {Path('/proc/loadavg').read_text().strip()}")
 
 
