@@ -1,9 +1,9 @@
 """Fixtures for the unit tests. In-process stream tests (tests/unit/inprocess.py says how gevent
 runs here): a hub, subscribers on socketpairs, a broker and Resume on the session's real Redis, a
-started StreamState; a private var dir. Publisher tests: publishers with overrides, a Redis
-client to inspect with, raw pub/sub subscriptions, a private primary with a replica. Token
-tests: a hand-set clock and a key. Readiness tests: gevent's ``poll`` as a stream worker has it.
-The session's redis, configs, tokens and publisher are in tests/conftest.py."""
+started StreamState, an idle StreamWorker; a private var dir. Publisher tests: publishers with
+overrides, a Redis client to inspect with, raw pub/sub subscriptions, a private primary with a
+replica. Token tests: a hand-set clock and a key. Readiness tests: gevent's ``poll`` as a stream
+worker has it. The session's redis, configs, tokens and publisher are in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -25,11 +25,13 @@ from eventgate.shared.publisher import Publisher
 from eventgate.shared.redisconn import connect, connect_pubsub
 from eventgate.shared.tokens import ChannelTokens
 from eventgate.stream import readiness
+from eventgate.stream import worker as worker_module
 from eventgate.stream.broker import Broker
 from eventgate.stream.hub import Hub
 from eventgate.stream.resume import Resume
 from eventgate.stream.state import StreamState
 from eventgate.stream.subscriber import Subscriber
+from eventgate.stream.worker import StreamWorker
 from tests.servers import LOOPBACK, RedisServer, wait_for
 from tests.unit.inprocess import CountingSocket, Peer
 from tests.unit.subscription import Subscription
@@ -250,3 +252,20 @@ def patched_worker(monkeypatch):
     yield pair
     for sock in pair:
         sock.close()
+
+
+@pytest.fixture
+def idle_worker(monkeypatch) -> StreamWorker:
+    """A StreamWorker as after post_worker_init with the fast path: alive, no servers of its own,
+    a heartbeat that counts."""
+    monkeypatch.setattr(worker_module, "TICK_SECONDS", 3600.0)
+    worker = StreamWorker.__new__(StreamWorker)
+    worker.alive = True
+    worker.sockets = []
+    worker.notified = 0
+
+    def notify() -> None:
+        worker.notified += 1
+
+    worker.notify = notify
+    return worker

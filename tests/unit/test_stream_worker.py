@@ -1,9 +1,8 @@
 """StreamWorker (stream/worker.py) in-process, under gevent's loop without monkey-patching
 (tests/unit/inprocess.py): its idle loop ends when SIGTERM's handler runs, not at its next tick.
 
-The worker is made without gunicorn's constructor (no master, no config): its loop needs only
-``alive``, ``sockets`` (empty: the accept fast path took them) and ``notify``. The tick is made an
-hour long, so a loop that waited it out would miss every deadline here.
+The ``idle_worker`` fixture (tests/unit/conftest.py) makes it without gunicorn's constructor, its
+tick an hour long: a loop that waited it out would miss every deadline here.
 """
 
 from __future__ import annotations
@@ -11,28 +10,8 @@ from __future__ import annotations
 import signal
 
 import gevent
-import pytest
 
-from eventgate.stream import worker as worker_module
-from eventgate.stream.worker import StreamWorker
 from tests.unit.inprocess import green_wait
-
-
-@pytest.fixture
-def idle_worker(monkeypatch) -> StreamWorker:
-    """A StreamWorker as after post_worker_init with the fast path: alive, no servers of its own,
-    a heartbeat that counts."""
-    monkeypatch.setattr(worker_module, "TICK_SECONDS", 3600.0)
-    worker = StreamWorker.__new__(StreamWorker)
-    worker.alive = True
-    worker.sockets = []
-    worker.notified = 0
-
-    def notify() -> None:
-        worker.notified += 1
-
-    worker.notify = notify
-    return worker
 
 
 def test_sigterm_ends_the_idle_loop_without_waiting_for_its_tick(idle_worker):
