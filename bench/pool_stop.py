@@ -36,17 +36,20 @@ def stop_once(pool: StreamPool, streams: int, how: str) -> float:
     """Seconds from the signal to the master's exit; every open stream must have ended with a
     ``retry:`` by then."""
     pool.start()
-    keys = (pool.env["EVENTGATE_SECRET_KEY"],)
-    token, _ = ChannelTokens(keys).issue([f"bench.stop.{secrets.token_hex(4)}"])
-    clients = [StreamClient(pool.port, stream_path(token)).start(timeout=10).wait_open()
-               for _ in range(streams)]
-    workers = pool.worker_pids() if how == "TERMGROUP" else []
-    began = time.monotonic()
-    pool.signal(signal.SIGQUIT if how == "QUIT" else signal.SIGTERM)
-    for pid in workers:
-        os.kill(pid, signal.SIGTERM)
-    pool.program.wait(30)
-    took = time.monotonic() - began
+    try:
+        keys = (pool.env["EVENTGATE_SECRET_KEY"],)
+        token, _ = ChannelTokens(keys).issue([f"bench.stop.{secrets.token_hex(4)}"])
+        clients = [StreamClient(pool.port, stream_path(token)).start(timeout=10).wait_open()
+                   for _ in range(streams)]
+        workers = pool.worker_pids() if how == "TERMGROUP" else []
+        began = time.monotonic()
+        pool.signal(signal.SIGQUIT if how == "QUIT" else signal.SIGTERM)
+        for pid in workers:
+            os.kill(pid, signal.SIGTERM)
+        pool.program.wait(30)
+        took = time.monotonic() - began
+    finally:
+        pool.stop()  # a failed round leaves no pool behind (a no-op once it exited)
     for client in clients:
         assert client.ended.wait(5), "a stream still open after its pool stopped"
         assert b"retry:" in client.raw.rpartition(b": shutdown")[0][-40:], \
