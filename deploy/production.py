@@ -10,9 +10,9 @@ upstream of every stream node and every web node. docs/deploy.md walks through i
 writes ``DIR/supervisor/eventgate.conf``, ``DIR/nginx/nginx.conf``,
 ``DIR/nginx/eventgate-proxy.conf`` and ``DIR/nginx/eventgate-errors.conf`` from the templates
 installed with the package (no checkout needed). The rendering itself, and the Production
-settings it takes, are in deploy/render.py; tests/ops/test_production_configs.py checks the
-files with ``nginx -t`` and supervisor's own parser, and tests/ops/test_production_edge.py runs
-the edge nginx on loopback.
+settings it takes, are in deploy/render.py; tests/ops/test_production_nginx.py and
+tests/ops/test_production_render.py check the files with ``nginx -t`` and supervisor's own
+parser, and tests/ops/test_production_edge.py runs the edge nginx on loopback.
 """
 
 from __future__ import annotations

@@ -37,10 +37,15 @@ SUPERVISOR_TEMPLATE = TEMPLATES / "supervisor" / "supervisord.conf.tmpl"
 REDIS_PROGRAM_TEMPLATE = TEMPLATES / "supervisor" / "redis-program.conf.tmpl"
 RELAY_PROGRAM_TEMPLATE = TEMPLATES / "supervisor" / "relay-program.conf.tmpl"
 NGINX_TEMPLATE = TEMPLATES / "nginx" / "nginx.conf.tmpl"
-#: The proxy settings every proxied location shares: one template, rendered beside the
-#: development nginx.conf and beside the production edge's, and included by both.
+#: What both edges' nginx.conf include, each from one template, rendered beside the development
+#: nginx.conf and beside the production edge's: the proxy settings every proxied location
+#: shares, and nginx's own answers to errors (each error page written once).
 NGINX_PROXY_TEMPLATE = TEMPLATES / "nginx" / "eventgate-proxy.conf.tmpl"
 NGINX_PROXY_CONF = "eventgate-proxy.conf"
+NGINX_ERRORS_TEMPLATE = TEMPLATES / "nginx" / "eventgate-errors.conf.tmpl"
+NGINX_ERRORS_CONF = "eventgate-errors.conf"
+NGINX_INCLUDES = ((NGINX_PROXY_TEMPLATE, NGINX_PROXY_CONF),
+                  (NGINX_ERRORS_TEMPLATE, NGINX_ERRORS_CONF))
 PRODUCTION_TEMPLATES = TEMPLATES / "production"
 RUNTIME_DIRS = ("conf", "run", "log", "redis", "nginx")
 
@@ -155,8 +160,9 @@ def render_stack(
     web_workers: int = 2,
     stream_workers: int = 2,
 ) -> Path:
-    """Write ``<var>/conf/supervisord.conf``, ``<var>/conf/nginx.conf`` and the proxy settings
-    that nginx.conf includes (``<var>/conf/eventgate-proxy.conf``); return the first.
+    """Write ``<var>/conf/supervisord.conf``, ``<var>/conf/nginx.conf`` and the files that
+    nginx.conf includes (``eventgate-proxy.conf``, ``eventgate-errors.conf``: NGINX_INCLUDES);
+    return the first.
 
     ``root``: where a relative ``config.var_dir`` is taken from (the Makefile's working
     directory). Every program runs in the var dir, not in ``root``: gunicorn puts its working
@@ -209,7 +215,8 @@ def render_stack(
     }
     conf = var / "conf"
     (conf / "nginx.conf").write_text(render_template(NGINX_TEMPLATE, nginx_values))
-    (conf / NGINX_PROXY_CONF).write_text(render_template(NGINX_PROXY_TEMPLATE, nginx_values))
+    for template, name in NGINX_INCLUDES:
+        (conf / name).write_text(render_template(template, nginx_values))
     supervisord_conf = conf / "supervisord.conf"
     supervisord_conf.write_text(render_template(SUPERVISOR_TEMPLATE, supervisor_values))
     return supervisord_conf
@@ -527,9 +534,7 @@ def render_production(production: Production, out: Path) -> list[Path]:
         (PRODUCTION_TEMPLATES / "supervisor" / "eventgate.conf.tmpl",
          "supervisor/eventgate.conf", supervisor_values),
         (PRODUCTION_TEMPLATES / "nginx" / "nginx.conf.tmpl", "nginx/nginx.conf", nginx_values),
-        (NGINX_PROXY_TEMPLATE, f"nginx/{NGINX_PROXY_CONF}", nginx_values),
-        (PRODUCTION_TEMPLATES / "nginx" / "eventgate-errors.conf.tmpl",
-         "nginx/eventgate-errors.conf", nginx_values),
+        *((template, f"nginx/{name}", nginx_values) for template, name in NGINX_INCLUDES),
     ):
         path = out / target
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ gunicorn's own argument parser, and nginx blocks and statements."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -121,6 +122,41 @@ def locations(server: str) -> dict[str, list[str]]:
         name = match.group(1)
         found[name] = statements(nginx_block(server[match.start():].lstrip(), f"location {name}"))
     return found
+
+
+def json_return(directive: str) -> tuple[int, dict]:
+    """``return CODE '{json}\\n'`` -> (CODE, the parsed body)."""
+    match = re.fullmatch(r"return (\d+) '(.*)'", directive)
+    assert match, directive
+    return int(match.group(1)), json.loads(match.group(2).replace("\\n", "\n"))
+
+
+#: nginx's own answers (eventgate-errors.conf): location -> (status, error code).
+NGINX_ERRORS = {"@bad_request": (400, "bad_request"), "@not_found": (404, "not_found"),
+                "= /.eventgate/uri-too-long": (414, "uri_too_long"),
+                "@too_large": (413, "content_too_large"),
+                "@too_many_requests": (429, "too_many_requests"),
+                "@unavailable": (503, "unavailable")}
+#: Metrics are never public: one location, with no error_page of its own (the server's 404,
+#: 413 and 429 hold there).
+METRICS_LOCATION = "~ ^/(metrics(/|$)|streams/metrics$)"
+
+
+def assert_nginx_errors_json(server: str) -> None:
+    """``server`` (includes inlined) maps nginx's own refusals, for every location that sets no
+    error_page of its own, to locations that answer JSON with a human sentence."""
+    own = statements(server)
+    for wanted in ("error_page 400 494 = @bad_request", "error_page 404 = @not_found",
+                   "error_page 414 /.eventgate/uri-too-long",
+                   "error_page 413 = @too_large", "error_page 429 = @too_many_requests"):
+        assert wanted in own, wanted
+    found = locations(server)
+    for name, (status, error) in NGINX_ERRORS.items():
+        body = found[name]
+        assert "default_type application/json" in body, name
+        code, answer = json_return(body[-1])
+        assert (code, answer["error"]) == (status, error) and answer["message"], name
+    assert "internal" in found["= /.eventgate/uri-too-long"]
 
 
 def assert_error_pages_json(found: dict[str, list[str]], fallbacks: dict[str, str]) -> None:

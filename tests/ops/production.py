@@ -9,7 +9,6 @@ import getpass
 import grp
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -105,13 +104,6 @@ def edge_servers(text: str) -> tuple[str, str]:
     plain, tls = blocks(http_block, "server")
     assert "ssl_certificate" in tls and "ssl_certificate" not in plain
     return plain, tls
-
-
-def json_return(directive: str) -> tuple[int, dict]:
-    """``return CODE '{json}\\n'`` -> (CODE, the parsed body)."""
-    match = re.fullmatch(r"return (\d+) '(.*)'", directive)
-    assert match, directive
-    return int(match.group(1)), json.loads(match.group(2).replace("\\n", "\n"))
 
 
 def app_config(program_environment: dict[str, str], var_dir: str) -> Config:

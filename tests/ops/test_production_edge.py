@@ -107,7 +107,8 @@ def test_health_and_metrics_answers_are_json(edge):
         answer = edge.request("GET", path, source="127.0.0.36")
         json_error(answer, 503, "unavailable")  # a 503 stays a 503: no retry fallback here
         assert answer.headers["retry-after"] == "2"
-    for path in ("/metrics", "/metrics/x", "/streams/metrics"):
+    # nginx's internal URI for a request line too long is no page either.
+    for path in ("/metrics", "/metrics/x", "/streams/metrics", "/.eventgate/uri-too-long"):
         json_error(edge.request("GET", path, source="127.0.0.36"), 404, "not_found")
     # Anything else goes to the web nodes.
     assert edge.request("GET", "/metricsx", source="127.0.0.36").json()["path"] == "/metricsx"
@@ -129,9 +130,11 @@ def test_body_limit_is_the_apps_own(edge):
                b"Connection: close\r\n\r\n" + f"{limit + 1:x}\r\n".encode()
                + b"x" * (limit + 1) + b"\r\n0\r\n\r\n")
     json_error(edge.send(chunked, source="127.0.0.37"), 413, "content_too_large")
-    # On /streams too (its own error_page would hide the server's, without the proxy include's).
-    json_error(edge.send(head.replace(b"/api/events", b"/streams"), source="127.0.0.37"),
-               413, "content_too_large")
+    # On /streams too (its own error_page would hide the server's, without the proxy include's),
+    # and on the metrics paths (no error_page of their own: the server's hold there).
+    for path in (b"/streams", b"/metrics", b"/streams/metrics"):
+        json_error(edge.send(head.replace(b"/api/events", path), source="127.0.0.37"),
+                   413, "content_too_large")
 
 
 # (2): nginx's own refusals, on both ports.
@@ -177,6 +180,11 @@ def test_connections_per_address(edge):
         assert refused.headers["retry-after"] == "1"
         assert refused.headers["access-control-allow-origin"] == ORIGIN
         json_error(edge.request("GET", "/healthz", source=source), 429, "too_many_requests")
+        # The metrics paths' `return 404` runs before the limits count: JSON all the same.
+        metrics = edge.request("GET", "/metrics", source=source)
+        assert metrics.status in (404, 429), metrics
+        json_error(metrics, metrics.status,
+                   {404: "not_found", 429: "too_many_requests"}[metrics.status])
         assert edge.request("GET", f"/streams?token={TOKEN}", source="127.0.0.42").status == 200
     finally:
         edge.echo.release.set()

@@ -23,6 +23,7 @@ import pytest
 from eventgate.deploy.render import (
     APP_SETTINGS,
     EDGE_LIMITS,
+    NGINX_ERRORS_CONF,
     NginxSettings,
     Production,
     render_production,
@@ -30,8 +31,10 @@ from eventgate.deploy.render import (
 )
 from eventgate.shared.config import Config, max_request_bytes
 from tests.ops.configs import (
+    METRICS_LOCATION,
     assert_error_pages_json,
     assert_fallback_map,
+    assert_nginx_errors_json,
     blocks,
     directives,
     gunicorn_settings,
@@ -46,14 +49,10 @@ from tests.ops.production import (
     app_config,
     conf_d_programs,
     edge_servers,
-    json_return,
     rendered,
 )
 from tests.stack import REPO_ROOT
 
-#: nginx's own error answers: the same blocks in the development and the production template.
-SHARED_LOCATIONS = ("@too_many_requests", "@bad_request", "= /.eventgate/uri-too-long",
-                    "@too_large", "@unavailable", "@stream_unavailable")
 SHARED_MAPS = ("map $http_x_request_id $eventgate_request_id",
                "map $http_origin $eventgate_cors_origin",
                "map $eventgate_cors_origin $eventgate_cors_credentials",
@@ -154,22 +153,7 @@ def test_body_limit_is_the_apps_own(production, tmp_path, sizes):
 
 def test_nginx_own_errors_are_json_in_both_servers(production, tmp_path):
     for server in edge_servers(rendered(production, tmp_path / "out")):
-        own = statements(server)
-        for wanted in ("error_page 400 494 = @bad_request",
-                       "error_page 414 /.eventgate/uri-too-long",
-                       "error_page 413 = @too_large", "error_page 429 = @too_many_requests"):
-            assert wanted in own, wanted
-        found = locations(server)
-        for name, status, error in (("@bad_request", 400, "bad_request"),
-                                    ("= /.eventgate/uri-too-long", 414, "uri_too_long"),
-                                    ("@too_large", 413, "content_too_large"),
-                                    ("@too_many_requests", 429, "too_many_requests"),
-                                    ("@unavailable", 503, "unavailable")):
-            body = found[name]
-            assert "default_type application/json" in body, name
-            code, answer = json_return(body[-1])
-            assert (code, answer["error"]) == (status, error) and answer["message"], name
-        assert "internal" in found["= /.eventgate/uri-too-long"]
+        assert_nginx_errors_json(server)
 
 
 def test_every_location_with_its_own_error_pages_keeps_them_json(production, tmp_path):
@@ -181,12 +165,10 @@ def test_every_location_with_its_own_error_pages_keeps_them_json(production, tmp
                  "= /streams/readyz": "@unavailable", "= /streams/history": "@unavailable",
                  "/": "@unavailable"}
     assert_error_pages_json(found, fallbacks)
-    # Every path the public may not see answers a JSON 404 with no error_page of its own, so
-    # the server's (413 JSON) stay in force there.
-    metrics = found["~ ^/(metrics(/|$)|streams/metrics$)"]
-    assert not any(d.startswith("error_page") for d in metrics)
-    code, answer = json_return(metrics[-1])
-    assert code == 404 and answer["error"] == "not_found"
+    # Every path the public may not see is a 404 with no error_page of its own, so the
+    # server's stay in force there: @not_found, and a JSON 413 or 429.
+    assert found[METRICS_LOCATION] == ["return 404"]
+    assert "error_page 404 = @not_found" in statements(tls)
     pattern = re.compile(r"^/(metrics(/|$)|streams/metrics$)")
     for path in ("/metrics", "/metrics/", "/metrics/x", "/streams/metrics"):
         assert pattern.search(path), path
@@ -205,21 +187,37 @@ def test_stream_fallback_is_a_200_retry_never_a_5xx(production, tmp_path):
 
 
 def test_error_blocks_are_the_development_templates(production, tmp_path):
-    """The blocks the production edge shares with deploy/nginx/nginx.conf.tmpl, rendered with the
-    same settings, are the same: nginx's own answers, maps, limits, and the metrics 404 body."""
+    """The development and the production nginx answer errors from one file, rendered from one
+    template, that each server includes; neither nginx.conf writes an error answer of its own.
+    What the two share besides, rendered with the same settings, is the same: maps, limits,
+    the error_page lines, the metrics location."""
     config = Config(secret_keys=("s" * 40,), publish_keys=("p" * 40,),
                     var_dir=tmp_path / "dev-var", cors_origins=(ORIGIN,),
                     stream_connect_rate=production.stream_connect_rate,
                     stream_connect_burst=production.stream_connect_burst)
     dev_conf = render_stack(config, root=REPO_ROOT, python_bin_dir=Path(sys.executable).parent,
                             foreground=False)
-    dev = with_includes((dev_conf.parent / "nginx.conf").read_text())
-    (dev_server,) = blocks(nginx_block(dev, "http"), "server")
+    dev_own = (dev_conf.parent / "nginx.conf").read_text()
     prod = rendered(production, tmp_path / "out")
+    prod_own = (tmp_path / "out" / "nginx" / "nginx.conf").read_text()
+    errors = (dev_conf.parent / NGINX_ERRORS_CONF).read_text()
+    assert (tmp_path / "out" / "nginx" / NGINX_ERRORS_CONF).read_text() == errors
+    for own, conf_dir in ((dev_own, dev_conf.parent), (prod_own, production.nginx_conf_dir)):
+        for server in blocks(nginx_block(own, "http"), "server"):
+            assert f"include {conf_dir}/{NGINX_ERRORS_CONF}" in statements(server)
+            # Each error answer is in the errors file only: here, no named location, no JSON
+            # body, and no error_page but a proxied location's 5xx to its fallback.
+            assert not [name for name in locations(server) if name.startswith("@")]
+            assert "application/json" not in server and not re.search(r"return \d+ '", server)
+            assert all(re.fullmatch(r"error_page 502 503 504 = @\w+", d)
+                       for body in locations(server).values() for d in body
+                       if d.startswith("error_page"))
+            assert not [d for d in statements(server) if d.startswith("error_page")]
+    assert set(locations(errors)) >= {"@not_found", "@stream_unavailable", "@unavailable"}
+
+    dev = with_includes(dev_own)
+    (dev_server,) = blocks(nginx_block(dev, "http"), "server")
     _, tls = edge_servers(prod)
-    dev_locations, prod_locations = locations(dev_server), locations(tls)
-    for name in SHARED_LOCATIONS:
-        assert prod_locations[name] == dev_locations[name], name
     for opening in SHARED_MAPS:
         assert statements(nginx_block(prod, opening)) == statements(nginx_block(dev, opening))
 
@@ -233,8 +231,7 @@ def test_error_blocks_are_the_development_templates(production, tmp_path):
     assert errors_and_limits(tls) == errors_and_limits(dev_server)
     assert errors_and_limits(nginx_block(prod, "http")) == errors_and_limits(
         nginx_block(dev, "http"))
-    metrics = prod_locations["~ ^/(metrics(/|$)|streams/metrics$)"]
-    assert metrics[-1] == dev_locations["@not_found"][-1]
+    assert locations(tls)[METRICS_LOCATION] == locations(dev_server)[METRICS_LOCATION]
 
 
 # (3) Per-address limits and slow-client timeouts, configurable; 0 is no limit.

@@ -22,8 +22,10 @@ from eventgate.deploy.render import ENV_NAMES, render_stack
 from eventgate.shared.config import Config, max_request_bytes
 from eventgate.shared.stackredis import StackRedis
 from tests.ops.configs import (
+    METRICS_LOCATION,
     assert_error_pages_json,
     assert_fallback_map,
+    assert_nginx_errors_json,
     directives,
     gunicorn_settings,
     locations,
@@ -277,6 +279,19 @@ def test_proxied_locations_share_one_include_and_keep_errors_json(config):
         {"/streams": "@stream_unavailable", "= /streams/healthz": "@unavailable",
          "= /streams/readyz": "@unavailable", "= /streams/history": "@unavailable",
          "/": "@unavailable"})
+
+
+def test_nginx_own_errors_are_json_from_the_errors_file(config):
+    """nginx's own answers come from the eventgate-errors.conf rendered beside nginx.conf (the
+    production edge's own template) and are JSON; the metrics paths set no error_page of their
+    own, so that a body too large or a limited request there is answered JSON too."""
+    conf = render(config)
+    own = nginx_block((conf.parent / "nginx.conf").read_text(), "server")
+    assert f"include {conf.parent}/eventgate-errors.conf" in directives(own)
+    server = nginx_block(rendered_nginx(conf), "server")
+    assert_nginx_errors_json(server)
+    assert locations(server)[METRICS_LOCATION] == ["return 404"]
+    assert {"@stream_unavailable", "@unavailable"} <= set(locations(server))
 
 
 def test_upstreams_and_listen_are_loopback_only(config):

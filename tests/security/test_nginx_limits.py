@@ -52,6 +52,13 @@ def test_concurrent_connections_per_address(stack, stack_tokens, channel):
     assert int(sixth.headers["retry-after"]) >= 1
     # The publish API is refused too (the limit is per address, for the whole site)...
     assert request(stack.port, "GET", "/healthz", source="127.0.0.11").status == 429
+    # ...and the paths nginx refuses itself answer JSON all the same (their `return 404` runs
+    # before the limits are counted: a 404 today, but never nginx's HTML)...
+    for hidden in ("/metrics", "/metrics/x", "/streams/metrics"):
+        answer = request(stack.port, "GET", hidden, source="127.0.0.11")
+        assert answer.status in (404, 429) and answer.is_json, (hidden, answer)
+        expected = {404: "not_found", 429: "too_many_requests"}[answer.status]
+        assert answer.json()["error"] == expected and answer.json()["message"], (hidden, answer)
     # ...but another address is not affected.
     other = StreamClient(stack.port, path, source="127.0.0.12").start()
     assert other.status == 200
