@@ -5,12 +5,19 @@ blocks, callable from a libev callback — and the keeper (stream/limits.py) sen
 in the pipeline it already sends (under Redis Cluster, one pipeline per node beside it), at most
 50 ms after the first change: one script run per partition touched, whatever the number of
 streams opened or closed since the last round. Renewals go the same way every heartbeat period.
+
+A close on an announcing channel also asks for a settling run once its grace period is over (the
+leave, if due). Those ride with the queued changes when there are any, and otherwise fall due on
+a 50 ms grid, one per channel and grid step: under a stream of closes a run per close would cost
+the keeper a round trip every few closes (as it did: 0.10 script runs per open instead of 0.007),
+while any run of the channel writes every leave due by then.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import secrets
 import time
 from collections.abc import Sequence
@@ -36,6 +43,8 @@ class PresenceLeases:
         self.open: dict[str, set[str]] = {}
         self._ops: dict[str, list[str]] = {}
         self._settle: list[tuple[float, str]] = []
+        #: channel -> the last grid step a settling run was scheduled for (steps only grow).
+        self._settle_step: dict[str, int] = {}
         #: When the queued changes are to be sent (None: nothing queued).
         self.flush_at: float | None = None
         # Members are unique per worker without a random draw per stream (a system call).
@@ -58,7 +67,8 @@ class PresenceLeases:
         patterns = self.script.patterns
         named = not member.startswith("|")
         now = time.monotonic()
-        settle_at = now + self.grace_seconds + _SETTLE_MARGIN_SECONDS
+        # Rounded up to the grid: the closes of one step share one settling run per channel.
+        step = math.ceil((now + self.grace_seconds + _SETTLE_MARGIN_SECONDS) / FLUSH_DELAY_SECONDS)
         if self.flush_at is None:
             self.flush_at = now + FLUSH_DELAY_SECONDS
         for channel in channels:
@@ -68,23 +78,28 @@ class PresenceLeases:
                 if not members:
                     del self.open[channel]
             self._ops.setdefault(channel, []).extend(("-", member))
-            if named and patterns and announces(patterns, channel):
-                heapq.heappush(self._settle, (settle_at, channel))
+            if (
+                named and patterns and self._settle_step.get(channel) != step
+                and announces(patterns, channel)
+            ):
+                self._settle_step[channel] = step
+                heapq.heappush(self._settle, (step * FLUSH_DELAY_SECONDS, channel))
 
     def pending(self, everything: bool = True) -> bool:
         """Whether changes (only those due, unless ``everything``) or a due settling run wait
         to be sent."""
-        now = time.monotonic()
-        if self._ops and (everything or (self.flush_at is not None and self.flush_at <= now)):
+        if self._ops and everything:
             return True
-        return bool(self._settle and self._settle[0][0] <= now)
+        due = self.next_due()
+        return due is not None and due <= time.monotonic()
 
     def next_due(self) -> float | None:
-        """When (monotonic) the queued changes or the next settling run are due, if ever."""
-        times = [self.flush_at] if self.flush_at is not None else []
-        if self._settle:
-            times.append(self._settle[0][0])
-        return min(times) if times else None
+        """When (monotonic) the queued changes are due, or else the next settling run, if
+        ever: a settling run due while changes are queued waits for them (at most
+        FLUSH_DELAY_SECONDS), so that both take one round trip."""
+        if self.flush_at is not None:
+            return self.flush_at
+        return self._settle[0][0] if self._settle else None
 
     def take_changes(self) -> dict[str, list[str]]:
         """The queued changes and the due settling runs, per channel (now taken: ``requeue``
@@ -93,7 +108,10 @@ class PresenceLeases:
         self.flush_at = None
         now = time.monotonic()
         while self._settle and self._settle[0][0] <= now:
-            taken.setdefault(heapq.heappop(self._settle)[1], [])
+            channel = heapq.heappop(self._settle)[1]
+            taken.setdefault(channel, [])
+            if self._settle_step.get(channel, 0) * FLUSH_DELAY_SECONDS <= now:
+                del self._settle_step[channel]  # none scheduled later: forget the channel
         return taken
 
     def requeue(self, taken: dict[str, list[str]]) -> None:
