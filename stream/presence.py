@@ -110,8 +110,11 @@ class PresenceLeases:
         while self._settle and self._settle[0][0] <= now:
             channel = heapq.heappop(self._settle)[1]
             taken.setdefault(channel, [])
-            if self._settle_step.get(channel, 0) * FLUSH_DELAY_SECONDS <= now:
-                del self._settle_step[channel]  # none scheduled later: forget the channel
+            step = self._settle_step.get(channel)
+            if step is not None and step * FLUSH_DELAY_SECONDS <= now:
+                # None scheduled later: forget the channel (an earlier entry of the same round
+                # may have forgotten it already).
+                del self._settle_step[channel]
         return taken
 
     def requeue(self, taken: dict[str, list[str]]) -> None:

@@ -67,3 +67,18 @@ def test_a_settling_run_due_while_changes_wait_goes_with_them(monkeypatch):
     taken = held.take_changes()
     assert taken["room.a"] == [] and taken["room.b"][0] == "+"
     assert held.next_due() is None
+
+
+def test_two_settling_steps_of_a_channel_due_at_one_round_are_both_taken(monkeypatch):
+    # A keeper that wakes late (changes queued kept it waiting) finds two grid steps of one
+    # channel due together: one run of the channel settles both.
+    held, clock = leases(monkeypatch)
+    first, second = held.opened("alice", ["room.a"]), held.opened("bob", ["room.a"])
+    held.take_changes()
+    held.closed(first, ["room.a"])
+    clock.now += 3 * FLUSH_DELAY_SECONDS
+    held.closed(second, ["room.a"])
+    clock.now += GRACE_SECONDS + 1.0
+    taken = held.take_changes()
+    assert taken["room.a"] == ["-", first, "-", second]
+    assert held.next_due() is None and not held.pending()
